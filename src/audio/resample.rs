@@ -1,0 +1,102 @@
+//! Sample-rate conversion with `rubato`'s FFT resampler (band-limited, fixed ratio), trimmed
+//! so that output sample k sits at input time k / rate_out, like librosa/soxr.
+
+use rubato::{FftFixedIn, Resampler};
+
+/// Smallest FFT block (input samples) worth setting up; larger blocks cost fewer FFTs.
+const MIN_BLOCK: usize = 2048;
+
+/// Input block length for the FFT resampler. rubato's filter is centred on sample `block / 2`
+/// (integer division) and it reports `fft_size_out / 2` as its delay: both are exact only when
+/// the block holds an even number of the ratio's smallest units, otherwise the output is shifted
+/// by a fraction of a sample (0.36 samples at 44.1 → 32 kHz, measured).
+fn block_len(rate_in: u32, rate_out: u32) -> usize {
+    let unit = (rate_in / gcd(rate_in, rate_out)) as usize;
+    let units = MIN_BLOCK.div_ceil(unit).max(2);
+    (units + units % 2) * unit
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Resamples mono `input` from `rate_in` to `rate_out` Hz. The output has
+/// `ceil(len · rate_out / rate_in)` samples, the length librosa gives.
+pub fn resample(input: &[f32], rate_in: u32, rate_out: u32) -> Result<Vec<f32>, String> {
+    if rate_in == rate_out || input.is_empty() {
+        return Ok(input.to_vec());
+    }
+    let expected = (input.len() as u64 * rate_out as u64).div_ceil(rate_in as u64) as usize;
+    let block = block_len(rate_in, rate_out);
+    let mut resampler = FftFixedIn::<f32>::new(rate_in as usize, rate_out as usize, block, 1, 1)
+        .map_err(|e| format!("resampler {rate_in} -> {rate_out} Hz: {e}"))?;
+    let delay = resampler.output_delay();
+    let mut out = Vec::with_capacity(expected + delay + 2 * block);
+    let mut pos = 0;
+    let fail = |e: rubato::ResampleError| format!("resampling: {e}");
+    while out.len() < expected + delay {
+        let need = resampler.input_frames_next();
+        let chunk = if pos + need <= input.len() {
+            let block = resampler
+                .process(&[&input[pos..pos + need]], None)
+                .map_err(fail)?;
+            pos += need;
+            block
+        } else if pos < input.len() {
+            let block = resampler
+                .process_partial(Some(&[&input[pos..]]), None)
+                .map_err(fail)?;
+            pos = input.len();
+            block
+        } else {
+            resampler
+                .process_partial::<&[f32]>(None, None)
+                .map_err(fail)?
+        };
+        out.extend_from_slice(&chunk[0]);
+    }
+    Ok(out[delay..delay + expected].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_matches_librosa_rule() {
+        let x = vec![0.0f32; 44100 + 7];
+        let y = resample(&x, 44100, 32000).unwrap();
+        assert_eq!(y.len(), ((44107u64 * 32000).div_ceil(44100)) as usize);
+    }
+
+    #[test]
+    fn sine_survives_resampling() {
+        for (rin, rout) in [
+            (44100u32, 32000u32),
+            (48000, 44100),
+            (32000, 44100),
+            (8000, 22050),
+        ] {
+            sine_case(rin, rout);
+        }
+    }
+
+    fn sine_case(rin: u32, rout: u32) {
+        let f = 440.0f64;
+        let x: Vec<f32> = (0..rin)
+            .map(|n| (2.0 * std::f64::consts::PI * f * n as f64 / rin as f64).sin() as f32)
+            .collect();
+        let y = resample(&x, rin, rout).unwrap();
+        // Away from the edges the output is the same sine sampled at the new rate.
+        let mut worst = 0.0f64;
+        for (k, &v) in y.iter().enumerate().take(y.len() - 2000).skip(2000) {
+            let t = k as f64 / rout as f64;
+            let want = (2.0 * std::f64::consts::PI * f * t).sin();
+            worst = worst.max((v as f64 - want).abs());
+        }
+        assert!(worst < 1e-3, "{rin} -> {rout} Hz: max deviation {worst}");
+    }
+}

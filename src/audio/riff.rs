@@ -1,0 +1,224 @@
+//! A RIFF/WAVE chunk walker: finds `fmt ` and `data` wherever they are, honours pad bytes
+//! after odd-sized chunks, and checks every size against the bytes actually present.
+
+use super::AudioError;
+use std::path::Path;
+
+/// Sample encoding of a WAV file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleFormat {
+    /// Integer PCM (8-bit is unsigned in WAV, wider widths are signed).
+    Int,
+    /// IEEE float.
+    Float,
+}
+
+/// What the decoder sees in a WAV header.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WavInfo {
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub format: SampleFormat,
+    /// Significant bits per sample.
+    pub bits_per_sample: u16,
+    /// Bytes per sample in the stream (the container width).
+    pub container_bytes: u16,
+    /// `true` for `WAVE_FORMAT_EXTENSIBLE` headers.
+    pub extensible: bool,
+    /// Sample frames (one sample per channel) in the `data` chunk.
+    pub frames: u64,
+}
+
+impl WavInfo {
+    pub fn duration_secs(&self) -> f64 {
+        self.frames as f64 / self.sample_rate as f64
+    }
+}
+
+/// The located pieces of a WAV file: its parsed header, the raw `fmt ` body and the `data` body.
+pub(super) struct Chunks<'a> {
+    pub info: WavInfo,
+    pub fmt: &'a [u8],
+    pub data: &'a [u8],
+}
+
+const WAVE_FORMAT_PCM: u16 = 1;
+const WAVE_FORMAT_IEEE_FLOAT: u16 = 3;
+const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
+/// Rates above this are not audio we can have been meant to read; it also keeps a corrupt
+/// header from asking the resampler for absurd buffers.
+const MAX_SAMPLE_RATE: u32 = 1_536_000;
+const MAX_CHANNELS: u16 = 256;
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn printable(id: &[u8]) -> String {
+    id.iter()
+        .map(|&c| {
+            if c.is_ascii_graphic() || c == b' ' {
+                c as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// Walks the chunks of `bytes` (the whole file) and returns the header and data.
+pub(super) fn walk<'a>(path: &Path, bytes: &'a [u8]) -> Result<Chunks<'a>, AudioError> {
+    let err = |reason: String| AudioError::new(path, reason);
+    if bytes.is_empty() {
+        return Err(err("empty file (0 bytes)".into()));
+    }
+    if bytes.len() < 12 {
+        return Err(err(format!(
+            "too short to be a WAV file ({} bytes)",
+            bytes.len()
+        )));
+    }
+    match &bytes[0..4] {
+        b"RIFF" => {}
+        b"RIFX" => return Err(err("big-endian WAV (RIFX) is not supported".into())),
+        b"RF64" | b"BW64" => return Err(err("RF64/BW64 WAV is not supported".into())),
+        other => {
+            return Err(err(format!(
+                "not a WAV file (starts with '{}', expected 'RIFF')",
+                printable(other)
+            )))
+        }
+    }
+    if &bytes[8..12] != b"WAVE" {
+        return Err(err(format!(
+            "RIFF file of type '{}', not 'WAVE'",
+            printable(&bytes[8..12])
+        )));
+    }
+
+    let mut fmt: Option<&[u8]> = None;
+    let mut data: Option<&[u8]> = None;
+    let mut at = 12usize;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let size = u32_at(bytes, at + 4) as usize;
+        let body_start = at + 8;
+        let remaining = bytes.len() - body_start;
+        if size > remaining {
+            let what = if id == b"data" {
+                format!("truncated: the data chunk claims {size} bytes but only {remaining} follow")
+            } else {
+                format!(
+                    "chunk '{}' at byte {at} claims {size} bytes but only {remaining} follow",
+                    printable(id)
+                )
+            };
+            return Err(err(what));
+        }
+        let body = &bytes[body_start..body_start + size];
+        match id {
+            b"fmt " if fmt.is_none() => fmt = Some(body),
+            b"data" if data.is_none() => data = Some(body),
+            _ => {}
+        }
+        // RIFF chunks are word aligned: an odd-sized chunk is followed by one pad byte.
+        at = body_start + size + (size & 1);
+    }
+    let fmt = fmt.ok_or_else(|| err("no 'fmt ' chunk".into()))?;
+    let data = data.ok_or_else(|| err("no 'data' chunk".into()))?;
+    let info = parse_fmt(fmt, data.len()).map_err(err)?;
+    Ok(Chunks { info, fmt, data })
+}
+
+/// Parses and validates a `fmt ` body; `data_len` gives the frame count.
+fn parse_fmt(fmt: &[u8], data_len: usize) -> Result<WavInfo, String> {
+    if fmt.len() < 16 {
+        return Err(format!(
+            "'fmt ' chunk is {} bytes, at least 16 are needed",
+            fmt.len()
+        ));
+    }
+    let mut tag = u16_at(fmt, 0);
+    let channels = u16_at(fmt, 2);
+    let sample_rate = u32_at(fmt, 4);
+    let block_align = u16_at(fmt, 12);
+    let container_bits = u16_at(fmt, 14);
+    let mut bits = container_bits;
+    let extensible = tag == WAVE_FORMAT_EXTENSIBLE;
+    if extensible {
+        if fmt.len() < 40 {
+            return Err(format!(
+                "WAVE_FORMAT_EXTENSIBLE header is {} bytes, 40 are needed",
+                fmt.len()
+            ));
+        }
+        let valid_bits = u16_at(fmt, 18);
+        if valid_bits != 0 {
+            bits = valid_bits;
+        }
+        tag = u16_at(fmt, 24); // first two bytes of the sub-format GUID
+    }
+    let format = match tag {
+        WAVE_FORMAT_PCM => SampleFormat::Int,
+        WAVE_FORMAT_IEEE_FLOAT => SampleFormat::Float,
+        0x0006 => return Err("A-law encoding is not supported".into()),
+        0x0007 => return Err("µ-law encoding is not supported".into()),
+        0x0002 | 0x0011 => return Err("ADPCM encoding is not supported".into()),
+        other => {
+            return Err(format!(
+                "unsupported WAV encoding (format tag 0x{other:04X})"
+            ))
+        }
+    };
+    if channels == 0 {
+        return Err("header says 0 channels".into());
+    }
+    if channels > MAX_CHANNELS {
+        return Err(format!(
+            "header says {channels} channels (at most {MAX_CHANNELS} are accepted)"
+        ));
+    }
+    if sample_rate == 0 {
+        return Err("header says sample rate 0".into());
+    }
+    if sample_rate > MAX_SAMPLE_RATE {
+        return Err(format!(
+            "header says sample rate {sample_rate} Hz (at most {MAX_SAMPLE_RATE} are accepted)"
+        ));
+    }
+    let supported = match format {
+        SampleFormat::Int => matches!(container_bits, 8 | 16 | 24 | 32),
+        SampleFormat::Float => matches!(container_bits, 32 | 64),
+    };
+    if !supported || bits == 0 || bits > container_bits {
+        return Err(format!(
+            "unsupported sample width: {bits} bits in {container_bits}-bit {} samples",
+            match format {
+                SampleFormat::Int => "integer",
+                SampleFormat::Float => "float",
+            }
+        ));
+    }
+    let container_bytes = container_bits / 8;
+    let frame_bytes = container_bytes as usize * channels as usize;
+    if block_align as usize != frame_bytes {
+        return Err(format!(
+            "block alignment {block_align} does not match {channels} channel(s) of {container_bytes} byte(s)"
+        ));
+    }
+    Ok(WavInfo {
+        sample_rate,
+        channels,
+        format,
+        bits_per_sample: bits,
+        container_bytes,
+        extensible,
+        // A partial frame at the end (a recorder stopped mid-frame) is dropped.
+        frames: (data_len / frame_bytes) as u64,
+    })
+}

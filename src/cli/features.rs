@@ -1,0 +1,138 @@
+use anyhow::{bail, Context};
+use asc::features::{self, FeatureCache, FrontendConfig, LogMel};
+use asc::{audio, progress};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Which front end to run: a preset, or a JSON file of `FrontendConfig`.
+#[derive(clap::Args, Debug)]
+pub struct FrontendArgs {
+    /// Front-end preset: dcase2020, cpjku or librosa.
+    #[arg(long, default_value = "dcase2020")]
+    preset: String,
+    /// A JSON file with librosa-named front-end settings (overrides --preset).
+    #[arg(long)]
+    frontend: Option<PathBuf>,
+    /// Feature cache folder: files seen before are not decoded again.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
+impl FrontendArgs {
+    fn config(&self) -> anyhow::Result<FrontendConfig> {
+        match &self.frontend {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+            }
+            None => FrontendConfig::preset(&self.preset).map_err(anyhow::Error::msg),
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// WAV files or folders (walked recursively).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output folder; folder inputs keep their subfolder structure below it.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    frontend: FrontendArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct QuickstartArgs {
+    /// Where to write results.
+    #[arg(long, default_value = "runs/quickstart")]
+    out: PathBuf,
+}
+
+/// Output path of each input: `<out>/<stem>.npy`, below the input folder's structure for files
+/// found by walking a folder. Two inputs mapping to one output is an error, not an overwrite.
+fn output_paths(inputs: &[PathBuf], out: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+    let mut pairs = Vec::new();
+    for input in inputs {
+        for file in audio::collect_inputs(std::slice::from_ref(input))? {
+            let rel = if input.is_dir() {
+                file.strip_prefix(input).unwrap_or(&file).to_path_buf()
+            } else {
+                PathBuf::from(file.file_name().unwrap_or_default())
+            };
+            pairs.push((file, out.join(rel.with_extension("npy"))));
+        }
+    }
+    let mut seen: HashMap<&Path, &Path> = HashMap::new();
+    for (src, dst) in &pairs {
+        if let Some(first) = seen.insert(dst, src) {
+            bail!(
+                "{} and {} would both be written to {}",
+                first.display(),
+                src.display(),
+                dst.display()
+            );
+        }
+    }
+    Ok(pairs)
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let config = a.frontend.config()?;
+    let frontend = LogMel::new(config.clone()).map_err(anyhow::Error::msg)?;
+    let cache = match &a.frontend.cache {
+        Some(dir) => Some(FeatureCache::open(dir, &config)?),
+        None => None,
+    };
+    let pairs = output_paths(&a.inputs, &a.out)?;
+    let sources: Vec<PathBuf> = pairs.iter().map(|(s, _)| s.clone()).collect();
+    let bar = progress::bar(sources.len() as u64, "log-mel");
+    let results = features::extract_all(&sources, &frontend, cache.as_ref(), &|| bar.inc(1));
+    bar.finish_and_clear();
+    let mut failed = 0;
+    for ((src, dst), result) in pairs.iter().zip(results) {
+        let written = result.and_then(|spec| {
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| asc::FileError::new(parent, e.to_string()))?;
+            }
+            features::npy::write(dst, &spec).map(|_| spec)
+        });
+        match written {
+            Ok(spec) => eprintln!(
+                "{} -> {} [{} x {}]",
+                src.display(),
+                dst.display(),
+                spec.n_mels,
+                spec.frames
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    eprintln!(
+        "{} of {} files written to {}",
+        pairs.len() - failed,
+        pairs.len(),
+        a.out.display()
+    );
+    Ok(super::batch_status(failed))
+}
+
+/// For now the bundled main job is the front end over the example clips in `audio/`.
+pub fn quickstart(a: QuickstartArgs) -> anyhow::Result<ExitCode> {
+    let clips = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("audio");
+    run(Args {
+        inputs: vec![clips],
+        out: a.out.join("features"),
+        frontend: FrontendArgs {
+            preset: "dcase2020".into(),
+            frontend: None,
+            cache: Some(a.out.join("cache")),
+        },
+    })
+}

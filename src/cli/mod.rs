@@ -1,0 +1,46 @@
+//! The `asc` command line: parse, call the library, print. No logic a library user would need
+//! lives here (`style.md`). Exit status: 0 all done, 1 some input failed, 2 usage error.
+
+mod features;
+mod info;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "asc",
+    version,
+    about = "Acoustic scene classification: features, training, export, inference"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show what the decoder sees in audio files (rate, channels, format, duration), or why it refuses them.
+    Info(info::Args),
+    /// Write one log-mel spectrogram per input file as DIR/<stem>.npy (float32, [n_mels, frames]).
+    Features(features::Args),
+    /// The main job on the bundled default data (currently: the front end over audio/).
+    Quickstart(features::QuickstartArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Features(a) => features::run(a),
+        Command::Quickstart(a) => features::quickstart(a),
+    }
+}
+
+/// Exit status for a batch where `failed` inputs could not be processed.
+pub fn batch_status(failed: usize) -> ExitCode {
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

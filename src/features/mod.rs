@@ -1,0 +1,65 @@
+//! The log-mel front end (`frontend.md`): settings and presets, the spectrogram itself, the
+//! on-disk cache, and extraction over many files in parallel.
+
+mod cache;
+mod config;
+mod logmel;
+mod mel;
+pub mod npy;
+
+pub use cache::FeatureCache;
+pub use config::{ClipNorm, FrontendConfig, LogScale, MelNorm, PadMode, PRESET_NAMES};
+pub use logmel::{LogMel, Spectrogram};
+pub use mel::{hz_to_mel, mel_to_hz};
+
+use crate::audio;
+use crate::error::FileError;
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Log-mel of one WAV file: decoded, downmixed, resampled to the front end's rate. With a cache,
+/// a file whose content was seen before is not decoded at all.
+pub fn file_features(
+    path: &Path,
+    frontend: &LogMel,
+    cache: Option<&FeatureCache>,
+) -> Result<Spectrogram, FileError> {
+    let bytes = audio::read_file(path)?;
+    let key = cache.map(|_| FeatureCache::key(&bytes));
+    if let (Some(cache), Some(key)) = (cache, key.as_deref()) {
+        if let Some(hit) = cache.get(key, frontend.config().n_mels) {
+            return Ok(hit);
+        }
+    }
+    let samples = samples_at_rate(path, &bytes, frontend.config().sr)?;
+    let spec = frontend.compute(&samples);
+    if let (Some(cache), Some(key)) = (cache, key.as_deref()) {
+        cache.put(key, &spec)?;
+    }
+    Ok(spec)
+}
+
+/// Mono samples of a WAV file's bytes at `rate`.
+pub fn samples_at_rate(path: &Path, bytes: &[u8], rate: u32) -> Result<Vec<f32>, FileError> {
+    let decoded = audio::decode_bytes(path, bytes)?;
+    let mono = audio::downmix(&decoded.samples, decoded.info.channels as usize);
+    audio::resample(&mono, decoded.info.sample_rate, rate).map_err(|e| FileError::new(path, e))
+}
+
+/// Features of many files, in parallel over files, in input order; `on_done` is called once per
+/// finished file (for a progress bar).
+pub fn extract_all(
+    paths: &[PathBuf],
+    frontend: &LogMel,
+    cache: Option<&FeatureCache>,
+    on_done: &(dyn Fn() + Sync),
+) -> Vec<Result<Spectrogram, FileError>> {
+    paths
+        .par_iter()
+        .map(|p| {
+            let r = file_features(p, frontend, cache);
+            on_done();
+            r
+        })
+        .collect()
+}

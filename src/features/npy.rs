@@ -1,0 +1,36 @@
+//! `.npy` files of spectrograms: float32, shape `[n_mels, frames]` (what `np.load` expects).
+
+use super::logmel::Spectrogram;
+use crate::error::FileError;
+use ndarray::Array2;
+use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use std::path::Path;
+
+/// Writes `spec` atomically (temporary file, fsync, rename).
+pub fn write(path: &Path, spec: &Spectrogram) -> Result<(), FileError> {
+    let array = Array2::from_shape_vec((spec.n_mels, spec.frames), spec.data.clone())
+        .map_err(|e| FileError::new(path, e.to_string()))?;
+    let mut bytes = Vec::with_capacity(128 + 4 * spec.data.len());
+    array
+        .write_npy(&mut bytes)
+        .map_err(|e| FileError::new(path, e.to_string()))?;
+    crate::fsutil::write_atomic(path, &bytes)
+}
+
+/// Reads a float32 2-D `.npy` file.
+pub fn read(path: &Path) -> Result<Spectrogram, FileError> {
+    let file = std::fs::File::open(path).map_err(|e| FileError::new(path, e.to_string()))?;
+    let array = Array2::<f32>::read_npy(std::io::BufReader::new(file))
+        .map_err(|e| FileError::new(path, format!("not a float32 2-D .npy file: {e}")))?;
+    let (n_mels, frames) = array.dim();
+    let data = if array.is_standard_layout() {
+        array.into_raw_vec_and_offset().0
+    } else {
+        array.iter().copied().collect()
+    };
+    Ok(Spectrogram {
+        n_mels,
+        frames,
+        data,
+    })
+}
