@@ -17,7 +17,7 @@ fn strided(t: &Tensor, dim: usize, start: usize, n: usize, s: usize) -> Result<T
         return Ok(t);
     }
     let idx = Tensor::arange_step(0u32, span as u32, s as u32, t.device())?;
-    t.index_select(&idx, dim)
+    t.contiguous()?.index_select(&idx, dim)
 }
 
 /// Convolution with per-axis stride and padding via candle's `conv2d` (groups as given).
@@ -127,7 +127,7 @@ pub fn avg_pool2d(
         for ow in 0..g.ow {
             let (h0, h1, w0, w1, padded) = g.window(oh, ow);
             let n = if count_include_pad { padded } else { (h1 - h0) * (w1 - w0) };
-            div.push(1.0 / n as f32);
+            div.push(1.0 / n as f64);
         }
     }
     let inv = Tensor::from_vec(div, (1, 1, g.oh, g.ow), x.device())?.to_dtype(x.dtype())?;

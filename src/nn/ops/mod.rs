@@ -19,6 +19,7 @@ pub mod depthwise;
 pub mod fallback;
 pub mod pool;
 
+use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
 
 pub use conv::conv2d;

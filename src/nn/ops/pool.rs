@@ -172,7 +172,7 @@ impl CustomOp1 for MaxPoolOp {
         let x = cpu_f32(s, l, "max_pool2d")?;
         let (y, idx) = self.run(x, true)?;
         *self.argmax.lock().map_err(|_| candle_core::Error::Msg("max_pool2d: poisoned argmax lock".into()))? = idx;
-        Ok((CpuStorage::F32(y), Shape::from(self.out)))
+        Ok((CpuStorage::F32(y), Shape::from(self.out.to_vec())))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -242,7 +242,7 @@ impl CustomOp1 for AvgPoolOp {
                 }
             }
         });
-        Ok((CpuStorage::F32(y), Shape::from(self.out)))
+        Ok((CpuStorage::F32(y), Shape::from(self.out.to_vec())))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
