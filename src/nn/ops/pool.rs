@@ -108,26 +108,46 @@ pub fn avg_pool2d(
 }
 
 /// Max of one plane; writes values and, if given, the argmax (index into the plane).
-fn max_plane(x: &[f32], g: &PoolGeom, y: &mut [f32], mut idx: Option<&mut [u32]>) {
+///
+/// Works a whole output row at a time, visiting kernel taps in row-major order `(i, j)` so that
+/// for every window the candidates arrive in PyTorch's order and a strict `>` keeps the first
+/// maximum; the inner loop over output columns is branch-light and contiguous for stride 1.
+fn max_plane(x: &[f32], g: &PoolGeom, y: &mut [f32], mut idx: Option<&mut [u32]>, arg: &mut Vec<u32>) {
+    arg.resize(g.ow, 0);
     for oh in 0..g.oh {
-        for ow in 0..g.ow {
-            let (h0, h1, w0, w1, _) = g.window(oh, ow);
-            let mut best = f32::NEG_INFINITY;
-            let mut arg = h0 * g.w + w0;
-            for ih in h0..h1 {
-                let row = &x[ih * g.w..(ih + 1) * g.w];
-                for (iw, &v) in row.iter().enumerate().take(w1).skip(w0) {
+        let best = &mut y[oh * g.ow..(oh + 1) * g.ow];
+        best.fill(f32::NEG_INFINITY);
+        let hs = (oh * g.sh) as isize - g.ph as isize;
+        // PyTorch's initial index: the clipped window start.
+        let h0 = hs.max(0) as usize;
+        for (ow, a) in arg.iter_mut().enumerate() {
+            *a = (h0 * g.w + (ow * g.sw).saturating_sub(g.pw)) as u32;
+        }
+        for i in 0..g.kh {
+            let ih = hs + i as isize;
+            if ih < 0 || ih as usize >= g.h {
+                continue;
+            }
+            let ih = ih as usize;
+            let xr = &x[ih * g.w..(ih + 1) * g.w];
+            for j in 0..g.kw {
+                let (lo, hi) = super::valid_range(g.ow, g.w, g.sw, g.pw, j);
+                if lo == hi {
+                    continue;
+                }
+                let first = lo * g.sw + j - g.pw;
+                let cand = xr[first..].iter().step_by(g.sw);
+                for (k, ((b, a), &v)) in best[lo..hi].iter_mut().zip(&mut arg[lo..hi]).zip(cand).enumerate() {
                     // PyTorch's CPU kernel: strictly greater (first max wins), NaN propagates.
-                    if v > best || v.is_nan() {
-                        best = v;
-                        arg = ih * g.w + iw;
+                    if v > *b || v.is_nan() {
+                        *b = v;
+                        *a = (ih * g.w + first + k * g.sw) as u32;
                     }
                 }
             }
-            y[oh * g.ow + ow] = best;
-            if let Some(idx) = idx.as_deref_mut() {
-                idx[oh * g.ow + ow] = arg as u32;
-            }
+        }
+        if let Some(idx) = idx.as_deref_mut() {
+            idx[oh * g.ow..(oh + 1) * g.ow].copy_from_slice(arg);
         }
     }
 }
@@ -152,12 +172,16 @@ impl MaxPoolOp {
             y.par_chunks_mut(ohw)
                 .zip(idx.par_chunks_mut(ohw))
                 .enumerate()
-                .for_each(|(p, (yp, ip))| max_plane(&x[p * hw..(p + 1) * hw], g, yp, Some(ip)));
+                .for_each_init(Vec::new, |arg, (p, (yp, ip))| {
+                    max_plane(&x[p * hw..(p + 1) * hw], g, yp, Some(ip), arg)
+                });
             Ok((y, Some(idx)))
         } else {
             y.par_chunks_mut(ohw)
                 .enumerate()
-                .for_each(|(p, yp)| max_plane(&x[p * hw..(p + 1) * hw], g, yp, None));
+                .for_each_init(Vec::new, |arg, (p, yp)| {
+                    max_plane(&x[p * hw..(p + 1) * hw], g, yp, None, arg)
+                });
             Ok((y, None))
         }
     }
@@ -209,12 +233,36 @@ struct AvgPoolOp {
 }
 
 impl AvgPoolOp {
-    #[inline]
-    fn divisor(&self, h0: usize, h1: usize, w0: usize, w1: usize, padded: usize) -> f32 {
-        if self.count_include_pad {
-            padded as f32
-        } else {
-            ((h1 - h0) * (w1 - w0)) as f32
+    /// 1 / divisor per output position (the same for every plane).
+    fn inv_divisors(&self) -> Vec<f32> {
+        let g = &self.geom;
+        let mut inv = Vec::with_capacity(g.oh * g.ow);
+        for oh in 0..g.oh {
+            for ow in 0..g.ow {
+                let (h0, h1, w0, w1, padded) = g.window(oh, ow);
+                let n = if self.count_include_pad { padded } else { (h1 - h0) * (w1 - w0) };
+                inv.push(1.0 / n as f32);
+            }
+        }
+        inv
+    }
+}
+
+/// Calls `f(ih, lo, hi, first)` for each kernel tap `(i, j)` of output row `oh` that reads input
+/// row `ih`: outputs `lo..hi` of the row read input columns `first, first + sw, ...`.
+#[inline]
+fn for_taps(g: &PoolGeom, oh: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+    let hs = (oh * g.sh) as isize - g.ph as isize;
+    for i in 0..g.kh {
+        let ih = hs + i as isize;
+        if ih < 0 || ih as usize >= g.h {
+            continue;
+        }
+        for j in 0..g.kw {
+            let (lo, hi) = super::valid_range(g.ow, g.w, g.sw, g.pw, j);
+            if lo < hi {
+                f(ih as usize, lo, hi, lo * g.sw + j - g.pw);
+            }
         }
     }
 }
@@ -229,16 +277,19 @@ impl CustomOp1 for AvgPoolOp {
         let x = cpu_f32(s, l, "avg_pool2d")?;
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         let mut y = vec![0f32; g.nc * ohw];
+        let inv = self.inv_divisors();
         y.par_chunks_mut(ohw).enumerate().for_each(|(p, yp)| {
             let xp = &x[p * hw..(p + 1) * hw];
             for oh in 0..g.oh {
-                for ow in 0..g.ow {
-                    let (h0, h1, w0, w1, padded) = g.window(oh, ow);
-                    let mut s = 0f32;
-                    for ih in h0..h1 {
-                        s += xp[ih * g.w + w0..ih * g.w + w1].iter().sum::<f32>();
+                let yr = &mut yp[oh * g.ow..(oh + 1) * g.ow];
+                for_taps(g, oh, |ih, lo, hi, first| {
+                    let xr = xp[ih * g.w + first..].iter().step_by(g.sw);
+                    for (yv, xv) in yr[lo..hi].iter_mut().zip(xr) {
+                        *yv += xv;
                     }
-                    yp[oh * g.ow + ow] = s / self.divisor(h0, h1, w0, w1, padded);
+                });
+                for (yv, d) in yr.iter_mut().zip(&inv[oh * g.ow..(oh + 1) * g.ow]) {
+                    *yv *= d;
                 }
             }
         });
@@ -250,18 +301,19 @@ impl CustomOp1 for AvgPoolOp {
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         let gx = with_f32(grad, "avg_pool2d backward", |gy| {
             let mut gx = vec![0f32; g.nc * hw];
-            gx.par_chunks_mut(hw).enumerate().for_each(|(p, gp)| {
+            let inv = self.inv_divisors();
+            gx.par_chunks_mut(hw).enumerate().for_each_init(Vec::new, |v, (p, gp)| {
                 let gyp = &gy[p * ohw..(p + 1) * ohw];
                 for oh in 0..g.oh {
-                    for ow in 0..g.ow {
-                        let (h0, h1, w0, w1, padded) = g.window(oh, ow);
-                        let v = gyp[oh * g.ow + ow] / self.divisor(h0, h1, w0, w1, padded);
-                        for ih in h0..h1 {
-                            for e in &mut gp[ih * g.w + w0..ih * g.w + w1] {
-                                *e += v;
-                            }
+                    let r = oh * g.ow..(oh + 1) * g.ow;
+                    v.clear();
+                    v.extend(gyp[r.clone()].iter().zip(&inv[r]).map(|(a, b)| a * b));
+                    for_taps(g, oh, |ih, lo, hi, first| {
+                        let gr = gp[ih * g.w + first..].iter_mut().step_by(g.sw);
+                        for (gv, vv) in gr.zip(&v[lo..hi]) {
+                            *gv += vv;
                         }
-                    }
+                    });
                 }
             });
             Ok(gx)
