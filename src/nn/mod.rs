@@ -1,0 +1,2 @@
+//! Neural-network building blocks shared by the models (`design.md` § Modules).
+pub mod ops;

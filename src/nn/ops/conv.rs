@@ -1,0 +1,391 @@
+//! 2-D convolution (groups = 1) with separate height/width strides and paddings, forward via
+//! im2col + `gemm`, backward via gemm + col2im (input) and im2col + gemm (weight), parallel over
+//! the batch.
+//!
+//! Why: candle's conv backward is a naive loop parallel only over input channels and its conv
+//! takes a single stride (`design.md` § "candle on CPU"); CP-Mobile's stem and blocks need
+//! strides (2, 2), (1, 2), (2, 1) (`models.md` § cp-mobile). The 1×1 stride-1 unpadded case (the
+//! expand/project convs) skips im2col: the input plane already is the column matrix.
+
+use super::{cpu_f32, out_len, use_cpu_kernels, valid_range, with_f32};
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// 2-D convolution of `x` (N, C, H, W) with `w` (O, C, KH, KW), `stride` and `padding` given as
+/// (height, width). No bias (add it with `broadcast_add`), no dilation. Both `x` and `w` get
+/// gradients; the input gradient is skipped when `x` is not part of a graph (the first layer).
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Result<Tensor> {
+    let geom = ConvGeom::new(x.dims(), w.dims(), stride, padding)?;
+    if !use_cpu_kernels(&[x, w]) {
+        return super::fallback::conv2d(x, w, stride, padding);
+    }
+    let x = x.contiguous()?;
+    let w = w.contiguous()?;
+    let op = Conv2dOp { geom };
+    if x.track_op() || w.track_op() {
+        x.apply_op2(&w, op)
+    } else {
+        x.apply_op2_no_bwd(&w, &op)
+    }
+}
+
+/// Sizes of one convolution; shared with the benchmarks and tests through [`conv2d`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConvGeom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl ConvGeom {
+    fn new(
+        xd: &[usize],
+        wd: &[usize],
+        (sh, sw): (usize, usize),
+        (ph, pw): (usize, usize),
+    ) -> Result<Self> {
+        let (&[n, c, h, w], &[o, wc, kh, kw]) = (xd, wd) else {
+            bail!("conv2d: expected input (N,C,H,W) and weight (O,C,KH,KW), got {xd:?} and {wd:?}");
+        };
+        if wc != c {
+            bail!("conv2d: input {xd:?} has {c} channels but weight {wd:?} expects {wc}");
+        }
+        let oh = out_len("conv2d", h, kh, sh, ph)?;
+        let ow = out_len("conv2d", w, kw, sw, pw)?;
+        Ok(Self { n, c, h, w, o, kh, kw, sh, sw, ph, pw, oh, ow })
+    }
+
+    fn ckk(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// 1×1, stride 1, no padding: the input plane is its own column matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
+    }
+}
+
+/// The gemm parallelism for one batch element: none when rayon already spreads the batch over
+/// the threads, all threads otherwise (batch 1 at inference or in tests).
+fn inner_parallelism(n: usize) -> Parallelism {
+    let threads = rayon::current_num_threads();
+    if n >= threads {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads)
+    }
+}
+
+/// Writes the (C·KH·KW, OH·OW) column matrix of one input plane stack `x` (C, H, W).
+fn im2col(x: &[f32], g: &ConvGeom, col: &mut [f32]) {
+    let ohw = g.ohw();
+    for c in 0..g.c {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = (c * g.kh + i) * g.kw + j;
+                let dst = &mut col[row * ohw..(row + 1) * ohw];
+                let (lo, hi) = valid_range(g.ow, g.w, g.sw, g.pw, j);
+                for oh in 0..g.oh {
+                    let d = &mut dst[oh * g.ow..(oh + 1) * g.ow];
+                    let ih = (oh * g.sh + i) as isize - g.ph as isize;
+                    if ih < 0 || ih as usize >= g.h || lo == hi {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[ih as usize * g.w..(ih as usize + 1) * g.w];
+                    d[..lo].fill(0.0);
+                    d[hi..].fill(0.0);
+                    let first = lo * g.sw + j - g.pw;
+                    if g.sw == 1 {
+                        d[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+                    } else {
+                        for (k, v) in d[lo..hi].iter_mut().enumerate() {
+                            *v = src[first + k * g.sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds a (C·KH·KW, OH·OW) column-gradient matrix back onto the input gradient `gx` (C, H, W):
+/// the adjoint of [`im2col`].
+fn col2im(col: &[f32], g: &ConvGeom, gx: &mut [f32]) {
+    let ohw = g.ohw();
+    for c in 0..g.c {
+        let plane = &mut gx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = (c * g.kh + i) * g.kw + j;
+                let src = &col[row * ohw..(row + 1) * ohw];
+                let (lo, hi) = valid_range(g.ow, g.w, g.sw, g.pw, j);
+                if lo == hi {
+                    continue;
+                }
+                for oh in 0..g.oh {
+                    let ih = (oh * g.sh + i) as isize - g.ph as isize;
+                    if ih < 0 || ih as usize >= g.h {
+                        continue;
+                    }
+                    let s = &src[oh * g.ow..(oh + 1) * g.ow];
+                    let d = &mut plane[ih as usize * g.w..(ih as usize + 1) * g.w];
+                    let first = lo * g.sw + j - g.pw;
+                    if g.sw == 1 {
+                        for (dv, sv) in d[first..first + hi - lo].iter_mut().zip(&s[lo..hi]) {
+                            *dv += sv;
+                        }
+                    } else {
+                        for (k, sv) in s[lo..hi].iter().enumerate() {
+                            d[first + k * g.sw] += sv;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Row-major matrix product `dst (m×n) = [dst +] a (m×k) · b (k×n)` where `a` and `b` are given
+/// with explicit (row, column) strides so transposes cost nothing.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+    par: Parallelism,
+) {
+    debug_assert!(dst.len() >= m * n);
+    debug_assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    debug_assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    // SAFETY: the slices cover every element addressed by the given sizes and strides (checked
+    // by the callers' shape validation and the debug assertions above); dst does not alias a or b.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
+    let (ckk, ohw) = (g.ckk(), g.ohw());
+    let chw = g.c * g.h * g.w;
+    let mut out = vec![0f32; g.n * g.o * ohw];
+    let par = inner_parallelism(g.n);
+    out.par_chunks_mut(g.o * ohw)
+        .zip(x.par_chunks(chw))
+        .for_each_init(Vec::new, |col: &mut Vec<f32>, (yn, xn)| {
+            let cols: &[f32] = if g.is_pointwise() {
+                xn
+            } else {
+                col.resize(ckk * ohw, 0.0);
+                im2col(xn, g, col);
+                col
+            };
+            matmul((g.o, ohw, ckk), yn, false, w, (ckk, 1), cols, (ohw, 1), par);
+        });
+    out
+}
+
+/// Gradients wrt input (if `need_gx`) and weight (if `need_gw`) in one pass over the batch.
+fn backward(
+    x: &[f32],
+    w: &[f32],
+    gy: &[f32],
+    g: &ConvGeom,
+    need_gx: bool,
+    need_gw: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let (ckk, ohw) = (g.ckk(), g.ohw());
+    let chw = g.c * g.h * g.w;
+    let par = inner_parallelism(g.n);
+    let mut gx = if need_gx { vec![0f32; g.n * chw] } else { Vec::new() };
+    let gx_planes: Vec<Option<&mut [f32]>> = if need_gx {
+        gx.chunks_mut(chw).map(Some).collect()
+    } else {
+        (0..g.n).map(|_| None).collect()
+    };
+    let gw = gx_planes
+        .into_par_iter()
+        .enumerate()
+        .fold(
+            || (vec![0f32; if need_gw { g.o * ckk } else { 0 }], Vec::new()),
+            |(mut gw, mut col): (Vec<f32>, Vec<f32>), (n, gxn)| {
+                let xn = &x[n * chw..(n + 1) * chw];
+                let gyn = &gy[n * g.o * ohw..(n + 1) * g.o * ohw];
+                if need_gw {
+                    let cols: &[f32] = if g.is_pointwise() {
+                        xn
+                    } else {
+                        col.resize(ckk * ohw, 0.0);
+                        im2col(xn, g, &mut col);
+                        &col
+                    };
+                    // gw (O×CKK) += gy_n (O×OHW) · cols^T (OHW×CKK)
+                    matmul((g.o, ckk, ohw), &mut gw, true, gyn, (ohw, 1), cols, (1, ohw), par);
+                }
+                if let Some(gxn) = gxn {
+                    // dcol (CKK×OHW) = w^T (CKK×O) · gy_n (O×OHW)
+                    if g.is_pointwise() {
+                        matmul((ckk, ohw, g.o), gxn, false, w, (1, ckk), gyn, (ohw, 1), par);
+                    } else {
+                        col.resize(ckk * ohw, 0.0);
+                        matmul((ckk, ohw, g.o), &mut col, false, w, (1, ckk), gyn, (ohw, 1), par);
+                        col2im(&col, g, gxn);
+                    }
+                }
+                (gw, col)
+            },
+        )
+        .map(|(gw, _)| gw)
+        .reduce(Vec::new, |mut a, b| {
+            if a.is_empty() {
+                return b;
+            }
+            for (x, y) in a.iter_mut().zip(&b) {
+                *x += y;
+            }
+            a
+        });
+    let gw = if need_gw {
+        // An empty batch leaves the reduction's identity: the gradient is all zeros.
+        Some(if gw.is_empty() { vec![0f32; g.o * ckk] } else { gw })
+    } else {
+        None
+    };
+    (need_gx.then_some(gx), gw)
+}
+
+struct Conv2dOp {
+    geom: ConvGeom,
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "asc-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geom;
+        let x = cpu_f32(s1, l1, "conv2d")?;
+        let w = cpu_f32(s2, l2, "conv2d")?;
+        let y = forward(x, w, g);
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        gy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = &self.geom;
+        let (need_gx, need_gw) = (x.track_op(), w.track_op());
+        let (gx, gw) = with_f32(x, "conv2d backward", |xs| {
+            with_f32(w, "conv2d backward", |ws| {
+                with_f32(gy, "conv2d backward", |gys| {
+                    Ok(backward(xs, ws, gys, g, need_gx, need_gw))
+                })
+            })
+        })?;
+        let gx = gx
+            .map(|v| Tensor::from_vec(v, x.shape(), x.device()))
+            .transpose()?;
+        let gw = gw
+            .map(|v| Tensor::from_vec(v, w.shape(), w.device()))
+            .transpose()?;
+        Ok((gx, gw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Our CPU kernel against the candle-op fallback at a shape with odd widths, padding and an
+    /// asymmetric stride (the PyTorch comparison lives in `tests/ops_torch.rs`).
+    #[test]
+    fn matches_fallback() -> Result<()> {
+        let dev = Device::Cpu;
+        for (stride, padding, k) in [((1, 2), (1, 1), 3), ((2, 1), (0, 2), 3), ((1, 1), (0, 0), 1)] {
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1., (2, 3, 7, 11), &dev)?)?;
+            let w = Var::from_tensor(&Tensor::randn(0f32, 1., (4, 3, k, k), &dev)?)?;
+            let y = conv2d(&x, &w, stride, padding)?;
+            let yr = super::super::fallback::conv2d(&x, &w, stride, padding)?;
+            let gy = Tensor::randn(0f32, 1., y.shape(), &dev)?;
+            let d = (&y - &yr)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(d < 1e-4, "forward differs by {d}");
+            let g1 = (&y * &gy)?.sum_all()?.backward()?;
+            let g2 = (&yr * &gy)?.sum_all()?.backward()?;
+            for v in [&x, &w] {
+                let a = g1.get(v).expect("grad");
+                let b = g2.get(v).expect("grad");
+                let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(d < 1e-3, "gradient differs by {d}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((1, 3, 5, 5), candle_core::DType::F32, &dev).unwrap();
+        let w = Tensor::zeros((2, 4, 3, 3), candle_core::DType::F32, &dev).unwrap();
+        let e = conv2d(&x, &w, (1, 1), (0, 0)).unwrap_err().to_string();
+        assert!(e.contains("[1, 3, 5, 5]"), "{e}");
+        let w = Tensor::zeros((2, 3, 7, 7), candle_core::DType::F32, &dev).unwrap();
+        assert!(conv2d(&x, &w, (1, 1), (0, 0)).is_err());
+    }
+}

@@ -1,0 +1,108 @@
+//! Tensor ops with hand-written backward passes: convolution, depthwise convolution, max and
+//! average pooling.
+//!
+//! Why they exist (`design.md` § "candle on CPU: what is wrong and what is slow"): candle's
+//! `max_pool2d` backward is wrong (and refuses kernel != stride), its conv backward is a naive
+//! single-threaded loop, its conv takes one stride for both axes, and its grouped conv runs one
+//! conv per group. The CP-Mobile model (`models.md` § cp-mobile) needs asymmetric strides (1, 2)
+//! and (2, 1), depthwise 3×3 convs and a padded 3×3 average pool; the baseline CNN pools odd widths.
+//!
+//! On CPU with f32 every op here is a candle [`candle_core::CustomOp1`]/[`candle_core::CustomOp2`]
+//! with a forward that uses rayon and a backward written by hand, checked against PyTorch float64
+//! (`tests/ops_torch.rs`). On other devices or dtypes the same functions fall back to compositions
+//! of candle ops whose gradients are correct ([`fallback`]); they are slower but right.
+//!
+//! Layout everywhere: NCHW; weights OIHW; strides and paddings are `(height, width)` pairs.
+
+pub mod conv;
+pub mod depthwise;
+pub mod fallback;
+pub mod pool;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
+
+pub use conv::conv2d;
+pub use depthwise::depthwise_conv2d;
+pub use pool::{avg_pool2d, max_pool2d};
+
+/// Whether the fast custom-op path applies: CPU tensors of dtype f32.
+pub(crate) fn use_cpu_kernels(ts: &[&Tensor]) -> bool {
+    ts.iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == candle_core::DType::F32)
+}
+
+/// The contiguous f32 data of a CPU storage, or an error naming the op.
+pub(crate) fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(v) => v.as_slice(),
+        other => bail!("{op}: expected f32, got {:?}", other.dtype()),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => bail!("{op}: expected a contiguous tensor, got layout {l:?}"),
+    }
+}
+
+/// Runs `f` on the contiguous f32 data of a CPU tensor (used by the backward passes, which
+/// receive tensors rather than storages).
+pub(crate) fn with_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (st, l) = t.storage_and_layout();
+    match &*st {
+        Storage::Cpu(cs) => f(cpu_f32(cs, l, op)?),
+        _ => bail!("{op}: the CPU kernel got a tensor on {:?}", t.device().location()),
+    }
+}
+
+/// Output length of a window op along one axis (PyTorch `ceil_mode=False`), or an error naming
+/// the op and sizes when the (padded) input is shorter than the window.
+pub(crate) fn out_len(op: &str, input: usize, k: usize, s: usize, p: usize) -> Result<usize> {
+    if k == 0 || s == 0 {
+        bail!("{op}: kernel {k} and stride {s} must be positive");
+    }
+    if input + 2 * p < k {
+        bail!("{op}: input length {input} with padding {p} is shorter than the kernel {k}");
+    }
+    Ok((input + 2 * p - k) / s + 1)
+}
+
+/// Range `lo..hi` of output positions `o` for which the input index `o * s + off - p` lies in
+/// `0..input` (`off` is the kernel tap). Lets inner loops run without bounds checks.
+#[inline]
+pub(crate) fn valid_range(out: usize, input: usize, s: usize, p: usize, off: usize) -> (usize, usize) {
+    let lo = if off >= p { 0 } else { (p - off).div_ceil(s) };
+    let hi = if input + p > off {
+        ((input - 1 + p - off) / s + 1).min(out)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_range_matches_brute_force() {
+        for input in 1..9 {
+            for s in 1..4 {
+                for p in 0..3 {
+                    for off in 0..5 {
+                        let out = 12;
+                        let (lo, hi) = valid_range(out, input, s, p, off);
+                        let brute: Vec<usize> = (0..out)
+                            .filter(|&o| {
+                                let i = (o * s + off) as isize - p as isize;
+                                i >= 0 && (i as usize) < input
+                            })
+                            .collect();
+                        let got: Vec<usize> = (lo..hi).collect();
+                        assert_eq!(got, brute, "input {input} s {s} p {p} off {off}");
+                    }
+                }
+            }
+        }
+    }
+}
