@@ -72,21 +72,35 @@ fn main() -> Result<()> {
 
     let ours = fwd_bwd(reps, &[&x], &|| ops::max_pool2d(&x, (2, 2), (2, 2), (0, 0)))?;
     let candle = fwd_bwd(reps, &[&x], &|| x.max_pool2d(2))?;
-    row("max_pool2d 2×2, 32×16×128×431 (candle's bwd is wrong)", ours, Some(candle));
+    row(
+        "max_pool2d 2×2, 32×16×128×431 (candle's bwd is wrong)",
+        ours,
+        Some(candle),
+    );
 
-    let ours = fwd_bwd(reps, &[&x], &|| ops::avg_pool2d(&x, (3, 3), (2, 2), (1, 1), true))?;
+    let ours = fwd_bwd(reps, &[&x], &|| {
+        ops::avg_pool2d(&x, (3, 3), (2, 2), (1, 1), true)
+    })?;
     row("avg_pool2d 3×3 s2 p1, 32×16×128×431", ours, None);
 
     let xd = Var::from_tensor(&Tensor::randn(0f32, 1., (32, 64, 32, 54), &dev)?)?;
     let wd = Var::from_tensor(&(Tensor::randn(0f32, 1., (64, 1, 3, 3), &dev)? * 0.3)?)?;
-    let ours = fwd_bwd(reps, &[&xd, &wd], &|| ops::depthwise_conv2d(&xd, &wd, (1, 1), (1, 1)))?;
+    let ours = fwd_bwd(reps, &[&xd, &wd], &|| {
+        ops::depthwise_conv2d(&xd, &wd, (1, 1), (1, 1))
+    })?;
     let candle = fwd_bwd(reps.min(2), &[&xd, &wd], &|| xd.conv2d(&wd, 1, 1, 1, 64))?;
     row("depthwise 3×3, 32×64×32×54", ours, Some(candle));
 
-    let ours = fwd_bwd(reps, &[&xd, &wd], &|| ops::depthwise_conv2d(&xd, &wd, (1, 2), (1, 1)))?;
+    let ours = fwd_bwd(reps, &[&xd, &wd], &|| {
+        ops::depthwise_conv2d(&xd, &wd, (1, 2), (1, 1))
+    })?;
     let fb = fwd_bwd(reps.min(2), &[&xd, &wd], &|| {
         ops::fallback::depthwise_conv2d(&xd, &wd, (1, 2), (1, 1))
     })?;
-    row("depthwise 3×3 stride (1,2) (candle: conv + index_select)", ours, Some(fb));
+    row(
+        "depthwise 3×3 stride (1,2) (candle: conv + index_select)",
+        ours,
+        Some(fb),
+    );
     Ok(())
 }

@@ -7,6 +7,8 @@ pub mod audio;
 pub mod error;
 pub mod features;
 pub mod fsutil;
+pub mod nn;
 pub mod progress;
+pub mod train;
 
 pub use error::FileError;

@@ -62,14 +62,25 @@ fn run(f: &Fixture, case: &str) -> Result<Audit> {
 const WRONG: f64 = 1e-3;
 
 /// Cases whose backward is known to disagree with PyTorch (see docs/candle-defects.md).
-const KNOWN_WRONG_BACKWARD: &[&str] = &["max_pool2d_k2", "max_pool2d_k2_even", "avg_pool2d_k2", "relu"];
+const KNOWN_WRONG_BACKWARD: &[&str] = &[
+    "max_pool2d_k2",
+    "max_pool2d_k2_even",
+    "avg_pool2d_k2",
+    "relu",
+];
 
 #[test]
 fn candle_ops_against_pytorch() {
     let f = load("audit");
     let names = cases(&f, "gx");
-    assert!(names.len() >= 10, "audit fixture has only {} cases", names.len());
-    println!("| case | forward rel. err | grad x rel. err | grad 2nd operand rel. err | backward |");
+    assert!(
+        names.len() >= 10,
+        "audit fixture has only {} cases",
+        names.len()
+    );
+    println!(
+        "| case | forward rel. err | grad x rel. err | grad 2nd operand rel. err | backward |"
+    );
     println!("|---|---|---|---|---|");
     let mut surprises = Vec::new();
     for case in &names {
@@ -88,7 +99,10 @@ fn candle_ops_against_pytorch() {
             surprises.push(format!("{case}: worst gradient error {worst:e}"));
         }
     }
-    assert!(surprises.is_empty(), "audit differs from docs/candle-defects.md: {surprises:?}");
+    assert!(
+        surprises.is_empty(),
+        "audit differs from docs/candle-defects.md: {surprises:?}"
+    );
 }
 
 /// The minimal reproduction of docs/candle-defects.md: a 1×1×2×3 input, 2×2 max pool. PyTorch
@@ -102,15 +116,25 @@ fn candle_max_pool2d_backward_is_wrong_minimal() -> Result<()> {
     let y = x.max_pool2d(2)?;
     assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![5.0]);
     let g = y.sum_all()?.backward()?;
-    let got = g.get(&x).expect("gradient").flatten_all()?.to_vec1::<f32>()?;
+    let got = g
+        .get(&x)
+        .expect("gradient")
+        .flatten_all()?
+        .to_vec1::<f32>()?;
     let ours = {
         let y = asc::nn::ops::max_pool2d(&x, (2, 2), (2, 2), (0, 0))?;
         let g = y.sum_all()?.backward()?;
-        g.get(&x).expect("gradient").flatten_all()?.to_vec1::<f32>()?
+        g.get(&x)
+            .expect("gradient")
+            .flatten_all()?
+            .to_vec1::<f32>()?
     };
     println!("candle max_pool2d grad: {got:?}; correct (ours, = PyTorch): {ours:?}");
     assert_eq!(ours, vec![0., 0., 0., 0., 1., 0.]);
-    assert_ne!(got, ours, "candle's max_pool2d backward now agrees: update docs/candle-defects.md");
+    assert_ne!(
+        got, ours,
+        "candle's max_pool2d backward now agrees: update docs/candle-defects.md"
+    );
     Ok(())
 }
 
@@ -124,7 +148,10 @@ fn audit_references_match_finite_differences() -> Result<()> {
     let gy = get(&f, "sigmoid", "gy").to_dtype(DType::F64)?;
     let gx_ref = get(&f, "sigmoid", "gx").flatten_all()?.to_vec1::<f64>()?;
     let loss = |t: &Tensor| -> Result<f64> {
-        candle_nn::ops::sigmoid(t)?.mul(&gy)?.sum_all()?.to_scalar::<f64>()
+        candle_nn::ops::sigmoid(t)?
+            .mul(&gy)?
+            .sum_all()?
+            .to_scalar::<f64>()
     };
     let flat = x.flatten_all()?.to_vec1::<f64>()?;
     let h = 1e-6;
@@ -136,7 +163,11 @@ fn audit_references_match_finite_differences() -> Result<()> {
         let lp = loss(&Tensor::from_vec(p, x.shape(), x.device())?)?;
         let lm = loss(&Tensor::from_vec(m, x.shape(), x.device())?)?;
         let fd = (lp - lm) / (2.0 * h);
-        assert!((fd - gx_ref[i]).abs() < 1e-6, "element {i}: fd {fd} vs ref {}", gx_ref[i]);
+        assert!(
+            (fd - gx_ref[i]).abs() < 1e-6,
+            "element {i}: fd {fd} vs ref {}",
+            gx_ref[i]
+        );
     }
     Ok(())
 }

@@ -44,7 +44,9 @@ fn check_all(name: &str, make: &dyn Fn(&[usize], bool) -> BoxOp) {
         let e_fast = check(&f, case, DType::F32, fast.as_ref()).unwrap();
         let e_fb = check(&f, case, DType::F32, fallback.as_ref()).unwrap();
         let e_f64 = check(&f, case, DType::F64, fast.as_ref()).unwrap();
-        println!("{name}/{case}: kernel f32 {e_fast:.2e}, fallback f32 {e_fb:.2e}, f64 {e_f64:.2e}");
+        println!(
+            "{name}/{case}: kernel f32 {e_fast:.2e}, fallback f32 {e_fb:.2e}, f64 {e_f64:.2e}"
+        );
         assert!(e_fast < 2e-6, "{name}/{case}: CPU kernel off by {e_fast:e}");
         assert!(e_fb < 2e-6, "{name}/{case}: fallback off by {e_fb:e}");
         assert!(e_f64 < 1e-12, "{name}/{case}: f64 path off by {e_f64:e}");
@@ -70,12 +72,14 @@ fn conv_like(depthwise: bool) -> impl Fn(&[usize], bool) -> BoxOp {
 fn pool_like(avg: bool) -> impl Fn(&[usize], bool) -> BoxOp {
     move |p: &[usize], fallback: bool| {
         let (k, s, pad, cip) = ((p[0], p[1]), (p[2], p[3]), (p[4], p[5]), p[6] != 0);
-        let op: BoxOp = Box::new(move |x: &Tensor, _: Option<&Tensor>| match (avg, fallback) {
-            (false, false) => ops::max_pool2d(x, k, s, pad),
-            (false, true) => ops::fallback::max_pool2d(x, k, s, pad),
-            (true, false) => ops::avg_pool2d(x, k, s, pad, cip),
-            (true, true) => ops::fallback::avg_pool2d(x, k, s, pad, cip),
-        });
+        let op: BoxOp = Box::new(
+            move |x: &Tensor, _: Option<&Tensor>| match (avg, fallback) {
+                (false, false) => ops::max_pool2d(x, k, s, pad),
+                (false, true) => ops::fallback::max_pool2d(x, k, s, pad),
+                (true, false) => ops::avg_pool2d(x, k, s, pad, cip),
+                (true, true) => ops::fallback::avg_pool2d(x, k, s, pad, cip),
+            },
+        );
         op
     }
 }
@@ -110,7 +114,10 @@ fn conv2d_skips_input_gradient_for_constants() -> Result<()> {
     let y = ops::conv2d(&x, &w, (1, 2), (1, 1))?;
     let grads = (&y * &get(&f, "s12_p11", "gy"))?.sum_all()?.backward()?;
     assert!(grads.get(&x).is_none());
-    let e = rel_err(grads.get(&w).expect("weight gradient"), &get(&f, "s12_p11", "gw"))?;
+    let e = rel_err(
+        grads.get(&w).expect("weight gradient"),
+        &get(&f, "s12_p11", "gw"),
+    )?;
     assert!(e < 2e-6, "weight gradient off by {e:e}");
     Ok(())
 }

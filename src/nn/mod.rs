@@ -1,2 +1,7 @@
-//! Neural-network building blocks shared by the models (`design.md` § Modules).
+//! Neural-network pieces: normalization layers ([`norm`]), our ops with hand-written backward
+//! ([`ops`]), the layers the architectures share ([`layers`]) and the architectures ([`models`]).
+
+pub mod layers;
+pub mod models;
+pub mod norm;
 pub mod ops;

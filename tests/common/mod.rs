@@ -8,7 +8,10 @@ use std::collections::HashMap;
 pub type Fixture = HashMap<String, Tensor>;
 
 pub fn load(name: &str) -> Fixture {
-    let path = format!("{}/tests/fixtures/ops/{name}.safetensors", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/ops/{name}.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
     candle_core::safetensors::load(&path, &Device::Cpu)
         .unwrap_or_else(|e| panic!("cannot load {path}: {e} (run tests/fixtures/gen_ops.py)"))
 }

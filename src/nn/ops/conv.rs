@@ -68,7 +68,21 @@ impl ConvGeom {
         }
         let oh = out_len("conv2d", h, kh, sh, ph)?;
         let ow = out_len("conv2d", w, kw, sw, pw)?;
-        Ok(Self { n, c, h, w, o, kh, kw, sh, sw, ph, pw, oh, ow })
+        Ok(Self {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            oh,
+            ow,
+        })
     }
 
     fn ckk(&self) -> usize {
@@ -242,7 +256,11 @@ fn backward(
     let (ckk, ohw) = (g.ckk(), g.ohw());
     let chw = g.c * g.h * g.w;
     let par = inner_parallelism(g.n);
-    let mut gx = if need_gx { vec![0f32; g.n * chw] } else { Vec::new() };
+    let mut gx = if need_gx {
+        vec![0f32; g.n * chw]
+    } else {
+        Vec::new()
+    };
     let gx_planes: Vec<Option<&mut [f32]>> = if need_gx {
         gx.chunks_mut(chw).map(Some).collect()
     } else {
@@ -265,7 +283,16 @@ fn backward(
                         &col
                     };
                     // gw (O×CKK) += gy_n (O×OHW) · cols^T (OHW×CKK)
-                    matmul((g.o, ckk, ohw), &mut gw, true, gyn, (ohw, 1), cols, (1, ohw), par);
+                    matmul(
+                        (g.o, ckk, ohw),
+                        &mut gw,
+                        true,
+                        gyn,
+                        (ohw, 1),
+                        cols,
+                        (1, ohw),
+                        par,
+                    );
                 }
                 if let Some(gxn) = gxn {
                     // dcol (CKK×OHW) = w^T (CKK×O) · gy_n (O×OHW)
@@ -273,7 +300,16 @@ fn backward(
                         matmul((ckk, ohw, g.o), gxn, false, w, (1, ckk), gyn, (ohw, 1), par);
                     } else {
                         col.resize(ckk * ohw, 0.0);
-                        matmul((ckk, ohw, g.o), &mut col, false, w, (1, ckk), gyn, (ohw, 1), par);
+                        matmul(
+                            (ckk, ohw, g.o),
+                            &mut col,
+                            false,
+                            w,
+                            (1, ckk),
+                            gyn,
+                            (ohw, 1),
+                            par,
+                        );
                         col2im(&col, g, gxn);
                     }
                 }
@@ -292,7 +328,11 @@ fn backward(
         });
     let gw = if need_gw {
         // An empty batch leaves the reduction's identity: the gradient is all zeros.
-        Some(if gw.is_empty() { vec![0f32; g.o * ckk] } else { gw })
+        Some(if gw.is_empty() {
+            vec![0f32; g.o * ckk]
+        } else {
+            gw
+        })
     } else {
         None
     };
@@ -358,7 +398,11 @@ mod tests {
     #[test]
     fn matches_fallback() -> Result<()> {
         let dev = Device::Cpu;
-        for (stride, padding, k) in [((1, 2), (1, 1), 3), ((2, 1), (0, 2), 3), ((1, 1), (0, 0), 1)] {
+        for (stride, padding, k) in [
+            ((1, 2), (1, 1), 3),
+            ((2, 1), (0, 2), 3),
+            ((1, 1), (0, 0), 1),
+        ] {
             let x = Var::from_tensor(&Tensor::randn(0f32, 1., (2, 3, 7, 11), &dev)?)?;
             let w = Var::from_tensor(&Tensor::randn(0f32, 1., (4, 3, k, k), &dev)?)?;
             let y = conv2d(&x, &w, stride, padding)?;

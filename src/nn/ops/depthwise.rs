@@ -64,7 +64,20 @@ impl DwGeom {
         }
         let oh = out_len("depthwise_conv2d", h, kh, sh, ph)?;
         let ow = out_len("depthwise_conv2d", w, kw, sw, pw)?;
-        Ok(Self { n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow })
+        Ok(Self {
+            n,
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            oh,
+            ow,
+        })
     }
 
     /// Calls `f(oh, ih, i)` for every output row `oh` and kernel row `i` that reads input row `ih`.
@@ -214,7 +227,11 @@ impl CustomOp2 for DepthwiseOp {
         let (gx, gw) = with_f32(x, "depthwise backward", |xs| {
             with_f32(w, "depthwise backward", |ws| {
                 with_f32(gy, "depthwise backward", |gys| {
-                    let mut gx = if need_gx { vec![0f32; g.n * g.c * hw] } else { Vec::new() };
+                    let mut gx = if need_gx {
+                        vec![0f32; g.n * g.c * hw]
+                    } else {
+                        Vec::new()
+                    };
                     // Planes grouped by channel so one task owns a channel's kernel gradient.
                     let mut by_channel: Vec<Vec<(usize, Option<&mut [f32]>)>> =
                         (0..g.c).map(|_| Vec::with_capacity(g.n)).collect();
@@ -293,7 +310,9 @@ mod tests {
         let dev = Device::Cpu;
         let x = Tensor::zeros((1, 4, 5, 5), candle_core::DType::F32, &dev).unwrap();
         let w = Tensor::zeros((4, 2, 3, 3), candle_core::DType::F32, &dev).unwrap();
-        let e = depthwise_conv2d(&x, &w, (1, 1), (1, 1)).unwrap_err().to_string();
+        let e = depthwise_conv2d(&x, &w, (1, 1), (1, 1))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[4, 2, 3, 3]"), "{e}");
     }
 }

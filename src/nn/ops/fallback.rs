@@ -121,12 +121,18 @@ pub fn avg_pool2d(
     count_include_pad: bool,
 ) -> Result<Tensor> {
     let (g, _) = PoolGeom::new("avg_pool2d", x.dims(), kernel, stride, padding)?;
-    let xp = x.pad_with_zeros(2, g.ph, g.ph)?.pad_with_zeros(3, g.pw, g.pw)?;
+    let xp = x
+        .pad_with_zeros(2, g.ph, g.ph)?
+        .pad_with_zeros(3, g.pw, g.pw)?;
     let mut div = Vec::with_capacity(g.oh * g.ow);
     for oh in 0..g.oh {
         for ow in 0..g.ow {
             let (h0, h1, w0, w1, padded) = g.window(oh, ow);
-            let n = if count_include_pad { padded } else { (h1 - h0) * (w1 - w0) };
+            let n = if count_include_pad {
+                padded
+            } else {
+                (h1 - h0) * (w1 - w0)
+            };
             div.push(1.0 / n as f64);
         }
     }

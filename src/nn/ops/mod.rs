@@ -51,7 +51,10 @@ pub(crate) fn with_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> Result
     let (st, l) = t.storage_and_layout();
     match &*st {
         Storage::Cpu(cs) => f(cpu_f32(cs, l, op)?),
-        _ => bail!("{op}: the CPU kernel got a tensor on {:?}", t.device().location()),
+        _ => bail!(
+            "{op}: the CPU kernel got a tensor on {:?}",
+            t.device().location()
+        ),
     }
 }
 
@@ -70,7 +73,13 @@ pub(crate) fn out_len(op: &str, input: usize, k: usize, s: usize, p: usize) -> R
 /// Range `lo..hi` of output positions `o` for which the input index `o * s + off - p` lies in
 /// `0..input` (`off` is the kernel tap). Lets inner loops run without bounds checks.
 #[inline]
-pub(crate) fn valid_range(out: usize, input: usize, s: usize, p: usize, off: usize) -> (usize, usize) {
+pub(crate) fn valid_range(
+    out: usize,
+    input: usize,
+    s: usize,
+    p: usize,
+    off: usize,
+) -> (usize, usize) {
     let lo = if off >= p { 0 } else { (p - off).div_ceil(s) };
     let hi = if input + p > off {
         ((input - 1 + p - off) / s + 1).min(out)

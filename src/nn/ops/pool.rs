@@ -46,7 +46,19 @@ impl PoolGeom {
         }
         let oh = out_len(op, h, kh, sh, ph)?;
         let ow = out_len(op, w, kw, sw, pw)?;
-        let g = Self { nc: n * c, h, w, kh, kw, sh, sw, ph, pw, oh, ow };
+        let g = Self {
+            nc: n * c,
+            h,
+            w,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            oh,
+            ow,
+        };
         Ok((g, [n, c, oh, ow]))
     }
 
@@ -77,7 +89,11 @@ pub fn max_pool2d(
         return super::fallback::max_pool2d(x, kernel, stride, padding);
     }
     let x = x.contiguous()?;
-    let op = MaxPoolOp { geom, out, argmax: Mutex::new(None) };
+    let op = MaxPoolOp {
+        geom,
+        out,
+        argmax: Mutex::new(None),
+    };
     if x.track_op() {
         x.apply_op1(op)
     } else {
@@ -99,7 +115,11 @@ pub fn avg_pool2d(
         return super::fallback::avg_pool2d(x, kernel, stride, padding, count_include_pad);
     }
     let x = x.contiguous()?;
-    let op = AvgPoolOp { geom, out, count_include_pad };
+    let op = AvgPoolOp {
+        geom,
+        out,
+        count_include_pad,
+    };
     if x.track_op() {
         x.apply_op1(op)
     } else {
@@ -112,7 +132,13 @@ pub fn avg_pool2d(
 /// Works a whole output row at a time, visiting kernel taps in row-major order `(i, j)` so that
 /// for every window the candidates arrive in PyTorch's order and a strict `>` keeps the first
 /// maximum; the inner loop over output columns is branch-light and contiguous for stride 1.
-fn max_plane(x: &[f32], g: &PoolGeom, y: &mut [f32], mut idx: Option<&mut [u32]>, arg: &mut Vec<u32>) {
+fn max_plane(
+    x: &[f32],
+    g: &PoolGeom,
+    y: &mut [f32],
+    mut idx: Option<&mut [u32]>,
+    arg: &mut Vec<u32>,
+) {
     arg.resize(g.ow, 0);
     for oh in 0..g.oh {
         let best = &mut y[oh * g.ow..(oh + 1) * g.ow];
@@ -137,7 +163,12 @@ fn max_plane(x: &[f32], g: &PoolGeom, y: &mut [f32], mut idx: Option<&mut [u32]>
                 }
                 let first = lo * g.sw + j - g.pw;
                 let cand = xr[first..].iter().step_by(g.sw);
-                for (k, ((b, a), &v)) in best[lo..hi].iter_mut().zip(&mut arg[lo..hi]).zip(cand).enumerate() {
+                for (k, ((b, a), &v)) in best[lo..hi]
+                    .iter_mut()
+                    .zip(&mut arg[lo..hi])
+                    .zip(cand)
+                    .enumerate()
+                {
                     // PyTorch's CPU kernel: strictly greater (first max wins), NaN propagates.
                     if v > *b || v.is_nan() {
                         *b = v;
@@ -163,7 +194,11 @@ impl MaxPoolOp {
     fn run(&self, x: &[f32], keep_argmax: bool) -> Result<(Vec<f32>, Option<Vec<u32>>)> {
         let g = &self.geom;
         if g.h * g.w > u32::MAX as usize {
-            bail!("max_pool2d: plane {}x{} too large for u32 indices", g.h, g.w);
+            bail!(
+                "max_pool2d: plane {}x{} too large for u32 indices",
+                g.h,
+                g.w
+            );
         }
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         let mut y = vec![0f32; g.nc * ohw];
@@ -195,7 +230,10 @@ impl CustomOp1 for MaxPoolOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = cpu_f32(s, l, "max_pool2d")?;
         let (y, idx) = self.run(x, true)?;
-        *self.argmax.lock().map_err(|_| candle_core::Error::Msg("max_pool2d: poisoned argmax lock".into()))? = idx;
+        *self
+            .argmax
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("max_pool2d: poisoned argmax lock".into()))? = idx;
         Ok((CpuStorage::F32(y), Shape::from(self.out.to_vec())))
     }
 
@@ -240,7 +278,11 @@ impl AvgPoolOp {
         for oh in 0..g.oh {
             for ow in 0..g.ow {
                 let (h0, h1, w0, w1, padded) = g.window(oh, ow);
-                let n = if self.count_include_pad { padded } else { (h1 - h0) * (w1 - w0) };
+                let n = if self.count_include_pad {
+                    padded
+                } else {
+                    (h1 - h0) * (w1 - w0)
+                };
                 inv.push(1.0 / n as f32);
             }
         }
@@ -302,20 +344,22 @@ impl CustomOp1 for AvgPoolOp {
         let gx = with_f32(grad, "avg_pool2d backward", |gy| {
             let mut gx = vec![0f32; g.nc * hw];
             let inv = self.inv_divisors();
-            gx.par_chunks_mut(hw).enumerate().for_each_init(Vec::new, |v, (p, gp)| {
-                let gyp = &gy[p * ohw..(p + 1) * ohw];
-                for oh in 0..g.oh {
-                    let r = oh * g.ow..(oh + 1) * g.ow;
-                    v.clear();
-                    v.extend(gyp[r.clone()].iter().zip(&inv[r]).map(|(a, b)| a * b));
-                    for_taps(g, oh, |ih, lo, hi, first| {
-                        let gr = gp[ih * g.w + first..].iter_mut().step_by(g.sw);
-                        for (gv, vv) in gr.zip(&v[lo..hi]) {
-                            *gv += vv;
-                        }
-                    });
-                }
-            });
+            gx.par_chunks_mut(hw)
+                .enumerate()
+                .for_each_init(Vec::new, |v, (p, gp)| {
+                    let gyp = &gy[p * ohw..(p + 1) * ohw];
+                    for oh in 0..g.oh {
+                        let r = oh * g.ow..(oh + 1) * g.ow;
+                        v.clear();
+                        v.extend(gyp[r.clone()].iter().zip(&inv[r]).map(|(a, b)| a * b));
+                        for_taps(g, oh, |ih, lo, hi, first| {
+                            let gr = gp[ih * g.w + first..].iter_mut().step_by(g.sw);
+                            for (gv, vv) in gr.zip(&v[lo..hi]) {
+                                *gv += vv;
+                            }
+                        });
+                    }
+                });
             Ok(gx)
         })?;
         Ok(Some(Tensor::from_vec(gx, arg.shape(), arg.device())?))
@@ -329,15 +373,25 @@ mod tests {
 
     fn check_against_fallback(avg: bool) -> Result<()> {
         let dev = Device::Cpu;
-        let cases = [((3, 3), (1, 2), (1, 1)), ((3, 3), (2, 1), (1, 1)), ((2, 2), (2, 2), (0, 0))];
+        let cases = [
+            ((3, 3), (1, 2), (1, 1)),
+            ((3, 3), (2, 1), (1, 1)),
+            ((2, 2), (2, 2), (0, 0)),
+        ];
         for (k, s, p) in cases {
             // Values on a coarse grid so max pooling sees ties.
             let x = (Tensor::randn(0f32, 2., (2, 3, 7, 11), &dev)?.round()? * 0.5)?;
             let x = Var::from_tensor(&x)?;
             let (y, yr) = if avg {
-                (avg_pool2d(&x, k, s, p, true)?, super::super::fallback::avg_pool2d(&x, k, s, p, true)?)
+                (
+                    avg_pool2d(&x, k, s, p, true)?,
+                    super::super::fallback::avg_pool2d(&x, k, s, p, true)?,
+                )
             } else {
-                (max_pool2d(&x, k, s, p)?, super::super::fallback::max_pool2d(&x, k, s, p)?)
+                (
+                    max_pool2d(&x, k, s, p)?,
+                    super::super::fallback::max_pool2d(&x, k, s, p)?,
+                )
             };
             let d = (&y - &yr)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(d < 1e-5, "forward differs by {d}");
