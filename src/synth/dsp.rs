@@ -48,7 +48,7 @@ impl Fft {
         if let Some(first) = spec.first_mut() {
             first.im = 0.0;
         }
-        if self.n % 2 == 0 {
+        if self.n.is_multiple_of(2) {
             if let Some(last) = spec.last_mut() {
                 last.im = 0.0;
             }
