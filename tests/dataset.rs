@@ -105,6 +105,18 @@ fn reads_a_valid_dcase_layout() {
     assert_eq!(c.location.as_deref(), Some("lyon-0"));
     assert_eq!(ds.devices(), ["a", "s4"]);
     assert_eq!(ds.report.skipped(), 0);
+    // Both classes have a single train location: nothing can be carved.
+    let v = ds.validation_split(0.5, 1).unwrap();
+    assert_eq!((v.train.len(), v.validation.len()), (4, 0));
+}
+
+#[test]
+fn byte_order_mark_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut m, tr, ev, te) = good_lists();
+    m[0].insert(0, '\u{feff}');
+    write_dataset(dir.path(), &m, &tr, &ev, &te);
+    assert_eq!(open(dir.path(), false).unwrap().clips.len(), 8);
 }
 
 /// Writes the good data set with one file modified by `edit`, opens it, and returns the error.

@@ -24,6 +24,8 @@ impl Table {
             path: path.to_path_buf(),
             source,
         })?;
+        // A byte-order mark (spreadsheet exports) would otherwise hide the `filename` column.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let mut lines = text
             .lines()
             .enumerate()

@@ -137,6 +137,16 @@ impl Dataset {
         }
     }
 
+    /// A location-disjoint validation split carved from the train list
+    /// ([`split::validation_split`]); the evaluate and test lists are never touched.
+    pub fn validation_split(
+        &self,
+        fraction: f64,
+        seed: u64,
+    ) -> Result<ValidationSplit, DatasetError> {
+        split::validation_split(&self.clips, &self.train, fraction, seed)
+    }
+
     /// Distinct devices, sorted.
     pub fn devices(&self) -> Vec<String> {
         let mut d: Vec<String> = self.clips.iter().filter_map(|c| c.device.clone()).collect();

@@ -103,6 +103,27 @@ pub struct Summary {
     pub seconds: f64,
 }
 
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.reused { "reused" } else { "wrote" };
+        write!(
+            f,
+            "{verb} {}: {} clips ({} train, {} evaluate/test), {} classes, {} locations, \
+             train devices {}, test devices {}, {:.1} MB of audio in {:.1} s",
+            self.out_dir.display(),
+            self.clips,
+            self.train,
+            self.test,
+            self.classes.len(),
+            self.locations,
+            self.train_devices.join(","),
+            self.test_devices.join(","),
+            self.audio_bytes as f64 / 1e6,
+            self.seconds
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
     #[error("invalid synth config: {0}")]
