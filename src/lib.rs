@@ -1,14 +1,17 @@
 //! `asc`: acoustic scene classification in Rust.
 //!
-//! The data path (`design.md`): WAV ([`audio`]) → log-mel ([`features`]) → candle models with a
-//! pluggable normalization layer → ONNX export → tract inference.
+//! The data path (`design.md`): WAV ([`audio`]) → log-mel ([`features`]) → data sets
+//! ([`dataset`], [`synth`]) → candle models with a pluggable normalization layer ([`nn`]) →
+//! training ([`train`]) → ONNX export → tract inference.
 
 pub mod audio;
+pub mod dataset;
 pub mod error;
 pub mod features;
 pub mod fsutil;
 pub mod nn;
 pub mod progress;
+pub mod synth;
 pub mod train;
 
 pub use error::FileError;
