@@ -111,6 +111,33 @@ fn reads_a_valid_dcase_layout() {
 }
 
 #[test]
+fn alternative_train_list_and_classes_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, tr, ev, te) = good_lists();
+    write_dataset(dir.path(), &m, &tr, &ev, &te);
+    let subset = format!("{}\n{}\n", tr[0], tr[1]);
+    fs::write(dir.path().join("evaluation_setup/split25.csv"), subset).unwrap();
+    let mut opts = LoadOptions {
+        train_list: Some("split25.csv".into()),
+        ..LoadOptions::default()
+    };
+    let ds = Dataset::open(dir.path(), &opts).unwrap();
+    assert_eq!(ds.train.len(), 1);
+    assert_eq!(ds.evaluate.len(), 4);
+    assert_eq!(ds.classes_of(&ds.train).unwrap(), [1]);
+    opts.train_list = Some("split5.csv".into());
+    assert!(matches!(
+        Dataset::open(dir.path(), &opts),
+        Err(DatasetError::MissingFile { .. })
+    ));
+    opts.train_list = Some("../meta.csv".into());
+    assert!(matches!(
+        Dataset::open(dir.path(), &opts),
+        Err(DatasetError::InvalidArgument(_))
+    ));
+}
+
+#[test]
 fn byte_order_mark_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let (mut m, tr, ev, te) = good_lists();

@@ -198,3 +198,17 @@ fn reuse_and_refusals() {
         ));
     }
 }
+
+#[test]
+fn default_bit_depth_is_true_24_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ds");
+    generate(&out, &small()).unwrap();
+    let ds = Dataset::open(&out, &LoadOptions::default()).unwrap();
+    let r = hound::WavReader::open(&ds.clips[3].path).unwrap();
+    assert_eq!(r.spec().bits_per_sample, 24);
+    let x: Vec<i32> = r.into_samples().map(|v| v.unwrap()).collect();
+    assert!(x.iter().all(|&v| (-(1 << 23)..(1 << 23)).contains(&v)));
+    // Uses the low byte: not 16-bit audio padded to 24 bits.
+    assert!(x.iter().filter(|&&v| v % 256 != 0).count() > x.len() / 2);
+}

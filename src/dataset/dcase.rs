@@ -112,9 +112,25 @@ pub(super) fn open(root: &Path, opts: &LoadOptions) -> Result<Dataset, DatasetEr
     let mut found_any = false;
     let splits = [Split::Train, Split::Evaluate, Split::Test];
     for (k, split) in splits.into_iter().enumerate() {
-        let path =
-            root.join("evaluation_setup")
-                .join(format!("fold{}_{}.csv", opts.fold, split.name()));
+        let setup = root.join("evaluation_setup");
+        let path = match (&opts.train_list, split) {
+            (Some(name), Split::Train) => {
+                if escapes_root(name) {
+                    return Err(DatasetError::InvalidArgument(format!(
+                        "train list {name:?} must be a file name inside evaluation_setup/"
+                    )));
+                }
+                let p = setup.join(name);
+                if !p.is_file() {
+                    return Err(DatasetError::MissingFile {
+                        path: p,
+                        what: "requested train list".into(),
+                    });
+                }
+                p
+            }
+            _ => setup.join(format!("fold{}_{}.csv", opts.fold, split.name())),
+        };
         if !path.is_file() {
             continue;
         }

@@ -75,6 +75,9 @@ pub struct LoadOptions {
     pub skip_bad: bool,
     /// Check that every listed audio file exists (one `stat` per file).
     pub check_audio: bool,
+    /// A list in `evaluation_setup/` to use instead of `fold{K}_train.csv`, e.g. the DCASE 2024
+    /// nested subsets `split25.csv` (dcase.md "Sizes").
+    pub train_list: Option<String>,
 }
 
 impl Default for LoadOptions {
@@ -83,6 +86,7 @@ impl Default for LoadOptions {
             fold: 1,
             skip_bad: false,
             check_audio: true,
+            train_list: None,
         }
     }
 }
@@ -145,6 +149,25 @@ impl Dataset {
         seed: u64,
     ) -> Result<ValidationSplit, DatasetError> {
         split::validation_split(&self.clips, &self.train, fraction, seed)
+    }
+
+    /// Class indices of `indices`, for a sampler or a loss; fails naming the first unlabelled
+    /// clip (an evaluation set cannot be trained on).
+    pub fn classes_of(&self, indices: &[usize]) -> Result<Vec<usize>, DatasetError> {
+        indices
+            .iter()
+            .map(|&i| {
+                let clip = self.clips.get(i).ok_or_else(|| {
+                    DatasetError::InvalidArgument(format!(
+                        "clip index {i} out of range ({} clips)",
+                        self.clips.len()
+                    ))
+                })?;
+                clip.label.ok_or_else(|| {
+                    DatasetError::InvalidArgument(format!("{} has no label", clip.filename))
+                })
+            })
+            .collect()
     }
 
     /// Distinct devices, sorted.
