@@ -3,6 +3,7 @@
 
 mod features;
 mod info;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -24,6 +25,12 @@ pub enum Command {
     Info(info::Args),
     /// Write one log-mel spectrogram per input file as DIR/<stem>.npy (float32, [n_mels, frames]).
     Features(features::Args),
+    /// Generate a synthetic DCASE-layout data set.
+    Synth(train::SynthArgs),
+    /// Train a model with a normalization layer on a data set.
+    Train(train::TrainArgs),
+    /// Evaluate a run's best model: RUN/metrics.json, confusion.csv, confusion.png.
+    Evaluate(train::EvaluateArgs),
     /// The main job on the bundled default data (currently: the front end over audio/).
     Quickstart(features::QuickstartArgs),
 }
@@ -32,6 +39,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Info(a) => info::run(a),
         Command::Features(a) => features::run(a),
+        Command::Synth(a) => train::synth(a),
+        Command::Train(a) => train::train(a),
+        Command::Evaluate(a) => train::evaluate(a),
         Command::Quickstart(a) => features::quickstart(a),
     }
 }

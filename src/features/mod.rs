@@ -24,11 +24,21 @@ pub fn file_features(
     frontend: &LogMel,
     cache: Option<&FeatureCache>,
 ) -> Result<Spectrogram, FileError> {
+    Ok(file_features_keyed(path, frontend, cache)?.1)
+}
+
+/// [`file_features`], also returning the file's cache key (when there is a cache), so callers
+/// can fetch the entry again later without re-reading the audio.
+pub fn file_features_keyed(
+    path: &Path,
+    frontend: &LogMel,
+    cache: Option<&FeatureCache>,
+) -> Result<(Option<String>, Spectrogram), FileError> {
     let bytes = audio::read_file(path)?;
     let key = cache.map(|_| FeatureCache::key(&bytes));
     if let (Some(cache), Some(key)) = (cache, key.as_deref()) {
         if let Some(hit) = cache.get(key, frontend.config().n_mels) {
-            return Ok(hit);
+            return Ok((Some(key.to_string()), hit));
         }
     }
     let samples = samples_at_rate(path, &bytes, frontend.config().sr)?;
@@ -36,7 +46,7 @@ pub fn file_features(
     if let (Some(cache), Some(key)) = (cache, key.as_deref()) {
         cache.put(key, &spec)?;
     }
-    Ok(spec)
+    Ok((key, spec))
 }
 
 /// Mono samples of a WAV file's bytes at `rate`.

@@ -2,6 +2,7 @@
 //! reproducible mask, and counting of parameters and MACs (`dcase.md`, torchinfo convention).
 
 use super::ops;
+use crate::dataset::rng::mix64 as mix;
 use candle_core::{Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,14 +108,6 @@ pub struct Dropout {
     id: u64,
     seed: AtomicU64,
     calls: AtomicU64,
-}
-
-/// splitmix64: a one-line, version-stable hash for mask bits.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl Dropout {

@@ -1,0 +1,189 @@
+use anyhow::Context;
+use asc::dataset::Split;
+use asc::synth::{self, SynthConfig};
+use asc::train::{self, evaluate, session, RunOptions, TrainConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct SynthArgs {
+    /// Output folder for the DCASE-layout data set.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 2024)]
+    seed: u64,
+    /// Clips per scene class.
+    #[arg(long)]
+    clips_per_class: Option<usize>,
+    /// Clip length in seconds.
+    #[arg(long)]
+    seconds: Option<f32>,
+    /// Sample rate in Hz.
+    #[arg(long)]
+    sample_rate: Option<u32>,
+}
+
+pub fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = SynthConfig {
+        seed: a.seed,
+        ..SynthConfig::default()
+    };
+    if let Some(n) = a.clips_per_class {
+        cfg.clips_per_class = n;
+    }
+    if let Some(s) = a.seconds {
+        cfg.clip_seconds = s;
+    }
+    if let Some(r) = a.sample_rate {
+        cfg.sample_rate = r;
+    }
+    let summary = synth::generate(&a.out, &cfg)?;
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Data set root (DCASE layout with meta.csv, or ROOT/<label>/*.wav).
+    #[arg(long)]
+    data: PathBuf,
+    /// Architecture: cnn or cp-mobile.
+    #[arg(long, default_value = "cnn")]
+    model: String,
+    /// Normalization layer: bn, l2bn, gn, gnplus, ubn, iebn, ln, in or none.
+    #[arg(long, default_value = "bn")]
+    norm: String,
+    /// Run folder (config, checkpoints, metrics, plots).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    epochs: Option<u64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    fold: Option<u32>,
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// cpu, or cuda (needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Front-end preset (default: dcase2020 for cnn, cpjku for cp-mobile).
+    #[arg(long)]
+    preset: Option<String>,
+    /// Random time crop length in frames.
+    #[arg(long)]
+    crop_frames: Option<usize>,
+    /// Draw classes uniformly in each batch.
+    #[arg(long)]
+    class_balanced: bool,
+    /// A JSON file with a whole TrainConfig (flags above override its fields).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Feature cache folder (default: <data>/.asc-cache).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Stop after this many epochs of this invocation (resume later with --resume).
+    #[arg(long, hide = true)]
+    stop_after: Option<u64>,
+}
+
+pub fn build_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
+    let cache = a.cache.clone().unwrap_or_else(|| a.data.join(".asc-cache"));
+    let mut cfg = match &a.config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+        }
+        None => TrainConfig::defaults(&a.model, &a.norm, a.data.clone(), cache.clone()),
+    };
+    cfg.data = a.data.clone();
+    cfg.cache = cache;
+    if let Some(v) = a.epochs {
+        cfg.epochs = v;
+    }
+    if let Some(v) = a.batch_size {
+        cfg.batch_size = v;
+    }
+    if let Some(v) = a.seed {
+        cfg.seed = v;
+    }
+    if let Some(v) = a.fold {
+        cfg.fold = v;
+    }
+    if let Some(v) = a.lr {
+        cfg.lr = v;
+    }
+    if let Some(p) = &a.preset {
+        cfg.frontend = asc::features::FrontendConfig::preset(p).map_err(anyhow::Error::msg)?;
+    }
+    if a.crop_frames.is_some() {
+        cfg.crop_frames = a.crop_frames;
+    }
+    cfg.class_balanced |= a.class_balanced;
+    Ok(cfg)
+}
+
+pub fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
+    let cfg = build_config(&a)?;
+    let device = session::device(&a.device).map_err(anyhow::Error::msg)?;
+    let opts = RunOptions {
+        resume: a.resume,
+        stop_after_epochs: a.stop_after,
+        quiet: false,
+    };
+    let summary = train::train(cfg, &a.out, device, &opts)?;
+    println!(
+        "trained {} epochs; best validation macro accuracy {:.3} at epoch {}; {} parameters; {:.1} clips/s; run in {}",
+        summary.epochs_done,
+        summary.best_val_macro_accuracy,
+        summary.best_epoch.unwrap_or(0),
+        summary.params,
+        summary.clips_per_second,
+        summary.run_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvaluateArgs {
+    /// Run folder written by `asc train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Data set to evaluate on (default: the run's).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Which list: test or evaluate.
+    #[arg(long, default_value = "test")]
+    split: String,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
+    let split = match a.split.as_str() {
+        "test" => Split::Test,
+        "evaluate" => Split::Evaluate,
+        other => anyhow::bail!("unknown split '{other}' (test or evaluate)"),
+    };
+    let device = session::device(&a.device).map_err(anyhow::Error::msg)?;
+    let m = evaluate::evaluate(&a.run, a.data, split, device)?;
+    println!(
+        "{} clips: accuracy {:.4}, macro accuracy {:.4}, log loss {:.4}",
+        m.count, m.accuracy, m.macro_accuracy, m.log_loss
+    );
+    for (device, d) in &m.per_device {
+        println!(
+            "  device {device:<4} {:>5} clips  accuracy {:.4}  log loss {:.4}",
+            d.count, d.accuracy, d.log_loss
+        );
+    }
+    println!("wrote {}", a.run.join("metrics.json").display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,117 @@
+//! Features for training and evaluation: computed once into the on-disk cache (in parallel,
+//! with a progress bar), then read back per batch, so memory stays bounded by a batch however
+//! large the data set.
+
+use super::augment::{self, AugmentConfig, HostBatch};
+use crate::dataset::{rng::SplitMix64, Dataset};
+use crate::error::FileError;
+use crate::features::{self, FeatureCache, LogMel, Spectrogram};
+use crate::progress;
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// Cache keys and frame counts of the clips of a data set.
+pub struct FeatureStore {
+    cache: FeatureCache,
+    n_mels: usize,
+    /// clip index → (cache key, frames)
+    entries: HashMap<usize, (String, usize)>,
+}
+
+impl FeatureStore {
+    /// Makes sure every clip in `clips` has its features in the cache.
+    pub fn prepare(
+        dataset: &Dataset,
+        clips: &[usize],
+        frontend: &LogMel,
+        cache: FeatureCache,
+    ) -> Result<Self, FileError> {
+        let bar = progress::bar(clips.len() as u64, "features");
+        let results: Vec<Result<(usize, String, usize), FileError>> = clips
+            .par_iter()
+            .map(|&i| {
+                let path = &dataset.clips[i].path;
+                let (key, spec) = features::file_features_keyed(path, frontend, Some(&cache))?;
+                bar.inc(1);
+                Ok((i, key.expect("a cache was given"), spec.frames))
+            })
+            .collect();
+        bar.finish_and_clear();
+        let mut entries = HashMap::new();
+        for r in results {
+            let (i, key, frames) = r?;
+            entries.insert(i, (key, frames));
+        }
+        Ok(Self {
+            cache,
+            n_mels: frontend.config().n_mels,
+            entries,
+        })
+    }
+
+    pub fn n_mels(&self) -> usize {
+        self.n_mels
+    }
+
+    pub fn frames(&self, clip: usize) -> usize {
+        self.entries[&clip].1
+    }
+
+    fn load(&self, clip: usize) -> Result<Spectrogram, FileError> {
+        let (key, _) = &self.entries[&clip];
+        self.cache.get(key, self.n_mels).ok_or_else(|| {
+            FileError::new(
+                self.cache.dir(),
+                format!("feature cache entry {key} disappeared or is damaged"),
+            )
+        })
+    }
+
+    /// A batch of `clips` cropped (or tiled) to `frames` frames: random crops when `rng` is
+    /// given, the start of each clip otherwise; then the augmentations.
+    pub fn batch(
+        &self,
+        clips: &[usize],
+        labels: &[usize],
+        n_classes: usize,
+        frames: usize,
+        mut rng: Option<&mut SplitMix64>,
+        augment_cfg: Option<&AugmentConfig>,
+    ) -> Result<HostBatch, FileError> {
+        let specs: Vec<Spectrogram> = clips
+            .par_iter()
+            .map(|&c| self.load(c))
+            .collect::<Result<_, _>>()?;
+        let m = self.n_mels;
+        let mut x = vec![0.0f32; clips.len() * m * frames];
+        for (b, spec) in specs.iter().enumerate() {
+            let start = match rng.as_deref_mut() {
+                Some(r) => augment::crop_start(r, spec.frames, frames),
+                None => 0,
+            };
+            for f in 0..m {
+                let row = &spec.data[f * spec.frames..(f + 1) * spec.frames];
+                let dst = &mut x[(b * m + f) * frames..(b * m + f + 1) * frames];
+                for (t, v) in dst.iter_mut().enumerate() {
+                    *v = row[(start + t) % spec.frames];
+                }
+            }
+        }
+        let mut y = vec![0.0f32; clips.len() * n_classes];
+        for (b, &l) in labels.iter().enumerate() {
+            y[b * n_classes + l] = 1.0;
+        }
+        let mut batch = HostBatch {
+            b: clips.len(),
+            m,
+            t: frames,
+            x,
+            y,
+            labels: labels.to_vec(),
+        };
+        if let (Some(cfg), Some(r)) = (augment_cfg, rng) {
+            augment::apply(cfg, &mut batch, r);
+        }
+        Ok(batch)
+    }
+}

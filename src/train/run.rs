@@ -1,0 +1,410 @@
+//! The training loop: epochs of seeded batches, validation on a location-disjoint split of the
+//! training list, the best model by validation macro accuracy, an atomic checkpoint per epoch
+//! and exact resumption (batches, augmentation and dropout are pure functions of seed and step).
+
+use super::augment::HostBatch;
+use super::checkpoint;
+use super::config::TrainConfig;
+use super::data::FeatureStore;
+use super::metrics::{self, Metrics, Scored};
+use super::optim::Optimizer;
+use super::session::Session;
+use crate::dataset::rng::{mix64, SplitMix64};
+use crate::dataset::{BatchSampler, ClassBalancedSampler, Dataset, LoadOptions, ShuffledSampler};
+use crate::features::{FeatureCache, LogMel};
+use crate::fsutil::write_atomic;
+use candle_core::{DType, Device, Tensor, D};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Why training stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    File(#[from] crate::error::FileError),
+    #[error("{0}")]
+    Dataset(#[from] crate::dataset::DatasetError),
+    #[error("tensor error: {0}")]
+    Tensor(#[from] candle_core::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error(
+        "step {step} (epoch {epoch}): the loss is {loss}; stopped. The last good checkpoint \
+         (after epoch {last_good}) is kept in {}", run_dir.display()
+    )]
+    NonFinite {
+        step: u64,
+        epoch: u64,
+        loss: f32,
+        last_good: u64,
+        run_dir: PathBuf,
+    },
+}
+
+/// One epoch's figures (a line of `metrics.jsonl`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochRecord {
+    pub epoch: u64,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub val_macro_accuracy: f64,
+    pub seconds: f64,
+    pub clips_per_second: f64,
+}
+
+/// Training state stored inside the checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epochs_done: u64,
+    pub step: u64,
+    pub best_epoch: Option<u64>,
+    pub best_val_macro_accuracy: f64,
+    pub history: Vec<EpochRecord>,
+}
+
+/// Options of one invocation (not part of the experiment's config).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub resume: bool,
+    /// Stop after this many epochs in this invocation (for tests of interruption).
+    pub stop_after_epochs: Option<u64>,
+    pub quiet: bool,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub params: usize,
+    pub macs: u64,
+    pub epochs_done: u64,
+    pub best_epoch: Option<u64>,
+    pub best_val_macro_accuracy: f64,
+    pub clips_per_second: f64,
+}
+
+/// The data of a run: the data set, its splits and their features.
+pub struct RunData {
+    pub dataset: Dataset,
+    pub train: Vec<usize>,
+    pub validation: Vec<usize>,
+    pub store: FeatureStore,
+}
+
+impl RunData {
+    pub fn open(config: &TrainConfig, frontend: &LogMel) -> Result<Self, TrainError> {
+        let opts = LoadOptions {
+            fold: config.fold,
+            ..LoadOptions::default()
+        };
+        let dataset = Dataset::open(&config.data, &opts)?;
+        let split = dataset.validation_split(config.validation_fraction, config.seed)?;
+        let cache = FeatureCache::open(&config.cache, frontend.config())?;
+        let mut all: Vec<usize> = split.train.clone();
+        all.extend(&split.validation);
+        all.extend(&dataset.evaluate);
+        all.sort_unstable();
+        all.dedup();
+        let store = FeatureStore::prepare(&dataset, &all, frontend, cache)?;
+        Ok(Self {
+            train: split.train,
+            validation: split.validation,
+            dataset,
+            store,
+        })
+    }
+}
+
+fn to_tensor(batch: &HostBatch, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let x = Tensor::from_slice(&batch.x, (batch.b, 1, batch.m, batch.t), device)?;
+    let k = batch.y.len() / batch.b;
+    let y = Tensor::from_slice(&batch.y, (batch.b, k), device)?;
+    Ok((x, y))
+}
+
+/// Cross-entropy against soft targets (mixup), averaged over the batch.
+pub fn soft_cross_entropy(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    (targets * logp)?.sum(D::Minus1)?.mean_all()?.neg()
+}
+
+/// Class probabilities of `clips` (whole clips, batched by equal length), in order.
+pub fn predict(
+    session: &Session,
+    store: &FeatureStore,
+    clips: &[usize],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>, TrainError> {
+    let k = session.config.labels.len();
+    let mut out = vec![Vec::new(); clips.len()];
+    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (pos, &c) in clips.iter().enumerate() {
+        by_len.entry(store.frames(c)).or_default().push(pos);
+    }
+    for (frames, positions) in by_len {
+        for chunk in positions.chunks(batch_size.max(1)) {
+            let ids: Vec<usize> = chunk.iter().map(|&p| clips[p]).collect();
+            let batch = store.batch(&ids, &vec![0; ids.len()], k, frames, None, None)?;
+            let (x, _) = to_tensor(&batch, &session.device)?;
+            let logits = session.model.forward_t(&x, false)?.detach();
+            let probs = candle_nn::ops::softmax(&logits, D::Minus1)?.to_dtype(DType::F32)?;
+            for (row, &p) in probs.to_vec2::<f32>()?.into_iter().zip(chunk) {
+                out[p] = row;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Metrics of `clips` against their labels.
+pub fn score(
+    session: &Session,
+    data: &RunData,
+    clips: &[usize],
+    batch_size: usize,
+) -> Result<Metrics, TrainError> {
+    let probs = predict(session, &data.store, clips, batch_size)?;
+    let targets = data.dataset.classes_of(clips)?;
+    let items: Vec<Scored> = clips
+        .iter()
+        .zip(&probs)
+        .zip(&targets)
+        .map(|((&c, p), &t)| Scored {
+            target: t,
+            probs: p,
+            device: data.dataset.clips[c].device.as_deref(),
+        })
+        .collect();
+    Ok(metrics::evaluate(&items, &session.config.labels))
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
+    let text = serde_json::to_vec_pretty(value).map_err(|e| TrainError::Config(e.to_string()))?;
+    Ok(write_atomic(path, &text)?)
+}
+
+/// Trains `config` into `run_dir` (or resumes the run there).
+pub fn train(
+    mut config: TrainConfig,
+    run_dir: &Path,
+    device: Device,
+    opts: &RunOptions,
+) -> Result<RunSummary, TrainError> {
+    std::fs::create_dir_all(run_dir)
+        .map_err(|e| crate::error::FileError::new(run_dir, e.to_string()))?;
+    let checkpoint_path = run_dir.join("checkpoint.safetensors");
+    if opts.resume && checkpoint_path.exists() {
+        let saved = super::session::read_config(run_dir)?;
+        if saved.epochs != config.epochs {
+            config = TrainConfig {
+                epochs: config.epochs,
+                ..saved
+            };
+        } else {
+            config = saved;
+        }
+    } else if checkpoint_path.exists() {
+        return Err(TrainError::Config(format!(
+            "{} already holds a run; pass --resume to continue it or choose another --out",
+            run_dir.display()
+        )));
+    }
+    let frontend = LogMel::new(config.frontend.clone()).map_err(TrainError::Config)?;
+    let data = RunData::open(&config, &frontend)?;
+    config.labels = data.dataset.labels.names().to_vec();
+    config.model.n_classes = config.labels.len();
+    write_json(&run_dir.join("config.json"), &config)?;
+
+    let session = Session::build(config.clone(), device)?;
+    let mut optimizer = Optimizer::new(config.optimizer.clone(), session.named_params())?;
+    let mut state = TrainState::default();
+    if opts.resume && checkpoint_path.exists() {
+        let loaded = session.load_weights(&checkpoint_path)?;
+        state = serde_json::from_value(loaded.state["train"].clone()).map_err(|e| {
+            TrainError::Config(format!("{}: bad state: {e}", checkpoint_path.display()))
+        })?;
+        optimizer.load_state(&loaded.group("extra.optim."), state.step)?;
+    }
+
+    let classes = data.dataset.classes_of(&data.train)?;
+    let sampler: Box<dyn BatchSampler> = if config.class_balanced {
+        Box::new(ClassBalancedSampler::new(
+            &data.train,
+            &classes,
+            config.batch_size,
+            true,
+            config.seed,
+        )?)
+    } else {
+        Box::new(ShuffledSampler::new(
+            data.train.clone(),
+            config.batch_size,
+            true,
+            config.seed,
+        )?)
+    };
+    let label_of: std::collections::HashMap<usize, usize> = data
+        .train
+        .iter()
+        .copied()
+        .zip(classes.iter().copied())
+        .collect();
+    let per_epoch = sampler.batches_per_epoch() as u64;
+    let total_steps = per_epoch * config.epochs;
+    let input_frames = config
+        .crop_frames
+        .unwrap_or_else(|| data.store.frames(data.train[0]));
+    let macs = session.model.macs((data.store.n_mels(), input_frames));
+    if !opts.quiet {
+        eprintln!(
+            "model {} with norm {}: {} parameters, {:.2} M MACs per {}x{} input; {} train / {} validation clips, {} classes",
+            config.model.name,
+            config.norm,
+            session.param_count(),
+            macs as f64 / 1e6,
+            data.store.n_mels(),
+            input_frames,
+            data.train.len(),
+            data.validation.len(),
+            config.labels.len()
+        );
+    }
+    let k = config.labels.len();
+    let mut epochs_this_run = 0;
+    let mut last_rate = 0.0;
+    while state.epochs_done < config.epochs {
+        if opts.stop_after_epochs.is_some_and(|n| epochs_this_run >= n) {
+            break;
+        }
+        let epoch = state.epochs_done;
+        let started = Instant::now();
+        let bar = if opts.quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            crate::progress::bar(per_epoch, &format!("epoch {}/{}", epoch + 1, config.epochs))
+        };
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut lr = 0.0;
+        for batch_ids in sampler.batches(epoch) {
+            let step = state.step;
+            let mut rng = SplitMix64::derive(config.seed, mix64(step ^ 0xA5A5));
+            let labels: Vec<usize> = batch_ids.iter().map(|i| label_of[i]).collect();
+            let frames = config
+                .crop_frames
+                .unwrap_or_else(|| data.store.frames(batch_ids[0]));
+            let batch = data.store.batch(
+                &batch_ids,
+                &labels,
+                k,
+                frames,
+                Some(&mut rng),
+                Some(&config.augment),
+            )?;
+            let (x, y) = to_tensor(&batch, &session.device)?;
+            session.model.reseed(mix64(config.seed ^ mix64(step)));
+            let logits = session.model.forward_t(&x, true)?;
+            let loss = soft_cross_entropy(&logits, &y)?;
+            let loss_value = loss.to_scalar::<f32>()?;
+            if !loss_value.is_finite() {
+                bar.abandon();
+                return Err(TrainError::NonFinite {
+                    step,
+                    epoch: epoch + 1,
+                    loss: loss_value,
+                    last_good: state.epochs_done,
+                    run_dir: run_dir.to_path_buf(),
+                });
+            }
+            lr = config.schedule.lr(config.lr, step, total_steps);
+            optimizer.backward_step(&loss, lr)?;
+            let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            correct += predicted
+                .iter()
+                .zip(&labels)
+                .filter(|(p, l)| **p as usize == **l)
+                .count();
+            seen += labels.len();
+            loss_sum += loss_value as f64 * labels.len() as f64;
+            state.step += 1;
+            bar.set_message(format!(
+                "epoch {}/{} loss {:.3} acc {:.3}",
+                epoch + 1,
+                config.epochs,
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64
+            ));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let train_seconds = started.elapsed().as_secs_f64();
+        let val = score(&session, &data, &data.validation, config.batch_size)?;
+        last_rate = seen as f64 / train_seconds;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_loss: val.log_loss,
+            val_accuracy: val.accuracy,
+            val_macro_accuracy: val.macro_accuracy,
+            seconds: started.elapsed().as_secs_f64(),
+            clips_per_second: last_rate,
+        };
+        if !opts.quiet {
+            eprintln!(
+                "epoch {:>3}/{}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} macro {:.3} | {:.1} clips/s",
+                record.epoch, config.epochs, record.train_loss, record.train_accuracy,
+                record.val_loss, record.val_accuracy, record.val_macro_accuracy, record.clips_per_second
+            );
+        }
+        state.epochs_done += 1;
+        let improved =
+            state.best_epoch.is_none() || record.val_macro_accuracy > state.best_val_macro_accuracy;
+        if improved {
+            state.best_epoch = Some(state.epochs_done);
+            state.best_val_macro_accuracy = record.val_macro_accuracy;
+        }
+        state.history.push(record);
+        let blob = serde_json::json!({ "train": state });
+        if improved {
+            let best = run_dir.join("best.safetensors");
+            checkpoint::save(&best, &session.weights(), &Default::default(), &blob)?;
+        }
+        let (optim_state, _) = optimizer.state();
+        let extra = optim_state
+            .into_iter()
+            .map(|(k, t)| (format!("optim.{k}"), t))
+            .collect();
+        checkpoint::save(&checkpoint_path, &session.weights(), &extra, &blob)?;
+        write_history(run_dir, &state)?;
+        epochs_this_run += 1;
+    }
+    Ok(RunSummary {
+        run_dir: run_dir.to_path_buf(),
+        params: session.param_count(),
+        macs,
+        epochs_done: state.epochs_done,
+        best_epoch: state.best_epoch,
+        best_val_macro_accuracy: state.best_val_macro_accuracy,
+        clips_per_second: last_rate,
+    })
+}
+
+/// `metrics.jsonl` (one line per epoch), `state.json` and the learning curves, rewritten from
+/// the history each epoch so they always agree with the checkpoint.
+fn write_history(run_dir: &Path, state: &TrainState) -> Result<(), TrainError> {
+    let mut lines = String::new();
+    for r in &state.history {
+        lines.push_str(&serde_json::to_string(r).map_err(|e| TrainError::Config(e.to_string()))?);
+        lines.push('\n');
+    }
+    write_atomic(&run_dir.join("metrics.jsonl"), lines.as_bytes())?;
+    write_json(&run_dir.join("state.json"), state)?;
+    super::plot::curves(&run_dir.join("curves.png"), &state.history)?;
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! A model with its variables: built from a run's config, shared by training, evaluation and
+//! export, so all three rebuild exactly the same network.
+
+use super::checkpoint::{self, Weights};
+use super::config::TrainConfig;
+use crate::error::FileError;
+use crate::nn::models::{self, Model};
+use crate::nn::norm;
+use candle_core::{DType, Device, Result, Var};
+use candle_nn::{VarBuilder, VarMap};
+use std::path::Path;
+
+pub struct Session {
+    pub config: TrainConfig,
+    pub device: Device,
+    pub model: Box<dyn Model>,
+    /// Trainable parameters: the only variables the optimiser sees.
+    pub params: VarMap,
+    /// Running statistics and other state outside the gradients.
+    pub buffers: VarMap,
+}
+
+impl Session {
+    pub fn build(config: TrainConfig, device: Device) -> Result<Self> {
+        let params = VarMap::new();
+        let buffers = VarMap::new();
+        let pvb = VarBuilder::from_varmap(&params, DType::F32, &device);
+        let bvb = VarBuilder::from_varmap(&buffers, DType::F32, &device);
+        let factory = |prefix: &str, channels: usize| {
+            norm::build(
+                &config.norm,
+                channels,
+                &config.norm_config,
+                pvb.pp(prefix),
+                bvb.pp(prefix),
+            )
+        };
+        let model = models::build(&config.model, pvb.clone(), &factory)?;
+        Ok(Self {
+            config,
+            device,
+            model,
+            params,
+            buffers,
+        })
+    }
+
+    pub fn weights(&self) -> Weights<'_> {
+        Weights {
+            params: &self.params,
+            buffers: &self.buffers,
+        }
+    }
+
+    /// Trainable variables with their names, sorted.
+    pub fn named_params(&self) -> Vec<(String, Var)> {
+        let data = self.params.data().lock().expect("varmap lock");
+        let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.named_params()
+            .iter()
+            .map(|(_, v)| v.elem_count())
+            .sum()
+    }
+
+    /// Loads the weights of a checkpoint file (e.g. `best.safetensors`).
+    pub fn load_weights(&self, path: &Path) -> std::result::Result<checkpoint::Loaded, FileError> {
+        let loaded = checkpoint::load(path, &self.device)?;
+        loaded.restore(path, &self.weights())?;
+        Ok(loaded)
+    }
+}
+
+/// Reads `RUN_DIR/config.json`.
+pub fn read_config(run_dir: &Path) -> std::result::Result<TrainConfig, FileError> {
+    let path = run_dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| FileError::new(&path, e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| FileError::new(&path, format!("bad run config: {e}")))
+}
+
+/// The device named on the command line: `cpu`, or `cuda` when built with the `cuda` feature.
+pub fn device(name: &str) -> std::result::Result<Device, String> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(0).map_err(|e| {
+            format!(
+                "cannot use CUDA: {e} (build with `--features cuda`, see scripts/build-cuda.sh)"
+            )
+        }),
+        other => Err(format!("unknown device '{other}' (cpu or cuda)")),
+    }
+}
