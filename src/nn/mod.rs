@@ -1,0 +1,3 @@
+//! Neural-network building blocks on candle (design.md, "Modules").
+
+pub mod norm;
