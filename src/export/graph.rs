@@ -258,7 +258,12 @@ mod tests {
             .unwrap();
         let x = tract_ndarray::arr2(&[[1f32, 1., 1.], [2., 0., -1.]]).into_tensor();
         let res = model.run(tvec!(x.into())).unwrap();
-        let v: Vec<f32> = res[0].as_slice::<f32>().unwrap().to_vec();
+        let v: Vec<f32> = res[0]
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect::<Vec<f32>>();
         assert_eq!(v, vec![1.5, 2.5, 3.5, 2.5, 0.5, -2.5]);
     }
 
