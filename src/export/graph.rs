@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn add_tensor_rejects_wrong_dims() {
         let mut g = OnnxGraph::new();
-        let t = Tensor::zeros(4, DType::F32, &candle_core::Device::Cpu).unwrap();
+        let t = candle_core::Tensor::zeros(4, DType::F32, &candle_core::Device::Cpu).unwrap();
         let err = g.add_tensor("t", &t, &[5]).unwrap_err().to_string();
         assert!(err.contains("[4]") && err.contains("[5]"), "{err}");
     }

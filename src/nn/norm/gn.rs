@@ -26,7 +26,7 @@ impl GroupNorm {
         cfg: &NormConfig,
         nb: &NormBuilder,
     ) -> Result<Self> {
-        if groups == 0 || c % groups != 0 {
+        if groups == 0 || !c.is_multiple_of(groups) {
             candle_core::bail!("{name}: {groups} groups do not divide {c} channels");
         }
         Ok(Self {

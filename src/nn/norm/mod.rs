@@ -131,7 +131,7 @@ impl NormConfig {
     pub fn groups_for(&self, c: usize) -> usize {
         (1..=self.gn_max_groups.max(1).min(c.max(1)))
             .rev()
-            .find(|g| c % g == 0)
+            .find(|g| c.is_multiple_of(*g))
             .unwrap_or(1)
     }
 }

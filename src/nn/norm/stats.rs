@@ -38,7 +38,7 @@ pub fn channel_affine(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tenso
 /// channels of each group and all of L, biased variance, ε inside the square root.
 pub fn group_normalize(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
     let (n, c, l) = x.dims3()?;
-    if groups == 0 || c % groups != 0 {
+    if groups == 0 || !c.is_multiple_of(groups) {
         bail!("group norm: {groups} groups do not divide {c} channels");
     }
     let xg = x.reshape((n, groups, (c / groups) * l))?;

@@ -41,7 +41,7 @@ pub struct UnifiedBn {
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
     let k = cfg.ubn_kernel;
-    if k % 2 == 0 {
+    if k.is_multiple_of(2) {
         bail!("ubn: the BNET kernel size must be odd, got {k}");
     }
     let conv = nb.params.pp("bnconv");
