@@ -11,7 +11,7 @@
 //! `c` is a buffer (`moving_cos`), updated only in train mode and saved with the checkpoint
 //! (judgement, §5.6.4). Rank-4 input only (the BNET conv is 2-D).
 
-use candle_core::{bail, Result, Tensor, Var};
+use candle_core::{bail, DType, Result, Tensor, Var};
 use candle_nn::{ops::sigmoid, Init};
 
 use super::stats::{as_ncl, emit_gap_gate, gap, RunningStats};
@@ -67,7 +67,8 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
         for ch in 0..c {
             taps[ch * k * k + (k * k) / 2] = 1.0;
         }
-        let ident = Tensor::from_vec(taps, (c, 1, k, k), kernel.device())?;
+        let ident =
+            Tensor::from_vec(taps, (c, 1, k, k), kernel.device())?.to_dtype(kernel.dtype())?;
         Var::from_tensor(&kernel)?.set(&ident)?;
     }
     Ok(Box::new(UnifiedBn {
@@ -97,17 +98,19 @@ impl UnifiedBn {
         let xs = x.narrow(0, 0, n)?.detach().flatten_from(1)?;
         let norms = xs.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(COS_EPS)?;
         let xn = xs.broadcast_div(&norms)?;
-        let gram_sum = xn.matmul(&xn.t()?)?.sum_all()?.to_scalar::<f32>()? as f64;
+        let gram = xn.matmul(&xn.t()?)?.sum_all()?;
+        let gram_sum = gram.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         Ok((gram_sum - n as f64) / (n * (n - 1)) as f64)
     }
 
     /// Updates `moving_cos` and returns whether batch statistics are used (FCT, §5.2).
     fn fct_gate(&self, x: &Tensor) -> Result<bool> {
         let s = self.batch_cosine(x)?;
-        let old = self.moving_cos.as_tensor().to_vec1::<f32>()?[0] as f64;
+        let cur = self.moving_cos.as_tensor();
+        let old = cur.to_dtype(DType::F64)?.to_vec1::<f64>()?[0];
         let c = (1.0 - self.momentum_cos) * old + self.momentum_cos * s;
-        let dev = self.moving_cos.device().clone();
-        self.moving_cos.set(&Tensor::new(&[c as f32], &dev)?)?;
+        let new = Tensor::new(&[c], cur.device())?.to_dtype(cur.dtype())?;
+        self.moving_cos.set(&new)?;
         Ok(match self.fct_mode {
             FctMode::BatchWhenAbove => c > self.tau,
             FctMode::BatchWhenBelow => c <= self.tau,
