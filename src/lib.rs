@@ -7,6 +7,7 @@
 pub mod audio;
 pub mod dataset;
 pub mod error;
+pub mod export;
 pub mod features;
 pub mod fsutil;
 pub mod nn;

@@ -26,14 +26,9 @@ impl Session {
         let buffers = VarMap::new();
         let pvb = VarBuilder::from_varmap(&params, DType::F32, &device);
         let bvb = VarBuilder::from_varmap(&buffers, DType::F32, &device);
+        let builder = norm::NormBuilder::new(pvb.clone(), bvb);
         let factory = |prefix: &str, channels: usize| {
-            norm::build(
-                &config.norm,
-                channels,
-                &config.norm_config,
-                pvb.pp(prefix),
-                bvb.pp(prefix),
-            )
+            norm::build_norm(&config.norm, channels, &config.norm_config, &builder.pp(prefix))
         };
         let model = models::build(&config.model, pvb.clone(), &factory)?;
         Ok(Self {

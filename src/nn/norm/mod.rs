@@ -1,88 +1,275 @@
-//! PLACEHOLDER until the norm branch lands: the trait as models use it, and a minimal BN.
-use candle_core::{Result, Tensor, Var};
-use candle_nn::VarBuilder;
+//! Pluggable normalization layers (norms.md): one trait, one file per layer, one registry.
+//!
+//! Every layer keeps its trainable parameters in the *parameter* `VarMap` (the only one the
+//! optimiser sees) and its non-gradient state (running mean/var, UBN's `moving_cos`) in a
+//! separate *buffer* `VarMap`, updated in place with `Var::set` in train mode and saved with
+//! the checkpoint (norms.md §1, §5.6.4). Adding a layer is one new file plus one line in
+//! [`REGISTRY`].
+
+use candle_core::{bail, Result, Tensor, Var};
+use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::export::graph::OnnxGraph;
+
+pub mod bn;
+pub mod gn;
+pub mod gnplus;
+pub mod iebn;
+pub mod in_norm;
+pub mod l2bn;
+pub mod ln;
+pub mod none;
+pub mod stats;
+pub mod ubn;
+
+/// A normalization layer over NC* input (rank 2, 3 or 4; UBN needs rank 4).
 pub trait Norm: Send + Sync + std::fmt::Debug {
+    /// Train forward (`train = true`: batch statistics, buffers updated) or eval forward
+    /// (running statistics, batch-independent except faithful GN+, norms.md §7.2).
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor>;
+    /// The registry name (`bn`, `l2bn`, ...).
+    fn name(&self) -> &'static str;
+    /// Appends the eval-mode decomposition (opset 17) for a rank-4 input named `input` and
+    /// returns the name of the output value.
+    fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String>;
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NormConfig {}
-
-pub const NORM_NAMES: &[&str] = &["bn", "none"];
-
-#[derive(Debug)]
-struct Identity;
-impl Norm for Identity {
-    fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
-        Ok(x.clone())
-    }
+/// How L2BN scales each sample before BN (norms.md §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum L2bnMode {
+    /// Divide by the root mean square over (C, H, W): length-independent (recommended).
+    #[default]
+    Rms,
+    /// Divide by the l2 norm over (C, H, W), as `F.normalize` in the reference (§3.2).
+    L2,
 }
 
-#[derive(Debug)]
-struct Bn {
-    gamma: Tensor,
-    beta: Tensor,
-    rm: Var,
-    rv: Var,
+/// Which GN+ to build (norms.md §4.1 vs §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GnPlusVariant {
+    /// Standard GN + per-channel BN with running stats; batch-independent at inference.
+    #[default]
+    Deployable,
+    /// The reference code: unbiased std, ε on the std, batch-axis stats even at inference.
+    Faithful,
 }
 
-impl Norm for Bn {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        let (mean, var) = if train {
-            let xc = x.transpose(0, 1)?.reshape((c, n * h * w))?;
-            let mean = xc.mean_keepdim(1)?;
-            let var = xc.broadcast_sub(&mean)?.sqr()?.mean_keepdim(1)?;
-            let m = (n * h * w) as f64;
-            let rm = (self.rm.as_tensor().affine(0.9, 0.0)?
-                + mean.flatten_all()?.detach().affine(0.1, 0.0)?)?;
-            let rv = (self.rv.as_tensor().affine(0.9, 0.0)?
-                + var
-                    .flatten_all()?
-                    .detach()
-                    .affine(0.1 * m / (m - 1.0), 0.0)?)?;
-            self.rm.set(&rm)?;
-            self.rv.set(&rv)?;
-            (mean.reshape((1, c, 1, 1))?, var.reshape((1, c, 1, 1))?)
-        } else {
-            (
-                self.rm.as_tensor().reshape((1, c, 1, 1))?,
-                self.rv.as_tensor().reshape((1, c, 1, 1))?,
-            )
-        };
-        let xh = x
-            .broadcast_sub(&mean)?
-            .broadcast_div(&(var + 1e-5)?.sqrt()?)?;
-        xh.broadcast_mul(&self.gamma.reshape((1, c, 1, 1))?)?
-            .broadcast_add(&self.beta.reshape((1, c, 1, 1))?)
-    }
+/// Direction of UBN's feature-condensation gate (norms.md §5.6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FctMode {
+    /// Batch statistics while the EMA cosine is above τ (the reference code).
+    #[default]
+    BatchWhenAbove,
+    /// Batch statistics while the EMA cosine is at or below τ.
+    BatchWhenBelow,
 }
 
-pub fn build(
-    name: &str,
-    channels: usize,
-    _cfg: &NormConfig,
-    params: VarBuilder,
-    buffers: VarBuilder,
-) -> Result<Box<dyn Norm>> {
-    match name {
-        "none" => Ok(Box::new(Identity)),
-        "bn" => {
-            let gamma = params.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?;
-            let beta = params.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?;
-            let rm =
-                buffers.get_with_hints(channels, "running_mean", candle_nn::Init::Const(0.0))?;
-            let rv =
-                buffers.get_with_hints(channels, "running_var", candle_nn::Init::Const(1.0))?;
-            Ok(Box::new(Bn {
-                gamma,
-                beta,
-                rm: Var::from_tensor(&rm)?,
-                rv: Var::from_tensor(&rv)?,
-            }))
+/// Initialization of UBN's depthwise BNET kernel (norms.md §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BnetInit {
+    /// Kaiming-normal fan-out kernel N(0, 2/(k²C)), bias U(−1/k, 1/k), as the reference ResNet.
+    #[default]
+    Reference,
+    /// Center tap 1, other taps and bias 0: UBN starts as σ(1)·BN(x).
+    Identity,
+}
+
+/// Hyper-parameters of every layer; the defaults are those of norms.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NormConfig {
+    /// ε inside the square root (norms.md §1).
+    pub eps: f64,
+    /// PyTorch-style running-stat momentum, weight on the new value (norms.md §1).
+    pub momentum: f64,
+    /// L2BN scaling (norms.md §3.3).
+    pub l2bn_mode: L2bnMode,
+    /// GN (and GN+) use the largest divisor of C that is at most this (norms.md §2.2).
+    pub gn_max_groups: usize,
+    /// GN+ variant (norms.md §4.2).
+    pub gnplus_variant: GnPlusVariant,
+    /// UBN's FCT threshold τ (norms.md §5.6.2).
+    pub ubn_tau: f64,
+    /// EMA factor of UBN's moving cosine (`momentum_cos`, norms.md §5.2).
+    pub ubn_momentum_cos: f64,
+    /// At most this many leading samples enter UBN's cosine statistic (norms.md §5.6.3).
+    pub ubn_cos_samples: usize,
+    /// UBN gate direction (norms.md §5.6.1).
+    pub ubn_fct_mode: FctMode,
+    /// UBN BNET kernel init (norms.md §5.1).
+    pub ubn_bnet_init: BnetInit,
+    /// UBN BNET kernel size k (odd).
+    pub ubn_kernel: usize,
+}
+
+impl Default for NormConfig {
+    fn default() -> Self {
+        Self {
+            eps: 1e-5,
+            momentum: 0.1,
+            l2bn_mode: L2bnMode::Rms,
+            gn_max_groups: 32,
+            gnplus_variant: GnPlusVariant::Deployable,
+            ubn_tau: 0.15,
+            ubn_momentum_cos: 0.1,
+            ubn_cos_samples: 16,
+            ubn_fct_mode: FctMode::BatchWhenAbove,
+            ubn_bnet_init: BnetInit::Reference,
+            ubn_kernel: 3,
         }
-        other => candle_core::bail!("unknown norm '{other}'"),
+    }
+}
+
+impl NormConfig {
+    /// GN group count for `c` channels: the largest divisor of `c` that is ≤ `gn_max_groups`
+    /// (norms.md §2.2, judgement).
+    pub fn groups_for(&self, c: usize) -> usize {
+        (1..=self.gn_max_groups.max(1).min(c.max(1)))
+            .rev()
+            .find(|g| c.is_multiple_of(*g))
+            .unwrap_or(1)
+    }
+}
+
+/// The two variable stores a layer is built from: `params` (optimised) and `buffers`
+/// (running statistics and other state, never optimised, saved with the checkpoint).
+#[derive(Clone)]
+pub struct NormBuilder<'a> {
+    pub params: VarBuilder<'a>,
+    pub buffers: VarBuilder<'a>,
+}
+
+impl<'a> NormBuilder<'a> {
+    pub fn new(params: VarBuilder<'a>, buffers: VarBuilder<'a>) -> Self {
+        Self { params, buffers }
+    }
+
+    /// Both stores under the same sub-path, so a layer's parameters and buffers share names.
+    pub fn pp(&self, name: &str) -> Self {
+        Self {
+            params: self.params.pp(name),
+            buffers: self.buffers.pp(name),
+        }
+    }
+
+    /// A per-channel (C) parameter with a constant initial value.
+    pub(crate) fn param(&self, name: &str, c: usize, init: f64) -> Result<Tensor> {
+        self.params.get_with_hints(c, name, Init::Const(init))
+    }
+
+    /// A buffer as a `Var`, so the layer can overwrite it in place (`Var::set`).
+    pub(crate) fn buffer(&self, name: &str, len: usize, init: f64) -> Result<Var> {
+        let t = self.buffers.get_with_hints(len, name, Init::Const(init))?;
+        if !t.is_variable() {
+            bail!("norm buffer {name}: the buffer VarBuilder must be backed by a VarMap");
+        }
+        Var::from_tensor(&t)
+    }
+}
+
+/// Builds one layer for `c` channels.
+pub type NormCtor = fn(usize, &NormConfig, &NormBuilder) -> Result<Box<dyn Norm>>;
+
+/// The name registry: one line per layer (style.md, "tract").
+pub const REGISTRY: &[(&str, NormCtor)] = &[
+    ("bn", bn::build),
+    ("l2bn", l2bn::build),
+    ("gn", gn::build),
+    ("gnplus", gnplus::build),
+    ("ubn", ubn::build),
+    ("iebn", iebn::build),
+    ("ln", ln::build),
+    ("in", in_norm::build),
+    ("none", none::build),
+];
+
+/// The valid names, in registry order.
+pub const NORM_NAMES: [&str; REGISTRY.len()] = {
+    let mut names = [""; REGISTRY.len()];
+    let mut i = 0;
+    while i < REGISTRY.len() {
+        names[i] = REGISTRY[i].0;
+        i += 1;
+    }
+    names
+};
+
+/// Builds the layer registered as `name` for `c` channels.
+pub fn build_norm(
+    name: &str,
+    c: usize,
+    cfg: &NormConfig,
+    nb: &NormBuilder,
+) -> Result<Box<dyn Norm>> {
+    if c == 0 {
+        bail!("norm {name}: channel count must be positive");
+    }
+    match REGISTRY.iter().find(|(n, _)| *n == name) {
+        Some((_, ctor)) => ctor(c, cfg, nb),
+        None => bail!(
+            "unknown norm {name:?}; valid names: {}",
+            NORM_NAMES.join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_rule_matches_spec_examples() {
+        // norms.md §2.2: C=3 → 3, C=10 → 10, C=48 → 24, C=24 → 24, C=64 → 32.
+        let cfg = NormConfig::default();
+        for (c, g) in [
+            (3, 3),
+            (10, 10),
+            (48, 24),
+            (24, 24),
+            (64, 32),
+            (1, 1),
+            (37, 1),
+        ] {
+            assert_eq!(cfg.groups_for(c), g, "C={c}");
+        }
+    }
+
+    #[test]
+    fn unknown_name_lists_valid_names() {
+        let vm = candle_nn::VarMap::new();
+        let bm = candle_nn::VarMap::new();
+        let dev = candle_core::Device::Cpu;
+        let nb = NormBuilder::new(
+            VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev),
+            VarBuilder::from_varmap(&bm, candle_core::DType::F32, &dev),
+        );
+        let err = build_norm("batchnorm", 4, &NormConfig::default(), &nb).unwrap_err();
+        let msg = err.to_string();
+        for n in NORM_NAMES {
+            assert!(msg.contains(n), "{msg}");
+        }
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let cfg = NormConfig {
+            l2bn_mode: L2bnMode::L2,
+            ubn_fct_mode: FctMode::BatchWhenBelow,
+            ..Default::default()
+        };
+        let s = serde_json::to_string(&cfg).unwrap();
+        assert!(
+            s.contains("\"l2\"") && s.contains("batch_when_below"),
+            "{s}"
+        );
+        let back: NormConfig = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, cfg);
+        let partial: NormConfig = serde_json::from_str("{\"eps\":0.001}").unwrap();
+        assert_eq!(partial.momentum, 0.1);
     }
 }

@@ -1,0 +1,44 @@
+//! BatchNorm (Ioffe & Szegedy, arXiv 1502.03167), norms.md §2.1.
+//!
+//! Written on the shared BN core ([`RunningStats`]) rather than `candle_nn::BatchNorm`, so the
+//! running statistics live in the buffer store, the per-channel reductions run over a trailing
+//! dim, and M = N·H·W = 1 is an error instead of NaN.
+
+use candle_core::{Result, Tensor};
+
+use super::stats::{as_ncl, RunningStats};
+use super::{Norm, NormBuilder, NormConfig};
+use crate::export::graph::OnnxGraph;
+
+/// γ, β (C); buffers running mean/var (C).
+#[derive(Debug)]
+pub struct BatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    stats: RunningStats,
+}
+
+pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
+    Ok(Box::new(BatchNorm {
+        weight: nb.param("weight", c, 1.0)?,
+        bias: nb.param("bias", c, 0.0)?,
+        stats: RunningStats::new(c, cfg, nb)?,
+    }))
+}
+
+impl Norm for BatchNorm {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (x3, dims) = as_ncl(x, self.weight.elem_count(), "bn")?;
+        self.stats
+            .forward_t(&x3, Some((&self.weight, &self.bias)), train)?
+            .reshape(dims)
+    }
+
+    fn name(&self) -> &'static str {
+        "bn"
+    }
+
+    fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
+        self.stats.emit(g, input, Some((&self.weight, &self.bias)))
+    }
+}

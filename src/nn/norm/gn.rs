@@ -1,0 +1,83 @@
+//! GroupNorm (Wu & He, arXiv 1803.08494), norms.md §2.2. Also the core of LN (G = 1, §2.3)
+//! and IN (G = C, §2.4), which are thin wrappers choosing the group count.
+
+use candle_core::{Result, Tensor};
+
+use super::stats::{as_ncl, channel_affine, emit_group_norm, group_normalize};
+use super::{Norm, NormBuilder, NormConfig};
+use crate::export::graph::{attr_float, OnnxGraph};
+
+/// γ, β (C); no running statistics, train = eval.
+#[derive(Debug)]
+pub struct GroupNorm {
+    pub(crate) name: &'static str,
+    pub(crate) groups: usize,
+    eps: f64,
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl GroupNorm {
+    /// A per-channel-affine group norm with an explicit group count (must divide `c`).
+    pub fn new(
+        name: &'static str,
+        c: usize,
+        groups: usize,
+        cfg: &NormConfig,
+        nb: &NormBuilder,
+    ) -> Result<Self> {
+        if groups == 0 || !c.is_multiple_of(groups) {
+            candle_core::bail!("{name}: {groups} groups do not divide {c} channels");
+        }
+        Ok(Self {
+            name,
+            groups,
+            eps: cfg.eps,
+            weight: nb.param("weight", c, 1.0)?,
+            bias: nb.param("bias", c, 0.0)?,
+        })
+    }
+
+    /// The group count actually used (norms.md §2.2 asks to log it).
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+}
+
+/// G = the largest divisor of C that is ≤ `cfg.gn_max_groups` (norms.md §2.2).
+pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
+    Ok(Box::new(GroupNorm::new(
+        "gn",
+        c,
+        cfg.groups_for(c),
+        cfg,
+        nb,
+    )?))
+}
+
+impl Norm for GroupNorm {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
+        let (x3, dims) = as_ncl(x, self.weight.elem_count(), self.name)?;
+        let y = group_normalize(&x3, self.groups, self.eps)?;
+        channel_affine(&y, &self.weight, &self.bias)?.reshape(dims)
+    }
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
+        let c = self.weight.elem_count();
+        if self.groups == c {
+            // IN (§2.4): one InstanceNormalization carries the per-channel affine itself.
+            let gamma = g.add_tensor("in_scale", &self.weight, &[c as i64])?;
+            let beta = g.add_tensor("in_bias", &self.bias, &[c as i64])?;
+            return Ok(g.add_node(
+                "InstanceNormalization",
+                &[input, &gamma, &beta],
+                vec![attr_float("epsilon", self.eps as f32)],
+            ));
+        }
+        emit_group_norm(g, input, self.groups, self.eps, &self.weight, &self.bias)
+    }
+}

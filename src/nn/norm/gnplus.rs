@@ -1,0 +1,111 @@
+//! GN+ / "NewGN" (Gunawan, Yin & Zhang, "Understanding and Improving Group Normalization",
+//! arXiv 2207.01972), norms.md §4: a GN output mixed with a batch-normalized copy of itself,
+//! `y = (s·xg + (1−s)·xb)·γ + β` with `s = sigmoid(λ)`, λ₀ = 1.
+//!
+//! * `deployable` (default, §4.2): standard GN, per-channel BN with running stats; eval is
+//!   batch-independent and folds into a GN with modified affine (exported that way).
+//! * `faithful` (§4.1, reference `GNPlusSequentialGNFirst`): unbiased std with ε on the std in
+//!   both parts, the "BN" part over the batch axis only, batch statistics even in eval; it needs
+//!   N ≥ 2 and cannot be exported.
+
+use candle_core::{bail, Result, Tensor};
+use candle_nn::{ops::sigmoid, Init};
+
+use super::stats::{as_ncl, channel_affine, emit_group_norm, group_normalize, RunningStats};
+use super::{GnPlusVariant, Norm, NormBuilder, NormConfig};
+use crate::export::graph::OnnxGraph;
+
+/// γ, β (C) and λ (1): 2C + 1 parameters; the deployable variant adds running mean/var (C).
+#[derive(Debug)]
+pub struct GnPlus {
+    groups: usize,
+    eps: f64,
+    weight: Tensor,
+    bias: Tensor,
+    lambda: Tensor,
+    /// `None` for the faithful variant, which has no running statistics.
+    stats: Option<RunningStats>,
+}
+
+pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
+    let stats = match cfg.gnplus_variant {
+        GnPlusVariant::Deployable => Some(RunningStats::new(c, cfg, nb)?),
+        GnPlusVariant::Faithful => None,
+    };
+    Ok(Box::new(GnPlus {
+        groups: cfg.groups_for(c),
+        eps: cfg.eps,
+        weight: nb.param("weight", c, 1.0)?,
+        bias: nb.param("bias", c, 0.0)?,
+        lambda: nb.params.get_with_hints(1, "lambda", Init::Const(1.0))?,
+        stats,
+    }))
+}
+
+/// (x − mean)/(std_unbiased + ε) along `dim` (keepdim), the reference's own normalization.
+fn normalize_unbiased(x: &Tensor, dim: usize, eps: f64, what: &str) -> Result<Tensor> {
+    let n = x.dim(dim)?;
+    if n < 2 {
+        bail!(
+            "gnplus (faithful): {what} needs at least 2 values, got shape {:?}",
+            x.dims()
+        );
+    }
+    let xc = x.broadcast_sub(&x.mean_keepdim(dim)?)?;
+    let std = (xc.sqr()?.sum_keepdim(dim)? / (n as f64 - 1.0))?.sqrt()?;
+    xc.broadcast_div(&(std + eps)?)
+}
+
+impl GnPlus {
+    fn mix(&self, xg: &Tensor, xb: &Tensor) -> Result<Tensor> {
+        let s = sigmoid(&self.lambda)?.reshape((1, 1, 1))?;
+        let one_minus = s.affine(-1.0, 1.0)?;
+        let y = (xg.broadcast_mul(&s)? + xb.broadcast_mul(&one_minus)?)?;
+        channel_affine(&y, &self.weight, &self.bias)
+    }
+
+    /// Eval fold (§4.2): γ' = γ(s + (1−s)a), β' = β − γ(1−s)·rm·a with a = 1/sqrt(rv+ε).
+    fn folded_affine(&self, stats: &RunningStats) -> Result<(Tensor, Tensor)> {
+        let s = sigmoid(&self.lambda.detach())?;
+        let one_minus = s.affine(-1.0, 1.0)?;
+        let (a, b) = stats.fold()?; // b = −rm·a
+        let gamma = self.weight.detach();
+        let g2 = (&gamma * a.broadcast_mul(&one_minus)?.broadcast_add(&s)?)?;
+        let b2 = (self.bias.detach() + (&gamma * b.broadcast_mul(&one_minus)?)?)?;
+        Ok((g2, b2))
+    }
+}
+
+impl Norm for GnPlus {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (x3, dims) = as_ncl(x, self.weight.elem_count(), "gnplus")?;
+        let (n, c, l) = x3.dims3()?;
+        let y = match &self.stats {
+            Some(stats) => {
+                let xg = group_normalize(&x3, self.groups, self.eps)?;
+                let xb = stats.forward_t(&xg, None, train)?;
+                self.mix(&xg, &xb)?
+            }
+            None => {
+                let xg = x3.reshape((n, self.groups, (c / self.groups) * l))?;
+                let xg = normalize_unbiased(&xg, 2, self.eps, "a group")?.reshape((n, c, l))?;
+                let xb = normalize_unbiased(&xg, 0, self.eps, "the batch axis")?;
+                self.mix(&xg, &xb)?
+            }
+        };
+        y.reshape(dims)
+    }
+
+    fn name(&self) -> &'static str {
+        "gnplus"
+    }
+
+    /// The deployable variant is a GN with folded affine (§4.2); faithful GN+ is transductive.
+    fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
+        let Some(stats) = &self.stats else {
+            bail!("gnplus (faithful) uses test-batch statistics and cannot be exported; use the deployable variant");
+        };
+        let (gamma, beta) = self.folded_affine(stats)?;
+        emit_group_norm(g, input, self.groups, self.eps, &gamma, &beta)
+    }
+}

@@ -1,0 +1,70 @@
+//! IEBN (Liang, Huang, Liang & Yang, "Instance Enhancement Batch Normalization: an Adaptive
+//! Regulator of Batch Noise", arXiv 1908.04008, AAAI 2020), norms.md §6: non-affine BN scaled
+//! by a per-sample, per-channel attention taken from the GAP of the raw input,
+//! `y = BN(x)·(γ·sigmoid(w_r·GAP(x) + b_r)) + β`, with w_r = 0, b_r = −1 at init (§6.1).
+
+use candle_core::{Result, Tensor};
+
+use super::stats::{as_ncl, emit_gap_gate, gap, RunningStats};
+use super::{Norm, NormBuilder, NormConfig};
+use crate::export::graph::OnnxGraph;
+
+/// γ, β, w_r, b_r (C): 4C parameters; buffers running mean/var (C).
+#[derive(Debug)]
+pub struct InstanceEnhancementBn {
+    weight: Tensor,
+    bias: Tensor,
+    weight_readjust: Tensor,
+    bias_readjust: Tensor,
+    stats: RunningStats,
+}
+
+pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
+    Ok(Box::new(InstanceEnhancementBn {
+        weight: nb.param("weight", c, 1.0)?,
+        bias: nb.param("bias", c, 0.0)?,
+        weight_readjust: nb.param("weight_readjust", c, 0.0)?,
+        bias_readjust: nb.param("bias_readjust", c, -1.0)?,
+        stats: RunningStats::new(c, cfg, nb)?,
+    }))
+}
+
+impl InstanceEnhancementBn {
+    /// The attention a = sigmoid(w_r·GAP(x) + b_r), shape (N, C, 1) (norms.md §6.2).
+    pub fn attention(&self, x3: &Tensor) -> Result<Tensor> {
+        let c = self.weight.elem_count();
+        let z = gap(x3)?
+            .broadcast_mul(&self.weight_readjust.reshape((1, c, 1))?)?
+            .broadcast_add(&self.bias_readjust.reshape((1, c, 1))?)?;
+        candle_nn::ops::sigmoid(&z)
+    }
+}
+
+impl Norm for InstanceEnhancementBn {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let c = self.weight.elem_count();
+        let (x3, dims) = as_ncl(x, c, "iebn")?;
+        let a = self.attention(&x3)?;
+        let xh = self.stats.forward_t(&x3, None, train)?;
+        let scale = a.broadcast_mul(&self.weight.reshape((1, c, 1))?)?;
+        xh.broadcast_mul(&scale)?
+            .broadcast_add(&self.bias.reshape((1, c, 1))?)?
+            .reshape(dims)
+    }
+
+    fn name(&self) -> &'static str {
+        "iebn"
+    }
+
+    /// norms.md §6.3: Sigmoid gate from GlobalAveragePool, BatchNormalization(scale = γ,
+    /// B = 0), then Mul by the gate and Add β.
+    fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
+        let c = self.weight.elem_count() as i64;
+        let a = emit_gap_gate(g, input, &self.weight_readjust, &self.bias_readjust)?;
+        let zeros = self.bias.zeros_like()?;
+        let z = self.stats.emit(g, input, Some((&self.weight, &zeros)))?;
+        let za = g.add_node("Mul", &[&z, &a], vec![]);
+        let beta = g.add_tensor("iebn_beta", &self.bias, &[c, 1, 1])?;
+        Ok(g.add_node("Add", &[&za, &beta], vec![]))
+    }
+}

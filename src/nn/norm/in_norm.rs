@@ -1,0 +1,12 @@
+//! InstanceNorm (Ulyanov et al., arXiv 1607.08022), norms.md §2.4: GN with G = C, affine
+//! (judgement in §2.4: same parameter count as BN). Degenerate when H·W = 1 (output β).
+//! Exported through the GN decomposition, which with G = C is one InstanceNormalization.
+
+use candle_core::Result;
+
+use super::gn::GroupNorm;
+use super::{Norm, NormBuilder, NormConfig};
+
+pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
+    Ok(Box::new(GroupNorm::new("in", c, c, cfg, nb)?))
+}

@@ -1,0 +1,82 @@
+//! L2BN (Wang et al., "L2BN: Enhancing Batch Normalization by Equalizing the L2 Norms of
+//! Features", arXiv 2207.02625), norms.md §3: each sample is scaled to a common norm over all
+//! non-batch axes, then ordinary BN with γ, β and running stats follows.
+//!
+//! Mode `rms` (default, §3.3) divides by the root mean square, `l2` (§3.2, faithful) by the
+//! l2 norm; both clamp the divisor at 1e-12 like `F.normalize`, and gradients flow through it.
+
+use candle_core::{Result, Tensor};
+
+use super::stats::{as_ncl, emit_reduce_mean_chw, RunningStats};
+use super::{L2bnMode, Norm, NormBuilder, NormConfig};
+use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
+
+/// Clamp of the per-sample divisor (`F.normalize` default eps, norms.md §3.1).
+const NORM_FLOOR: f64 = 1e-12;
+
+/// γ, β (C); buffers running mean/var (C); 0 extra parameters over BN.
+#[derive(Debug)]
+pub struct L2BatchNorm {
+    mode: L2bnMode,
+    weight: Tensor,
+    bias: Tensor,
+    stats: RunningStats,
+}
+
+pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
+    Ok(Box::new(L2BatchNorm {
+        mode: cfg.l2bn_mode,
+        weight: nb.param("weight", c, 1.0)?,
+        bias: nb.param("bias", c, 0.0)?,
+        stats: RunningStats::new(c, cfg, nb)?,
+    }))
+}
+
+impl L2BatchNorm {
+    /// x / max(r_n, 1e-12) for (N, C, L) input, r_n the per-sample l2 norm or RMS.
+    fn equalize(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, _, _) = x.dims3()?;
+        let sq = x.sqr()?.flatten_from(1)?;
+        let s = match self.mode {
+            L2bnMode::Rms => sq.mean_keepdim(1)?,
+            L2bnMode::L2 => sq.sum_keepdim(1)?,
+        };
+        let r = s.sqrt()?.maximum(NORM_FLOOR)?.reshape((n, 1, 1))?;
+        x.broadcast_div(&r)
+    }
+}
+
+impl Norm for L2BatchNorm {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (x3, dims) = as_ncl(x, self.weight.elem_count(), "l2bn")?;
+        let xt = self.equalize(&x3)?;
+        self.stats
+            .forward_t(&xt, Some((&self.weight, &self.bias)), train)?
+            .reshape(dims)
+    }
+
+    fn name(&self) -> &'static str {
+        "l2bn"
+    }
+
+    /// norms.md §3.4: per-sample divisor (ReduceL2 or ReduceMean of X², axes attribute),
+    /// Max with 1e-12, Div, then BatchNormalization.
+    fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
+        let r = match self.mode {
+            L2bnMode::L2 => g.add_node(
+                "ReduceL2",
+                &[input],
+                vec![attr_ints("axes", &[1, 2, 3]), attr_int("keepdims", 1)],
+            ),
+            L2bnMode::Rms => {
+                let sq = g.add_node("Mul", &[input, input], vec![]);
+                let ms = emit_reduce_mean_chw(g, &sq);
+                g.add_node("Sqrt", &[&ms], vec![])
+            }
+        };
+        let floor = g.add_initializer("l2bn_floor", &[NORM_FLOOR as f32], &[]);
+        let r = g.add_node("Max", &[&r, &floor], vec![]);
+        let xt = g.add_node("Div", &[input, &r], vec![]);
+        self.stats.emit(g, &xt, Some((&self.weight, &self.bias)))
+    }
+}

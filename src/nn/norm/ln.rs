@@ -1,0 +1,11 @@
+//! LayerNorm for conv features (Ba et al., arXiv 1607.06450), norms.md §2.3: GN with G = 1,
+//! statistics over (C, H, W) per sample, **per-channel** γ, β so any H, W is accepted.
+
+use candle_core::Result;
+
+use super::gn::GroupNorm;
+use super::{Norm, NormBuilder, NormConfig};
+
+pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
+    Ok(Box::new(GroupNorm::new("ln", c, 1, cfg, nb)?))
+}

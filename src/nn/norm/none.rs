@@ -1,0 +1,29 @@
+//! Identity "normalization": the no-norm baseline of the comparison (design.md, `--norm none`).
+
+use candle_core::{Result, Tensor};
+
+use super::{Norm, NormBuilder, NormConfig};
+use crate::export::graph::OnnxGraph;
+
+/// No parameters, no buffers; `forward_t` returns its input.
+#[derive(Debug)]
+pub struct NoNorm;
+
+pub fn build(_c: usize, _cfg: &NormConfig, _nb: &NormBuilder) -> Result<Box<dyn Norm>> {
+    Ok(Box::new(NoNorm))
+}
+
+impl Norm for NoNorm {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+
+    fn name(&self) -> &'static str {
+        "none"
+    }
+
+    /// No node: the output is the input value itself.
+    fn emit_onnx(&self, _g: &mut OnnxGraph, input: &str) -> Result<String> {
+        Ok(input.to_string())
+    }
+}

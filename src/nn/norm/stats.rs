@@ -1,0 +1,241 @@
+//! Statistics shared by the layers: per-channel batch statistics with running buffers (BN core,
+//! norms.md §1, §2.1), per-sample group statistics (GN core, §2.2), GAP and per-channel affine,
+//! and the matching ONNX fragments.
+//!
+//! Inputs are viewed as (N, C, L) with L the product of the spatial dims, so one code path serves
+//! rank 2, 3 and 4. Per-channel statistics are taken after moving C first, (C, N·L), so every
+//! reduction runs over the trailing dim: candle's non-trailing reductions (and their broadcast
+//! backward) are single-threaded loops (design.md, "candle on CPU").
+
+use candle_core::{bail, DType, Result, Tensor, Var};
+
+use super::{NormBuilder, NormConfig};
+use crate::export::graph::{attr_float, attr_int, OnnxGraph};
+
+/// `x` viewed as (N, C, L), checking rank and channel count; also returns the original dims.
+pub fn as_ncl(x: &Tensor, c: usize, layer: &str) -> Result<(Tensor, Vec<usize>)> {
+    let dims = x.dims().to_vec();
+    if dims.len() < 2 || dims[1] != c {
+        bail!("{layer}: expected input (N, {c}, ...) of rank >= 2, got shape {dims:?}");
+    }
+    let l: usize = dims[2..].iter().product();
+    Ok((x.reshape((dims[0], c, l))?, dims))
+}
+
+/// Global average pool per sample and channel: (N, C, L) → (N, C, 1) (norms.md §1 "GAP").
+pub fn gap(x: &Tensor) -> Result<Tensor> {
+    x.mean_keepdim(2)
+}
+
+/// `x·γ_c + β_c` for (N, C, L) input and (C) parameters.
+pub fn channel_affine(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+    let c = gamma.elem_count();
+    x.broadcast_mul(&gamma.reshape((1, c, 1))?)?
+        .broadcast_add(&beta.reshape((1, c, 1))?)
+}
+
+/// Per-sample group normalization without affine (norms.md §2.2): statistics over the C/G
+/// channels of each group and all of L, biased variance, ε inside the square root.
+pub fn group_normalize(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
+    let (n, c, l) = x.dims3()?;
+    if groups == 0 || !c.is_multiple_of(groups) {
+        bail!("group norm: {groups} groups do not divide {c} channels");
+    }
+    let xg = x.reshape((n, groups, (c / groups) * l))?;
+    let mean = xg.mean_keepdim(2)?;
+    let xc = xg.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(2)?;
+    xc.broadcast_div(&(var + eps)?.sqrt()?)?.reshape((n, c, l))
+}
+
+/// Running mean/var buffers plus the batch-statistics normalization that feeds them: the BN
+/// core every BN-like layer shares (norms.md §1). Affine parameters belong to the layer.
+#[derive(Debug)]
+pub struct RunningStats {
+    pub mean: Var,
+    pub var: Var,
+    pub eps: f64,
+    pub momentum: f64,
+    c: usize,
+}
+
+impl RunningStats {
+    /// Buffers `running_mean` = 0 and `running_var` = 1 (norms.md §1).
+    pub fn new(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Self> {
+        Ok(Self {
+            mean: nb.buffer("running_mean", c, 0.0)?,
+            var: nb.buffer("running_var", c, 1.0)?,
+            eps: cfg.eps,
+            momentum: cfg.momentum,
+            c,
+        })
+    }
+
+    /// Normalizes (N, C, L) input: batch statistics when `train` (updating the buffers),
+    /// running statistics otherwise. `affine` = (γ, β) of shape (C).
+    pub fn forward_t(
+        &self,
+        x: &Tensor,
+        affine: Option<(&Tensor, &Tensor)>,
+        train: bool,
+    ) -> Result<Tensor> {
+        if train {
+            self.normalize_batch(x, affine, true)
+        } else {
+            self.normalize_running(x, affine)
+        }
+    }
+
+    /// Batch statistics over (N, L) per channel, biased variance; when `update`, the running
+    /// buffers move by the PyTorch rule with the unbiased variance (norms.md §1).
+    pub fn normalize_batch(
+        &self,
+        x: &Tensor,
+        affine: Option<(&Tensor, &Tensor)>,
+        update: bool,
+    ) -> Result<Tensor> {
+        let (n, c, l) = x.dims3()?;
+        let m = n * l;
+        if m < 2 {
+            bail!("batch statistics need N·H·W >= 2 values per channel, got input {n}x{c}x{l}");
+        }
+        let xt = x.transpose(0, 1)?.reshape((c, m))?;
+        let mean = xt.mean_keepdim(1)?;
+        let xc = xt.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(1)?;
+        let mut y = xc.broadcast_div(&(&var + self.eps)?.sqrt()?)?;
+        if let Some((gamma, beta)) = affine {
+            y = y
+                .broadcast_mul(&gamma.reshape((c, 1))?)?
+                .broadcast_add(&beta.reshape((c, 1))?)?;
+        }
+        if update {
+            let mom = self.momentum;
+            let mean = mean.detach().reshape(c)?;
+            let var = var.detach().reshape(c)?;
+            let rm = (self.mean.as_tensor().affine(1.0 - mom, 0.0)? + mean.affine(mom, 0.0)?)?;
+            let unbiased = m as f64 / (m as f64 - 1.0);
+            let rv = (self.var.as_tensor().affine(1.0 - mom, 0.0)?
+                + var.affine(mom * unbiased, 0.0)?)?;
+            self.mean.set(&rm)?;
+            self.var.set(&rv)?;
+        }
+        y.reshape((c, n, l))?.transpose(0, 1)?.contiguous()
+    }
+
+    /// `a = 1/sqrt(rv+ε)` and `b = −rm·a` (C), detached: x̂ = a·x + b.
+    pub fn fold(&self) -> Result<(Tensor, Tensor)> {
+        let a = (self.var.as_tensor().detach() + self.eps)?
+            .sqrt()?
+            .recip()?;
+        let b = (self.mean.as_tensor().detach() * &a)?.neg()?;
+        Ok((a, b))
+    }
+
+    /// Running-statistics normalization of (N, C, L) input; gradients still flow to `x`
+    /// (UBN's gate-off branch trains through it, norms.md §5.2).
+    pub fn normalize_running(
+        &self,
+        x: &Tensor,
+        affine: Option<(&Tensor, &Tensor)>,
+    ) -> Result<Tensor> {
+        let (_, c, _) = x.dims3()?;
+        if c != self.c {
+            bail!(
+                "running stats: expected {} channels, got input {:?}",
+                self.c,
+                x.dims()
+            );
+        }
+        let (a, b) = self.fold()?;
+        match affine {
+            None => channel_affine(x, &a, &b),
+            Some((gamma, beta)) => {
+                let scale = (gamma * &a)?;
+                let shift = ((gamma * &b)? + beta)?;
+                channel_affine(x, &scale, &shift)
+            }
+        }
+    }
+
+    /// ONNX `BatchNormalization` (training_mode 0) with the running stats (norms.md §2.1);
+    /// without `affine`, scale 1 and bias 0.
+    pub fn emit(
+        &self,
+        g: &mut OnnxGraph,
+        input: &str,
+        affine: Option<(&Tensor, &Tensor)>,
+    ) -> Result<String> {
+        let c = self.c as i64;
+        let (scale, bias) = match affine {
+            Some((gamma, beta)) => (gamma.clone(), beta.clone()),
+            None => (
+                Tensor::ones(self.c, DType::F32, self.mean.device())?,
+                Tensor::zeros(self.c, DType::F32, self.mean.device())?,
+            ),
+        };
+        let scale = g.add_tensor("bn_scale", &scale, &[c])?;
+        let bias = g.add_tensor("bn_bias", &bias, &[c])?;
+        let mean = g.add_tensor("bn_mean", self.mean.as_tensor(), &[c])?;
+        let var = g.add_tensor("bn_var", self.var.as_tensor(), &[c])?;
+        Ok(g.add_node(
+            "BatchNormalization",
+            &[input, &scale, &bias, &mean, &var],
+            vec![attr_float("epsilon", self.eps as f32)],
+        ))
+    }
+}
+
+/// ONNX group norm for rank-4 input (norms.md §2.2): Reshape to (N, G, −1),
+/// InstanceNormalization with unit scale, Reshape back to Shape(X), per-channel Mul/Add.
+/// Works with dynamic N, H and W; opset 17 has no usable GroupNormalization.
+pub fn emit_group_norm(
+    g: &mut OnnxGraph,
+    input: &str,
+    groups: usize,
+    eps: f64,
+    gamma: &Tensor,
+    beta: &Tensor,
+) -> Result<String> {
+    let c = gamma.elem_count() as i64;
+    let gr = groups as i64;
+    let shape = g.add_node("Shape", &[input], vec![]);
+    let target = g.add_initializer_i64("gn_shape", &[0, gr, -1], &[3]);
+    let x3 = g.add_node("Reshape", &[input, &target], vec![]);
+    let ones = g.add_initializer("gn_ones", &vec![1.0; groups], &[gr]);
+    let zeros = g.add_initializer("gn_zeros", &vec![0.0; groups], &[gr]);
+    let y3 = g.add_node(
+        "InstanceNormalization",
+        &[&x3, &ones, &zeros],
+        vec![attr_float("epsilon", eps as f32)],
+    );
+    let y = g.add_node("Reshape", &[&y3, &shape], vec![]);
+    let gname = g.add_tensor("gn_gamma", gamma, &[c, 1, 1])?;
+    let bname = g.add_tensor("gn_beta", beta, &[c, 1, 1])?;
+    let scaled = g.add_node("Mul", &[&y, &gname], vec![]);
+    Ok(g.add_node("Add", &[&scaled, &bname], vec![]))
+}
+
+/// `Sigmoid(GAP(x)·w + b)` for rank-4 input, with (C) parameters as [1, C, 1, 1] initializers:
+/// the per-sample channel gate of IEBN (§6.3) and UBN (§5.4).
+pub fn emit_gap_gate(g: &mut OnnxGraph, input: &str, w: &Tensor, b: &Tensor) -> Result<String> {
+    let c = w.elem_count() as i64;
+    let a = g.add_node("GlobalAveragePool", &[input], vec![]);
+    let w = g.add_tensor("gate_w", w, &[1, c, 1, 1])?;
+    let b = g.add_tensor("gate_b", b, &[1, c, 1, 1])?;
+    let aw = g.add_node("Mul", &[&a, &w], vec![]);
+    let z = g.add_node("Add", &[&aw, &b], vec![]);
+    Ok(g.add_node("Sigmoid", &[&z], vec![]))
+}
+
+/// ReduceMean over the non-batch axes of a rank-4 input (opset 17: `axes` is an attribute).
+pub fn emit_reduce_mean_chw(g: &mut OnnxGraph, input: &str) -> String {
+    g.add_node(
+        "ReduceMean",
+        &[input],
+        vec![
+            crate::export::graph::attr_ints("axes", &[1, 2, 3]),
+            attr_int("keepdims", 1),
+        ],
+    )
+}

@@ -1,0 +1,208 @@
+//! UBN (Wang, Zhang, Liu & Yan, "Unified Batch Normalization: Identifying and Alleviating the
+//! Feature Condensation in Batch Normalization and a Unified Framework", arXiv 2311.15993),
+//! norms.md §5, following the reference `UBN.py`:
+//!
+//! 1. FCT gate (§5.2): the EMA `c` of the mean off-diagonal cosine between the first ≤ 16
+//!    samples decides whether BN uses (and updates) batch statistics or the running ones.
+//! 2. Centering calibration `x1 = x + w_c·GAP(x)`, non-affine BN, scaling calibration
+//!    `g = sigmoid(w_s·GAP(x̂) + b_s)`, and the BNET affine: a depthwise k×k conv with bias,
+//!    `y = g·(DWConv(x̂) + b_k)`.
+//!
+//! `c` is a buffer (`moving_cos`), updated only in train mode and saved with the checkpoint
+//! (judgement, §5.6.4). Rank-4 input only (the BNET conv is 2-D).
+
+use candle_core::{bail, DType, Result, Tensor, Var};
+use candle_nn::{ops::sigmoid, Init};
+
+use super::stats::{as_ncl, emit_gap_gate, gap, RunningStats};
+use super::{BnetInit, FctMode, Norm, NormBuilder, NormConfig};
+use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
+
+/// `torch.nn.functional.cosine_similarity` eps.
+const COS_EPS: f64 = 1e-8;
+
+/// w_c, w_s, b_s, b_k (C) and K (C, 1, k, k): (k² + 4)·C parameters; buffers running mean/var
+/// (C) and `moving_cos` (1).
+#[derive(Debug)]
+pub struct UnifiedBn {
+    center_weight: Tensor,
+    scale_weight: Tensor,
+    scale_bias: Tensor,
+    kernel: Tensor,
+    kernel_bias: Tensor,
+    k: usize,
+    stats: RunningStats,
+    moving_cos: Var,
+    tau: f64,
+    momentum_cos: f64,
+    cos_samples: usize,
+    fct_mode: FctMode,
+}
+
+pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
+    let k = cfg.ubn_kernel;
+    if k.is_multiple_of(2) {
+        bail!("ubn: the BNET kernel size must be odd, got {k}");
+    }
+    let conv = nb.params.pp("bnconv");
+    let fresh = !conv.contains_tensor("weight");
+    let (k_init, b_init) = match cfg.ubn_bnet_init {
+        // kaiming_normal(fan_out, relu) with fan_out = C·k² for a depthwise kernel (§5.1).
+        BnetInit::Reference => (
+            Init::Randn {
+                mean: 0.0,
+                stdev: (2.0 / (k * k * c) as f64).sqrt(),
+            },
+            Init::Uniform {
+                lo: -1.0 / k as f64,
+                up: 1.0 / k as f64,
+            },
+        ),
+        BnetInit::Identity => (Init::Const(0.0), Init::Const(0.0)),
+    };
+    let kernel = conv.get_with_hints((c, 1, k, k), "weight", k_init)?;
+    let kernel_bias = conv.get_with_hints(c, "bias", b_init)?;
+    if fresh && cfg.ubn_bnet_init == BnetInit::Identity {
+        let mut taps = vec![0f32; c * k * k];
+        for ch in 0..c {
+            taps[ch * k * k + (k * k) / 2] = 1.0;
+        }
+        let ident =
+            Tensor::from_vec(taps, (c, 1, k, k), kernel.device())?.to_dtype(kernel.dtype())?;
+        Var::from_tensor(&kernel)?.set(&ident)?;
+    }
+    Ok(Box::new(UnifiedBn {
+        center_weight: nb.param("center_weight", c, 0.0)?,
+        scale_weight: nb.param("scale_weight", c, 0.0)?,
+        scale_bias: nb.param("scale_bias", c, 1.0)?,
+        kernel,
+        kernel_bias,
+        k,
+        stats: RunningStats::new(c, cfg, nb)?,
+        moving_cos: nb.buffer("moving_cos", 1, 1.0)?,
+        tau: cfg.ubn_tau,
+        momentum_cos: cfg.ubn_momentum_cos,
+        cos_samples: cfg.ubn_cos_samples.max(1),
+        fct_mode: cfg.ubn_fct_mode,
+    }))
+}
+
+impl UnifiedBn {
+    /// Mean off-diagonal cosine similarity of the first ≤ `cos_samples` samples, flattened
+    /// over (C, H, W), without gradient; 1 for a single sample (§5.2, §5.6.3).
+    fn batch_cosine(&self, x: &Tensor) -> Result<f64> {
+        let n = x.dim(0)?.min(self.cos_samples);
+        if n == 1 {
+            return Ok(1.0);
+        }
+        let xs = x.narrow(0, 0, n)?.detach().flatten_from(1)?;
+        let norms = xs.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(COS_EPS)?;
+        let xn = xs.broadcast_div(&norms)?;
+        let gram = xn.matmul(&xn.t()?)?.sum_all()?;
+        let gram_sum = gram.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        Ok((gram_sum - n as f64) / (n * (n - 1)) as f64)
+    }
+
+    /// Updates `moving_cos` and returns whether batch statistics are used (FCT, §5.2).
+    fn fct_gate(&self, x: &Tensor) -> Result<bool> {
+        let s = self.batch_cosine(x)?;
+        let cur = self.moving_cos.as_tensor();
+        let old = cur.to_dtype(DType::F64)?.to_vec1::<f64>()?[0];
+        let c = (1.0 - self.momentum_cos) * old + self.momentum_cos * s;
+        let new = Tensor::new(&[c], cur.device())?.to_dtype(cur.dtype())?;
+        self.moving_cos.set(&new)?;
+        Ok(match self.fct_mode {
+            FctMode::BatchWhenAbove => c > self.tau,
+            FctMode::BatchWhenBelow => c <= self.tau,
+        })
+    }
+
+    /// Depthwise k×k conv, stride 1, zero padding (k−1)/2, plus bias, on (N, C, H, W), as a
+    /// sum of k² shifted per-channel scalings with C moved first (trailing reductions in the
+    /// weight gradient; candle's grouped conv is one conv per group).
+    fn depthwise(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let k = self.k;
+        let p = (k - 1) / 2;
+        let xt = x.transpose(0, 1)?.contiguous()?;
+        let xp = xt.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
+        let taps = self.kernel.reshape((c, k * k))?;
+        let mut acc = self
+            .kernel_bias
+            .reshape((c, 1, 1, 1))?
+            .broadcast_as((c, n, h, w))?;
+        for i in 0..k {
+            for j in 0..k {
+                let wij = taps.narrow(1, i * k + j, 1)?.reshape((c, 1, 1, 1))?;
+                let shifted = xp.narrow(2, i, h)?.narrow(3, j, w)?;
+                acc = (acc + shifted.broadcast_mul(&wij)?)?;
+            }
+        }
+        acc.transpose(0, 1)?.contiguous()
+    }
+
+    /// The per-channel (N, C, 1) sigmoid gate `sigmoid(w·GAP(t) + b)`.
+    fn gate(t: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let c = w.elem_count();
+        let z = gap(t)?
+            .broadcast_mul(&w.reshape((1, c, 1))?)?
+            .broadcast_add(&b.reshape((1, c, 1))?)?;
+        sigmoid(&z)
+    }
+}
+
+impl Norm for UnifiedBn {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let c = self.center_weight.elem_count();
+        if x.rank() != 4 {
+            bail!(
+                "ubn: expected input (N, {c}, H, W), got shape {:?}",
+                x.dims()
+            );
+        }
+        let (x3, dims) = as_ncl(x, c, "ubn")?;
+        let use_batch = train && self.fct_gate(x)?;
+        let w_c = self.center_weight.reshape((1, c, 1))?;
+        let x1 = x3.broadcast_add(&gap(&x3)?.broadcast_mul(&w_c)?)?;
+        let xh = if use_batch {
+            self.stats.normalize_batch(&x1, None, true)?
+        } else {
+            self.stats.normalize_running(&x1, None)?
+        };
+        let g = Self::gate(&xh, &self.scale_weight, &self.scale_bias)?;
+        let z = self.depthwise(&xh.reshape(dims.as_slice())?)?;
+        let (n, _, h, w) = x.dims4()?;
+        z.reshape((n, c, h * w))?.broadcast_mul(&g)?.reshape(dims)
+    }
+
+    fn name(&self) -> &'static str {
+        "ubn"
+    }
+
+    /// norms.md §5.4: GAP-centering, BatchNormalization(scale 1, B 0), Sigmoid gate, grouped
+    /// Conv (group = C), Mul.
+    fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
+        let c = self.center_weight.elem_count() as i64;
+        let k = self.k as i64;
+        let p = (k - 1) / 2;
+        let a = g.add_node("GlobalAveragePool", &[input], vec![]);
+        let wc = g.add_tensor("ubn_center_w", &self.center_weight, &[1, c, 1, 1])?;
+        let aw = g.add_node("Mul", &[&a, &wc], vec![]);
+        let x1 = g.add_node("Add", &[input, &aw], vec![]);
+        let xh = self.stats.emit(g, &x1, None)?;
+        let gate = emit_gap_gate(g, &xh, &self.scale_weight, &self.scale_bias)?;
+        let kern = g.add_tensor("ubn_kernel", &self.kernel, &[c, 1, k, k])?;
+        let kb = g.add_tensor("ubn_kernel_bias", &self.kernel_bias, &[c])?;
+        let z = g.add_node(
+            "Conv",
+            &[&xh, &kern, &kb],
+            vec![
+                attr_int("group", c),
+                attr_ints("kernel_shape", &[k, k]),
+                attr_ints("pads", &[p, p, p, p]),
+                attr_ints("strides", &[1, 1]),
+            ],
+        );
+        Ok(g.add_node("Mul", &[&gate, &z], vec![]))
+    }
+}
