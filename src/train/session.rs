@@ -28,7 +28,12 @@ impl Session {
         let bvb = VarBuilder::from_varmap(&buffers, DType::F32, &device);
         let builder = norm::NormBuilder::new(pvb.clone(), bvb);
         let factory = |prefix: &str, channels: usize| {
-            norm::build_norm(&config.norm, channels, &config.norm_config, &builder.pp(prefix))
+            norm::build_norm(
+                &config.norm,
+                channels,
+                &config.norm_config,
+                &builder.pp(prefix),
+            )
         };
         let model = models::build(&config.model, pvb.clone(), &factory)?;
         Ok(Self {

@@ -95,6 +95,9 @@ impl DwGeom {
 }
 
 /// One output plane: `y[oh, ow] = Σ_ij k[i, j] · x[oh·sh + i − ph, ow·sw + j − pw]`.
+/// One input plane of the batch: its index and, when the input needs a gradient, its slice of it.
+type PlaneSlot<'a> = (usize, Option<&'a mut [f32]>);
+
 fn forward_plane(x: &[f32], k: &[f32], g: &DwGeom, y: &mut [f32]) {
     g.for_rows(|oh, ih, i| {
         let xr = &x[ih * g.w..(ih + 1) * g.w];
@@ -233,7 +236,7 @@ impl CustomOp2 for DepthwiseOp {
                         Vec::new()
                     };
                     // Planes grouped by channel so one task owns a channel's kernel gradient.
-                    let mut by_channel: Vec<Vec<(usize, Option<&mut [f32]>)>> =
+                    let mut by_channel: Vec<Vec<PlaneSlot<'_>>> =
                         (0..g.c).map(|_| Vec::with_capacity(g.n)).collect();
                     if need_gx {
                         for (p, plane) in gx.chunks_mut(hw.max(1)).enumerate() {
