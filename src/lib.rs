@@ -2,17 +2,21 @@
 //!
 //! The data path (`design.md`): WAV ([`audio`]) → log-mel ([`features`]) → data sets
 //! ([`dataset`], [`synth`]) → candle models with a pluggable normalization layer ([`nn`]) →
-//! training ([`train`]) → ONNX export → tract inference.
+//! training ([`train`]) → ONNX export ([`export`]) → tract inference ([`infer`]).
 
 pub mod audio;
+pub mod compare;
 pub mod dataset;
 pub mod error;
 pub mod export;
 pub mod features;
 pub mod fsutil;
+pub mod infer;
 pub mod nn;
 pub mod progress;
+pub mod quickstart;
 pub mod synth;
 pub mod train;
 
 pub use error::FileError;
+pub use infer::{Classifier, Prediction};

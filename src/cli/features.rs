@@ -44,13 +44,6 @@ pub struct Args {
     frontend: FrontendArgs,
 }
 
-#[derive(clap::Args, Debug)]
-pub struct QuickstartArgs {
-    /// Where to write results.
-    #[arg(long, default_value = "runs/quickstart")]
-    out: PathBuf,
-}
-
 /// Output path of each input: `<out>/<stem>.npy`, below the input folder's structure for files
 /// found by walking a folder. Two inputs mapping to one output is an error, not an overwrite.
 fn output_paths(inputs: &[PathBuf], out: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
@@ -121,18 +114,4 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.out.display()
     );
     Ok(super::batch_status(failed))
-}
-
-/// For now the bundled main job is the front end over the example clips in `audio/`.
-pub fn quickstart(a: QuickstartArgs) -> anyhow::Result<ExitCode> {
-    let clips = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("audio");
-    run(Args {
-        inputs: vec![clips],
-        out: a.out.join("features"),
-        frontend: FrontendArgs {
-            preset: "dcase2020".into(),
-            frontend: None,
-            cache: Some(a.out.join("cache")),
-        },
-    })
 }

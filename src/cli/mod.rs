@@ -1,8 +1,10 @@
 //! The `asc` command line: parse, call the library, print. No logic a library user would need
 //! lives here (`style.md`). Exit status: 0 all done, 1 some input failed, 2 usage error.
 
+mod deploy;
 mod features;
 mod info;
+mod quickstart;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -31,8 +33,14 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Evaluate a run's best model: RUN/metrics.json, confusion.csv, confusion.png.
     Evaluate(train::EvaluateArgs),
-    /// The main job on the bundled default data (currently: the front end over audio/).
-    Quickstart(features::QuickstartArgs),
+    /// Train one model with several norms over several seeds and tabulate test metrics.
+    Compare(train::CompareArgs),
+    /// Export a run's best model to a self-describing ONNX file.
+    Export(deploy::ExportArgs),
+    /// Label WAV files and folders with an exported model.
+    Classify(deploy::ClassifyArgs),
+    /// The main job on the bundled default data: synth, train L2BN and BN, evaluate, export, classify audio/.
+    Quickstart(quickstart::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -42,7 +50,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Synth(a) => train::synth(a),
         Command::Train(a) => train::train(a),
         Command::Evaluate(a) => train::evaluate(a),
-        Command::Quickstart(a) => features::quickstart(a),
+        Command::Compare(a) => train::compare(a),
+        Command::Export(a) => deploy::export(a),
+        Command::Classify(a) => deploy::classify(a),
+        Command::Quickstart(a) => quickstart::run(a),
     }
 }
 

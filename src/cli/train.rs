@@ -42,26 +42,19 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The experiment flags `train` and `compare` share.
 #[derive(clap::Args, Debug)]
-pub struct TrainArgs {
+pub struct ExperimentArgs {
     /// Data set root (DCASE layout with meta.csv, or ROOT/<label>/*.wav).
     #[arg(long)]
     data: PathBuf,
     /// Architecture: cnn or cp-mobile.
     #[arg(long, default_value = "cnn")]
     model: String,
-    /// Normalization layer: bn, l2bn, gn, gnplus, ubn, iebn, ln, in or none.
-    #[arg(long, default_value = "bn")]
-    norm: String,
-    /// Run folder (config, checkpoints, metrics, plots).
-    #[arg(long)]
-    out: PathBuf,
     #[arg(long)]
     epochs: Option<u64>,
     #[arg(long)]
     batch_size: Option<usize>,
-    #[arg(long)]
-    seed: Option<u64>,
     #[arg(long)]
     fold: Option<u32>,
     /// Peak learning rate.
@@ -70,9 +63,6 @@ pub struct TrainArgs {
     /// cpu, or cuda (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Continue the run in --out from its last checkpoint.
-    #[arg(long)]
-    resume: bool,
     /// Front-end preset (default: dcase2020 for cnn, cpjku for cp-mobile).
     #[arg(long)]
     preset: Option<String>,
@@ -88,12 +78,48 @@ pub struct TrainArgs {
     /// Feature cache folder (default: <data>/.asc-cache).
     #[arg(long)]
     cache: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    exp: ExperimentArgs,
+    /// Normalization layer: bn, l2bn, gn, gnplus, ubn, iebn, ln, in or none.
+    #[arg(long, default_value = "bn")]
+    norm: String,
+    /// Run folder (config, checkpoints, metrics, plots).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
     /// Stop after this many epochs of this invocation (resume later with --resume).
     #[arg(long, hide = true)]
     stop_after: Option<u64>,
 }
 
-pub fn build_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    exp: ExperimentArgs,
+    /// Comma-separated norm names.
+    #[arg(
+        long,
+        default_value = "bn,l2bn,gn,gnplus,ubn,iebn,ln,in",
+        value_delimiter = ','
+    )]
+    norms: Vec<String>,
+    /// Number of seeds (0, 1, ..., N-1); every norm sees the same seeds.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// Folder for the runs and results.md / results.csv / results.png.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn build_config(a: &ExperimentArgs, norm: &str) -> anyhow::Result<TrainConfig> {
     let cache = a.cache.clone().unwrap_or_else(|| a.data.join(".asc-cache"));
     let mut cfg = match &a.config {
         Some(p) => {
@@ -101,18 +127,16 @@ pub fn build_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
         }
-        None => TrainConfig::defaults(&a.model, &a.norm, a.data.clone(), cache.clone()),
+        None => TrainConfig::defaults(&a.model, norm, a.data.clone(), cache.clone()),
     };
     cfg.data = a.data.clone();
     cfg.cache = cache;
+    cfg.norm = norm.to_string();
     if let Some(v) = a.epochs {
         cfg.epochs = v;
     }
     if let Some(v) = a.batch_size {
         cfg.batch_size = v;
-    }
-    if let Some(v) = a.seed {
-        cfg.seed = v;
     }
     if let Some(v) = a.fold {
         cfg.fold = v;
@@ -130,9 +154,30 @@ pub fn build_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     Ok(cfg)
 }
 
+pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
+    for n in &a.norms {
+        asc::nn::norm::check_name(n).map_err(anyhow::Error::msg)?;
+    }
+    let opts = asc::compare::Options {
+        base: build_config(&a.exp, &a.norms[0])?,
+        norms: a.norms.clone(),
+        seeds: (0..a.seeds.max(1)).collect(),
+        out: a.out.clone(),
+        device: session::device(&a.exp.device).map_err(anyhow::Error::msg)?,
+        quiet: false,
+    };
+    let rows = asc::compare::run(&opts)?;
+    print!("{}", asc::compare::markdown(&opts, &rows));
+    println!("\nwrote {}/results.{{md,csv,png}}", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
-    let cfg = build_config(&a)?;
-    let device = session::device(&a.device).map_err(anyhow::Error::msg)?;
+    let mut cfg = build_config(&a.exp, &a.norm)?;
+    if let Some(v) = a.seed {
+        cfg.seed = v;
+    }
+    let device = session::device(&a.exp.device).map_err(anyhow::Error::msg)?;
     let opts = RunOptions {
         resume: a.resume,
         stop_after_epochs: a.stop_after,

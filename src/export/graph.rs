@@ -69,6 +69,28 @@ impl OnnxGraph {
         attrs: Vec<pb::AttributeProto>,
     ) -> String {
         let out = self.fresh_name(&op.to_lowercase());
+        self.push_node(op, inputs, attrs, out)
+    }
+
+    /// Adds a one-output node whose output has exactly the name `output` (a graph output).
+    pub fn add_node_as(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<pb::AttributeProto>,
+        output: &str,
+    ) -> String {
+        self.used.insert(output.to_string());
+        self.push_node(op, inputs, attrs, output.to_string())
+    }
+
+    fn push_node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<pb::AttributeProto>,
+        out: String,
+    ) -> String {
         self.nodes.push(pb::NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: vec![out.clone()],
@@ -217,6 +239,14 @@ pub fn attr_float(name: &str, v: f32) -> pb::AttributeProto {
     pb::AttributeProto {
         f: v,
         ..attr(name, pb::attribute_proto::AttributeType::Float)
+    }
+}
+
+/// A STRING attribute.
+pub fn attr_string(name: &str, v: &str) -> pb::AttributeProto {
+    pb::AttributeProto {
+        s: v.as_bytes().to_vec(),
+        ..attr(name, pb::attribute_proto::AttributeType::String)
     }
 }
 

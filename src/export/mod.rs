@@ -1,3 +1,158 @@
-//! ONNX export: the graph builder over `tract_onnx::pb` (design.md, "Dependencies").
+//! ONNX export (`asc export`): a trained run becomes one self-describing `.onnx` file that tract,
+//! onnxruntime or any other runtime can run. The graph is built with the protobuf types of
+//! `tract_onnx::pb` (design.md, "Dependencies"), opset 17, batch and time axes symbolic; every
+//! norm writes its eval-mode decomposition (norms.md), the model its layers, and the front end
+//! goes inside too with `--waveform`.
 
+pub mod frontend;
 pub mod graph;
+pub mod metadata;
+
+use crate::error::FileError;
+use crate::features::LogMel;
+use crate::train::checkpoint;
+use crate::train::session::{read_config, Session};
+use candle_core::Device;
+use graph::{attr_int, Dim, OnnxGraph};
+pub use metadata::{InputKind, ModelMetadata};
+use prost::Message;
+use std::path::{Path, PathBuf};
+
+/// Name of the graph output: class probabilities (N, n_classes), in `asc.labels` order.
+pub const OUTPUT: &str = "probs";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{0}")]
+    Model(#[from] candle_core::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Options of `asc export`.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// Put the front end in the graph: input (N, samples) instead of (N, 1, n_mels, frames).
+    pub waveform: bool,
+    /// Weights to export; default `RUN_DIR/best.safetensors`, else the last checkpoint.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct ExportSummary {
+    pub path: PathBuf,
+    pub bytes: usize,
+    pub nodes: usize,
+    pub metadata: ModelMetadata,
+}
+
+/// Exports the run in `run_dir` to `out` (written atomically).
+pub fn export_run(
+    run_dir: &Path,
+    out: &Path,
+    opts: &ExportOptions,
+) -> Result<ExportSummary, ExportError> {
+    let config = read_config(run_dir)?;
+    let weights = match &opts.checkpoint {
+        Some(p) => p.clone(),
+        None => ["best.safetensors", "checkpoint.safetensors"]
+            .iter()
+            .map(|f| run_dir.join(f))
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                FileError::new(
+                    run_dir,
+                    "no best.safetensors or checkpoint.safetensors (train first)",
+                )
+            })?,
+    };
+    let session = Session::build(config, Device::Cpu)?;
+    let loaded = session.load_weights(&weights)?;
+    let metadata = run_metadata(&session, &loaded, opts.waveform)?;
+    let graph = model_graph(&session, &metadata)?;
+    let nodes = graph.node_count();
+    let bytes = graph.to_model().encode_to_vec();
+    crate::fsutil::write_atomic(out, &bytes)?;
+    Ok(ExportSummary {
+        path: out.to_path_buf(),
+        bytes: bytes.len(),
+        nodes,
+        metadata,
+    })
+}
+
+/// The metadata of a run's model: labels, front end and a training summary from the
+/// checkpoint's state.
+pub fn run_metadata(
+    session: &Session,
+    loaded: &checkpoint::Loaded,
+    waveform: bool,
+) -> Result<ModelMetadata, ExportError> {
+    let c = &session.config;
+    let clip_frames = c.clip_frames.or(c.crop_frames).ok_or_else(|| {
+        ExportError::Invalid(
+            "the run's config.json has no clip_frames (trained by an older asc?)".into(),
+        )
+    })?;
+    let train = &loaded.state["train"];
+    let training = serde_json::json!({
+        "data": c.data,
+        "fold": c.fold,
+        "seed": c.seed,
+        "epochs": train["epochs_done"],
+        "best_epoch": train["best_epoch"],
+        "best_val_macro_accuracy": train["best_val_macro_accuracy"],
+        "params": session.param_count(),
+    });
+    Ok(ModelMetadata {
+        labels: c.labels.clone(),
+        frontend: c.frontend.clone(),
+        input: if waveform {
+            InputKind::Waveform
+        } else {
+            InputKind::Logmel
+        },
+        clip_frames,
+        model: c.model.name.clone(),
+        norm: c.norm.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        training,
+    })
+}
+
+/// The whole graph: input (per `metadata.input`), optional front end, the network in eval
+/// mode, softmax, and the metadata entries.
+pub fn model_graph(session: &Session, metadata: &ModelMetadata) -> Result<OnnxGraph, ExportError> {
+    let mut g = OnnxGraph::new();
+    let n = Dim::Sym("N".into());
+    let m = metadata.frontend.n_mels as i64;
+    let logmel = match metadata.input {
+        InputKind::Logmel => {
+            g.add_input(
+                "logmel",
+                &[
+                    n.clone(),
+                    Dim::Fixed(1),
+                    Dim::Fixed(m),
+                    Dim::Sym("T".into()),
+                ],
+            );
+            "logmel".to_string()
+        }
+        InputKind::Waveform => {
+            g.add_input("waveform", &[n.clone(), Dim::Sym("S".into())]);
+            let frontend = LogMel::new(metadata.frontend.clone()).map_err(ExportError::Invalid)?;
+            frontend::emit_logmel(&mut g, &frontend, "waveform")?
+        }
+    };
+    let logits = session.model.emit_onnx(&mut g, &logmel)?;
+    g.add_node_as("Softmax", &[&logits], vec![attr_int("axis", 1)], OUTPUT);
+    g.add_output(OUTPUT, &[n, Dim::Fixed(metadata.labels.len() as i64)]);
+    for (k, v) in metadata.to_props() {
+        g.add_metadata(&k, &v);
+    }
+    Ok(g)
+}

@@ -66,6 +66,24 @@ impl LogMel {
         &self.config
     }
 
+    /// The analysis window, `n_fft` long (for writing the front end into an ONNX graph).
+    pub fn window(&self) -> &[f32] {
+        &self.window
+    }
+
+    /// The mel filterbank as a dense row-major (`n_fft/2 + 1`) × `n_mels` matrix: the layout a
+    /// `MatMul` from power spectra (…, bins) to mel energies (…, mels) needs.
+    pub fn filterbank_bins_by_mels(&self) -> Vec<f32> {
+        let (bins, mels) = (self.config.n_fft / 2 + 1, self.config.n_mels);
+        let mut dense = vec![0.0f32; bins * mels];
+        for (m, band) in self.bands.iter().enumerate() {
+            for (i, &w) in band.weights.iter().enumerate() {
+                dense[(band.start + i) * mels + m] = w;
+            }
+        }
+        dense
+    }
+
     fn scratch(&self) -> Scratch {
         Scratch {
             frame: self.fft.make_input_vec(),

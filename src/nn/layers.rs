@@ -3,6 +3,7 @@
 
 use super::ops;
 use crate::dataset::rng::mix64 as mix;
+use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
 use candle_core::{Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,6 +65,24 @@ impl Conv {
         )
     }
 
+    /// ONNX `Conv` (no bias) on the NCHW value `x`; depthwise as `group = C`.
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let dims: Vec<i64> = self.weight.dims().iter().map(|&d| d as i64).collect();
+        let w = g.add_tensor("conv_w", &self.weight, &dims)?;
+        let (ph, pw) = (self.padding.0 as i64, self.padding.1 as i64);
+        let group = if self.depthwise { dims[0] } else { 1 };
+        Ok(g.add_node(
+            "Conv",
+            &[x, &w],
+            vec![
+                attr_ints("kernel_shape", &dims[2..]),
+                attr_ints("strides", &[self.stride.0 as i64, self.stride.1 as i64]),
+                attr_ints("pads", &[ph, pw, ph, pw]),
+                attr_int("group", group),
+            ],
+        ))
+    }
+
     /// Multiply-accumulates for an output of (h, w): (Cin/groups)·Cout·kh·kw·Hout·Wout.
     pub fn macs(&self, out_hw: (usize, usize)) -> u64 {
         self.weight.elem_count() as u64 * (out_hw.0 * out_hw.1) as u64
@@ -92,6 +111,15 @@ impl Linear {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+    }
+
+    /// ONNX `Gemm` (`transB = 1` keeps the weight in PyTorch's (out, in) layout) on an (N, in)
+    /// value.
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let (out_f, in_f) = self.weight.dims2()?;
+        let w = g.add_tensor("fc_w", &self.weight, &[out_f as i64, in_f as i64])?;
+        let b = g.add_tensor("fc_b", &self.bias, &[out_f as i64])?;
+        Ok(g.add_node("Gemm", &[x, &w, &b], vec![attr_int("transB", 1)]))
     }
 
     /// torchinfo's count for a linear layer at batch 1: its weight and bias elements.
@@ -151,6 +179,50 @@ impl Dropout {
 /// Mean over the spatial axes (H, W) of an NCHW tensor, keeping N and C: (N, C).
 pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
     x.flatten_from(2)?.mean(D::Minus1)
+}
+
+/// [`global_avg_pool`] in ONNX: `GlobalAveragePool` then `Flatten` to (N, C).
+pub fn emit_global_avg_pool(g: &mut OnnxGraph, x: &str) -> String {
+    let pooled = g.add_node("GlobalAveragePool", &[x], vec![]);
+    g.add_node("Flatten", &[&pooled], vec![attr_int("axis", 1)])
+}
+
+/// [`ops::max_pool2d`] in ONNX (floor mode, no dilation, as the op).
+pub fn emit_max_pool(
+    g: &mut OnnxGraph,
+    x: &str,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> String {
+    g.add_node("MaxPool", &[x], pool_attrs(kernel, stride, padding))
+}
+
+/// [`ops::avg_pool2d`] in ONNX; `count_include_pad` as PyTorch's flag of the same name.
+pub fn emit_avg_pool(
+    g: &mut OnnxGraph,
+    x: &str,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    count_include_pad: bool,
+) -> String {
+    let mut attrs = pool_attrs(kernel, stride, padding);
+    attrs.push(attr_int("count_include_pad", count_include_pad as i64));
+    g.add_node("AveragePool", &[x], attrs)
+}
+
+fn pool_attrs(
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Vec<tract_onnx::pb::AttributeProto> {
+    let (ph, pw) = (padding.0 as i64, padding.1 as i64);
+    vec![
+        attr_ints("kernel_shape", &[kernel.0 as i64, kernel.1 as i64]),
+        attr_ints("strides", &[stride.0 as i64, stride.1 as i64]),
+        attr_ints("pads", &[ph, pw, ph, pw]),
+    ]
 }
 
 /// Counts the elements of trainable tensors.

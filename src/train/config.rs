@@ -32,6 +32,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Random time crop length in frames for training (`None`: whole clips).
     pub crop_frames: Option<usize>,
+    /// Frames of one training input, recorded by `train` (the window `classify` uses).
+    #[serde(default)]
+    pub clip_frames: Option<usize>,
     pub augment: AugmentConfig,
     /// Share of the training list held out, by recording location, for model selection.
     pub validation_fraction: f64,
@@ -68,6 +71,7 @@ impl TrainConfig {
             },
             seed: 0,
             crop_frames: None,
+            clip_frames: None,
             augment: AugmentConfig {
                 mixup_alpha: 0.3,
                 freq_mask: 8,

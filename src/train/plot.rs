@@ -297,3 +297,50 @@ pub fn confusion(path: &Path, m: &Metrics) -> Result<(), FileError> {
     }
     c.save(path)
 }
+
+/// A bar chart of (name, mean, std): one bar per item with a ±std whisker, on a 0–1 axis.
+pub fn bars(path: &Path, title: &str, items: &[(String, f64, f64)]) -> Result<(), FileError> {
+    let n = items.len().max(1) as i64;
+    let (left, top, bottom, slot) = (70i64, 40i64, 40i64, 80i64);
+    let (w, h) = (left + n * slot + 20, 400i64);
+    let mut c = Canvas::new(w as usize, h as usize);
+    c.text(left, 10, title, 1, BLACK);
+    let (y0, y1) = (h - bottom, top);
+    let map = |v: f64| y0 - ((v.clamp(0.0, 1.0)) * (y0 - y1) as f64).round() as i64;
+    for i in 0..=5 {
+        let v = i as f64 / 5.0;
+        let y = map(v);
+        c.line((left, y), (w - 10, y), GREY, 1);
+        let label = format!("{v:.1}");
+        c.text(
+            left - 8 - Canvas::text_width(&label, 1),
+            y - 4,
+            &label,
+            1,
+            BLACK,
+        );
+    }
+    for (i, (name, mean, std)) in items.iter().enumerate() {
+        let x = left + i as i64 * slot + slot / 2;
+        let colour = PALETTE[i % PALETTE.len()];
+        if mean.is_finite() {
+            c.rect(x - slot / 3, map(*mean), x + slot / 3, y0, colour);
+            let (lo, hi) = (map(mean - std), map(mean + std));
+            c.line((x, lo), (x, hi), BLACK, 2);
+            c.line((x - 8, lo), (x + 8, lo), BLACK, 2);
+            c.line((x - 8, hi), (x + 8, hi), BLACK, 2);
+            let label = format!("{mean:.3}");
+            c.text(
+                x - Canvas::text_width(&label, 1) / 2,
+                map(*mean) - 12,
+                &label,
+                1,
+                BLACK,
+            );
+        }
+        c.text(x - Canvas::text_width(name, 1) / 2, y0 + 10, name, 1, BLACK);
+    }
+    c.line((left, y0), (w - 10, y0), BLACK, 1);
+    c.line((left, y0), (left, y1), BLACK, 1);
+    c.save(path)
+}

@@ -218,6 +218,9 @@ pub fn train(
     let data = RunData::open(&config, &frontend)?;
     config.labels = data.dataset.labels.names().to_vec();
     config.model.n_classes = config.labels.len();
+    if let Some(&first) = data.train.first() {
+        config.clip_frames = Some(config.crop_frames.unwrap_or(data.store.frames(first)));
+    }
     write_json(&run_dir.join("config.json"), &config)?;
 
     let session = Session::build(config.clone(), device)?;

@@ -24,7 +24,8 @@ impl Session {
     pub fn build(config: TrainConfig, device: Device) -> Result<Self> {
         let params = VarMap::new();
         let buffers = VarMap::new();
-        let pvb = VarBuilder::from_varmap(&params, DType::F32, &device);
+        let seeded = crate::nn::init::SeededVarMap::new(params.clone(), config.seed);
+        let pvb = VarBuilder::from_backend(Box::new(seeded), DType::F32, device.clone());
         let bvb = VarBuilder::from_varmap(&buffers, DType::F32, &device);
         let builder = norm::NormBuilder::new(pvb.clone(), bvb);
         let factory = |prefix: &str, channels: usize| {

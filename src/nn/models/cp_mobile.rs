@@ -3,7 +3,8 @@
 //! asymmetric strides, and a 1×1 classifier conv followed by a norm and global average pooling.
 
 use super::{Model, ModelConfig, NormFactory};
-use crate::nn::layers::{global_avg_pool, Conv};
+use crate::export::graph::OnnxGraph;
+use crate::nn::layers::{emit_avg_pool, emit_global_avg_pool, global_avg_pool, Conv};
 use crate::nn::norm::Norm;
 use crate::nn::ops;
 use candle_core::{Result, Tensor};
@@ -74,6 +75,16 @@ impl ConvNorm {
         } else {
             Ok(y)
         }
+    }
+
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let y = self.conv.emit_onnx(g, x)?;
+        let y = self.norm.emit_onnx(g, &y)?;
+        Ok(if self.relu {
+            g.add_node("Relu", &[&y], vec![])
+        } else {
+            y
+        })
     }
 
     /// Output size and MACs for an input of `hw`.
@@ -158,6 +169,22 @@ impl Block {
             y = (y + skip)?;
         }
         y.relu()
+    }
+
+    fn emit_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let mut y = x.to_string();
+        for layer in &self.layers {
+            y = layer.emit_onnx(g, &y)?;
+        }
+        if self.shortcut {
+            let skip = if self.stride == (1, 1) {
+                x.to_string()
+            } else {
+                emit_avg_pool(g, x, (3, 3), self.stride, (1, 1), true)
+            };
+            y = g.add_node("Add", &[&y, &skip], vec![]);
+        }
+        Ok(g.add_node("Relu", &[&y], vec![]))
     }
 }
 
@@ -244,6 +271,18 @@ impl Model for CpMobile {
             total += macs;
         }
         total
+    }
+
+    fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
+        let mut y = input.to_string();
+        for layer in &self.stem {
+            y = layer.emit_onnx(g, &y)?;
+        }
+        for block in &self.blocks {
+            y = block.emit_onnx(g, &y)?;
+        }
+        let y = self.head.emit_onnx(g, &y)?;
+        Ok(emit_global_avg_pool(g, &y))
     }
 }
 

@@ -8,6 +8,7 @@ pub use cnn::Cnn;
 pub use cp_mobile::CpMobile;
 
 use super::norm::Norm;
+use crate::export::graph::OnnxGraph;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,9 @@ pub trait Model: Send + Sync {
     /// (`dcase.md`): convolutions (Cin/groups)·Cout·kh·kw·Hout·Wout, linear layers their weight
     /// and bias counts, and 2C per norm layer, as for BatchNorm.
     fn macs(&self, input_hw: (usize, usize)) -> u64;
+    /// Appends the eval-mode network to `g`, reading the NCHW value `input`; returns the name
+    /// of the logits value (N, n_classes). Dropout is the identity at inference and emits nothing.
+    fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String>;
 }
 
 /// Builds the model named in `config`; parameters come from `vb` (the optimiser's VarMap),

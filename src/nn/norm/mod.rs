@@ -200,6 +200,18 @@ pub const NORM_NAMES: [&str; REGISTRY.len()] = {
 };
 
 /// Builds the layer registered as `name` for `c` channels.
+/// Checks a norm name before any work starts (e.g. a comparison that would fail on its last norm).
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    if NORM_NAMES.contains(&name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown norm {name:?}; valid names: {}",
+            NORM_NAMES.join(", ")
+        ))
+    }
+}
+
 pub fn build_norm(
     name: &str,
     c: usize,

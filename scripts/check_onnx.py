@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Checks our exported ONNX models outside Rust: onnx.checker (full check) and onnxruntime
+probabilities vs candle's, for cnn and cp-mobile with every norm.
+
+Usage: python3 scripts/check_onnx.py [--skip-if-unavailable]
+Installs numpy, onnx and onnxruntime into .venv-onnx (the script's own virtual environment),
+builds the fixtures with `cargo run --example onnx_fixtures`, and exits 1 on any mismatch
+above 1e-4. With --skip-if-unavailable (CI), a machine without pip access exits 0 with a note.
+"""
+import os
+import subprocess
+import sys
+import venv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.path.join(ROOT, ".venv-onnx")
+PY = os.path.join(VENV, "bin", "python")
+TOL = 1e-4
+
+
+def ensure_env(skip_if_unavailable):
+    if not os.path.exists(PY):
+        venv.create(VENV, with_pip=True)
+    r = subprocess.run([PY, "-m", "pip", "install", "-q", "numpy", "onnx", "onnxruntime"])
+    if r.returncode != 0:
+        if skip_if_unavailable:
+            print("check_onnx: cannot install onnx/onnxruntime; skipped")
+            sys.exit(0)
+        sys.exit("check_onnx: pip install failed")
+
+
+def check(fixtures):
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    names = sorted(f[:-5] for f in os.listdir(fixtures) if f.endswith(".onnx"))
+    worst, failed = 0.0, []
+    for name in names:
+        path = os.path.join(fixtures, name + ".onnx")
+        model = onnx.load(path)
+        onnx.checker.check_model(model, full_check=True)
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert "asc.labels" in meta and "asc.frontend" in meta, name
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        x = np.load(os.path.join(fixtures, name + ".input.npy"))
+        want = np.load(os.path.join(fixtures, name + ".candle.npy"))
+        got = sess.run(["probs"], {"logmel": x})[0]
+        d = float(np.abs(got - want).max())
+        worst = max(worst, d)
+        print(f"{name:<20} onnx.checker ok, onnxruntime vs candle max |dp| = {d:.2e}")
+        if d > TOL:
+            failed.append(name)
+    print(f"check_onnx: {len(names)} models, worst {worst:.2e}, onnxruntime {ort.__version__}")
+    if not names or failed:
+        sys.exit(f"check_onnx: FAILED {failed or 'no models'}")
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--inner":
+        check(sys.argv[2])
+        return
+    ensure_env("--skip-if-unavailable" in sys.argv)
+    fixtures = os.path.join(ROOT, "target", "onnx-fixtures")
+    subprocess.run(
+        ["cargo", "run", "--quiet", "--example", "onnx_fixtures", "--", fixtures],
+        cwd=ROOT,
+        check=True,
+    )
+    subprocess.run([PY, os.path.abspath(__file__), "--inner", fixtures], check=True)
+
+
+if __name__ == "__main__":
+    main()

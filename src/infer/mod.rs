@@ -1,0 +1,305 @@
+//! Inference with tract (`asc classify` and the embedding API): load an exported `.onnx` once,
+//! read what it is from its metadata, and classify files, folders or sample buffers. Long
+//! recordings are cut into windows of the training clip length; each window gets scores and the
+//! file gets their mean.
+
+mod format;
+mod windows;
+
+pub use format::{render, Format, Outcome, FORMAT_NAMES};
+pub use windows::{window_starts, Window};
+
+use crate::error::FileError;
+use crate::export::{InputKind, ModelMetadata};
+use crate::features::{self, LogMel, Spectrogram};
+use prost::Message;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tract_onnx::prelude::*;
+
+/// Scores for one window of a recording.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WindowScores {
+    /// Start and end of the window in seconds.
+    pub start: f64,
+    pub end: f64,
+    pub label: String,
+    /// One probability per class, in [`Classifier::labels`] order.
+    pub scores: Vec<f32>,
+}
+
+/// The result for one recording: the mean of its windows' probabilities and its argmax.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Prediction {
+    pub label: String,
+    pub scores: Vec<f32>,
+    pub windows: Vec<WindowScores>,
+}
+
+impl Prediction {
+    /// The `k` best (label, score) pairs, best first.
+    pub fn top_k<'a>(&self, labels: &'a [String], k: usize) -> Vec<(&'a str, f32)> {
+        let mut order: Vec<usize> = (0..self.scores.len()).collect();
+        order.sort_by(|&a, &b| self.scores[b].total_cmp(&self.scores[a]));
+        order
+            .into_iter()
+            .take(k)
+            .map(|i| (labels[i].as_str(), self.scores[i]))
+            .collect()
+    }
+}
+
+/// Why a model could not be loaded or an input not classified.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// A loaded model, ready to classify. `Sync`: share one across threads; optimised plans are
+/// built once per input shape and cached (concrete shapes run faster in tract, design.md).
+pub struct Classifier {
+    path: PathBuf,
+    meta: ModelMetadata,
+    frontend: LogMel,
+    model: InferenceModel,
+    plans: Mutex<HashMap<Vec<usize>, Plan>>,
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("path", &self.path)
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+impl Classifier {
+    /// Loads an `.onnx` written by `asc export`. A truncated or malformed file, or one whose
+    /// metadata lacks what classification needs (labels, front end), is refused with the reason.
+    pub fn from_onnx(path: impl AsRef<Path>) -> Result<Self, InferError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| FileError::new(path, e.to_string()))?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// [`Classifier::from_onnx`] on bytes already in memory; `path` names them in errors.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, InferError> {
+        let bad = |why: String| InferError::File(FileError::new(path, why));
+        let proto = tract_onnx::pb::ModelProto::decode(bytes)
+            .map_err(|e| bad(format!("not an ONNX model ({e})")))?;
+        if proto.graph.is_none() {
+            return Err(bad("not an ONNX model (no graph)".into()));
+        }
+        let props: Vec<(String, String)> = proto
+            .metadata_props
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect();
+        let meta = ModelMetadata::from_props(&props).map_err(bad)?;
+        let frontend = LogMel::new(meta.frontend.clone()).map_err(bad)?;
+        let model = tract_onnx::onnx()
+            .model_for_proto_model(&proto)
+            .map_err(|e| bad(format!("tract cannot load the graph: {e:#}")))?;
+        if model.input_outlets().map_or(0, |o| o.len()) != 1 {
+            return Err(bad("the graph must have exactly one input".into()));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            meta,
+            frontend,
+            model,
+            plans: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Class names in score order.
+    pub fn labels(&self) -> &[String] {
+        &self.meta.labels
+    }
+
+    /// Everything the model says about itself.
+    pub fn metadata(&self) -> &ModelMetadata {
+        &self.meta
+    }
+
+    /// The sample rate the model expects; [`Classifier::classify_samples`] resamples to it.
+    pub fn sample_rate(&self) -> u32 {
+        self.meta.frontend.sr
+    }
+
+    /// Classifies a WAV file (decoded, downmixed and resampled as in training).
+    pub fn classify_file(&self, path: impl AsRef<Path>) -> Result<Prediction, InferError> {
+        let path = path.as_ref();
+        let bytes = crate::audio::read_file(path)?;
+        let samples = features::samples_at_rate(path, &bytes, self.sample_rate())?;
+        self.classify_at_model_rate(&samples).map_err(|e| match e {
+            InferError::Runtime(why) => InferError::File(FileError::new(path, why)),
+            other => other,
+        })
+    }
+
+    /// Classifies mono samples at `sample_rate` (resampled to the model's rate if needed).
+    pub fn classify_samples(
+        &self,
+        samples: &[f32],
+        sample_rate: u32,
+    ) -> Result<Prediction, InferError> {
+        let samples = crate::audio::resample(samples, sample_rate, self.sample_rate())
+            .map_err(InferError::Runtime)?;
+        self.classify_at_model_rate(&samples)
+    }
+
+    fn classify_at_model_rate(&self, samples: &[f32]) -> Result<Prediction, InferError> {
+        if samples.is_empty() {
+            return Err(InferError::Runtime("no samples to classify".into()));
+        }
+        let hop = self.meta.frontend.hop_length;
+        let spec = self.frontend.compute(samples);
+        let windows = window_starts(spec.frames, self.meta.clip_frames);
+        let batch = match self.meta.input {
+            InputKind::Logmel => self.logmel_batch(&spec, &windows),
+            InputKind::Waveform => self.waveform_batch(samples, &windows),
+        };
+        let probs = self.run(batch)?;
+        let k = self.meta.labels.len();
+        let sr = self.sample_rate() as f64;
+        let windows: Vec<WindowScores> = windows
+            .iter()
+            .zip(probs.chunks(k))
+            .map(|(w, p)| WindowScores {
+                start: (w.start * hop) as f64 / sr,
+                end: ((w.start + w.len) * hop).min(samples.len()) as f64 / sr,
+                label: self.meta.labels[argmax(p)].clone(),
+                scores: p.to_vec(),
+            })
+            .collect();
+        let mut scores = vec![0f32; k];
+        for w in &windows {
+            for (s, p) in scores.iter_mut().zip(&w.scores) {
+                *s += p / windows.len() as f32;
+            }
+        }
+        Ok(Prediction {
+            label: self.meta.labels[argmax(&scores)].clone(),
+            scores,
+            windows,
+        })
+    }
+
+    /// Class probabilities of log-mel spectrograms already computed with the model's front end
+    /// (`logmel` models only), one row per spectrogram, each classified whole.
+    pub fn classify_spectrogram(&self, spec: &Spectrogram) -> Result<Vec<f32>, InferError> {
+        if self.meta.input != InputKind::Logmel {
+            return Err(InferError::Runtime(
+                "this model takes waveforms; use classify_samples".into(),
+            ));
+        }
+        let whole = [Window {
+            start: 0,
+            len: spec.frames,
+        }];
+        self.run(self.logmel_batch(spec, &whole))
+    }
+
+    /// (N, 1, M, W) windows of the spectrogram; a recording shorter than one window is tiled,
+    /// as the trainer tiles short clips.
+    fn logmel_batch(&self, spec: &Spectrogram, windows: &[Window]) -> Tensor {
+        let (m, w) = (spec.n_mels, windows.first().map_or(0, |w| w.len));
+        let mut x = vec![0f32; windows.len() * m * w];
+        for (b, win) in windows.iter().enumerate() {
+            for f in 0..m {
+                let row = &spec.data[f * spec.frames..(f + 1) * spec.frames];
+                let dst = &mut x[(b * m + f) * w..(b * m + f + 1) * w];
+                for (t, v) in dst.iter_mut().enumerate() {
+                    *v = row[(win.start + t) % spec.frames];
+                }
+            }
+        }
+        tract_ndarray::Array4::from_shape_vec((windows.len(), 1, m, w), x)
+            .expect("sizes agree")
+            .into_tensor()
+    }
+
+    /// (N, S) sample windows matching the frame windows: `(W − 1) · hop` samples give W frames.
+    fn waveform_batch(&self, samples: &[f32], windows: &[Window]) -> Tensor {
+        let hop = self.meta.frontend.hop_length;
+        let len = windows.first().map_or(1, |w| (w.len - 1) * hop).max(1);
+        let mut x = vec![0f32; windows.len() * len];
+        for (b, win) in windows.iter().enumerate() {
+            let start = win.start * hop;
+            for (t, v) in x[b * len..(b + 1) * len].iter_mut().enumerate() {
+                *v = samples[(start + t) % samples.len()];
+            }
+        }
+        tract_ndarray::Array2::from_shape_vec((windows.len(), len), x)
+            .expect("sizes agree")
+            .into_tensor()
+    }
+
+    /// Runs the graph on one input tensor and returns the probabilities, row-major.
+    fn run(&self, input: Tensor) -> Result<Vec<f32>, InferError> {
+        let plan = self.plan(input.shape())?;
+        let out = plan
+            .run(tvec!(input.into()))
+            .map_err(|e| InferError::Runtime(format!("inference failed: {e:#}")))?;
+        let view = out[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| InferError::Runtime(format!("unexpected model output: {e:#}")))?;
+        Ok(view.iter().copied().collect())
+    }
+
+    fn plan(&self, shape: &[usize]) -> Result<Plan, InferError> {
+        if let Some(p) = self.plans.lock().expect("plan cache").get(shape) {
+            return Ok(p.clone());
+        }
+        let runtime = |e: TractError| {
+            InferError::File(FileError::new(
+                &self.path,
+                format!("cannot run the graph on input {shape:?}: {e:#}"),
+            ))
+        };
+        let plan = self
+            .model
+            .clone()
+            .with_input_fact(0, f32::fact(shape).into())
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(runtime)?;
+        self.plans
+            .lock()
+            .expect("plan cache")
+            .insert(shape.to_vec(), plan.clone());
+        Ok(plan)
+    }
+}
+
+fn argmax(v: &[f32]) -> usize {
+    (0..v.len())
+        .max_by(|&a, &b| v[a].total_cmp(&v[b]))
+        .unwrap_or(0)
+}
+
+/// Classifies many files in parallel (rayon over files), in input order; `on_done` runs once
+/// per finished file (a progress bar). A file that fails does not stop the others.
+pub fn classify_all(
+    classifier: &Classifier,
+    paths: &[PathBuf],
+    on_done: &(dyn Fn() + Sync),
+) -> Vec<format::Outcome> {
+    use rayon::prelude::*;
+    paths
+        .par_iter()
+        .map(|p| {
+            let r = classifier.classify_file(p).map_err(|e| e.to_string());
+            on_done();
+            (p.clone(), r)
+        })
+        .collect()
+}
