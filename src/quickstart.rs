@@ -5,6 +5,7 @@
 
 use crate::dataset::Split;
 use crate::export::{self, ExportOptions};
+use crate::features::FrontendConfig;
 use crate::infer::{self, Classifier, Outcome};
 use crate::synth::{self, SynthConfig};
 use crate::train::{self, metrics::Metrics, RunOptions, RunSummary, TrainConfig};
@@ -25,7 +26,23 @@ pub struct Options {
     pub clips_per_class: usize,
     /// The norms to compare; the better one (test macro accuracy) is exported.
     pub norms: Vec<String>,
+    pub batch_size: usize,
     pub quiet: bool,
+}
+
+/// The quickstart's front end: the synthetic clips' own rate (no resampling), a 64 ms window
+/// and 64 mels, so that two trainings fit in minutes on two cores. Real DCASE recipes use the
+/// presets (`dcase2020`, `cpjku`).
+pub fn frontend() -> FrontendConfig {
+    FrontendConfig {
+        sr: 32_000,
+        n_fft: 2048,
+        win_length: 2048,
+        hop_length: 1024,
+        n_mels: 64,
+        fmax: 16_000.0,
+        ..FrontendConfig::dcase2020()
+    }
 }
 
 impl Default for Options {
@@ -36,6 +53,7 @@ impl Default for Options {
             epochs: 12,
             clips_per_class: SynthConfig::default().clips_per_class,
             norms: vec!["l2bn".into(), "bn".into()],
+            batch_size: 16,
             quiet: false,
         }
     }
@@ -123,6 +141,8 @@ fn train_and_test(opts: &Options, data: &Path, norm: &str) -> anyhow::Result<Nor
     let run_dir = opts.out.join(format!("cnn-{norm}"));
     let mut cfg = TrainConfig::defaults("cnn", norm, data.to_path_buf(), data.join(".asc-cache"));
     cfg.epochs = opts.epochs;
+    cfg.batch_size = opts.batch_size;
+    cfg.frontend = frontend();
     let run_opts = RunOptions {
         resume: true,
         stop_after_epochs: None,
