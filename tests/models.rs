@@ -1,0 +1,71 @@
+//! The architectures as a DCASE user relies on them: CP-Mobile's published size (DCASE 2024
+//! baseline: 61,148 parameters, 29,419,156 MACs on 1 × 256 × 65 with BatchNorm, `dcase.md`), and
+//! every model with every norm trains, saves, reloads into a fresh model and gives bit-identical
+//! eval outputs.
+
+use asc::nn::norm::NORM_NAMES;
+use asc::train::checkpoint::{self, Weights};
+use asc::train::optim::Optimizer;
+use asc::train::run::soft_cross_entropy;
+use asc::train::{Session, TrainConfig};
+use candle_core::{DType, Device, Tensor};
+
+fn session(model: &str, norm: &str, n_classes: usize, seed: u64) -> Session {
+    let mut c = TrainConfig::defaults(model, norm, "-".into(), "-".into());
+    c.labels = (0..n_classes).map(|i| format!("c{i}")).collect();
+    c.model.n_classes = n_classes;
+    c.seed = seed;
+    Session::build(c, Device::Cpu).unwrap()
+}
+
+#[test]
+fn cp_mobile_has_the_dcase2024_baseline_size() {
+    let s = session("cp-mobile", "bn", 10, 0);
+    assert_eq!(s.param_count(), 61_148);
+    assert_eq!(s.model.macs((256, 65)), 29_419_156);
+}
+
+#[test]
+fn every_model_and_norm_trains_saves_and_reloads_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    for model in ["cnn", "cp-mobile"] {
+        for norm in NORM_NAMES {
+            let s = session(model, norm, 4, 1);
+            let mut opt = Optimizer::new(s.config.optimizer.clone(), s.named_params()).unwrap();
+            let x = Tensor::randn(0f32, 1.0, (4, 1, 32, 41), &Device::Cpu).unwrap();
+            let y = Tensor::eye(4, DType::F32, &Device::Cpu).unwrap();
+            let first = s.model.forward_t(&x, false).unwrap();
+            for _ in 0..2 {
+                let loss = soft_cross_entropy(&s.model.forward_t(&x, true).unwrap(), &y).unwrap();
+                assert!(loss.to_scalar::<f32>().unwrap().is_finite());
+                opt.backward_step(&loss, 1e-2).unwrap();
+            }
+            let trained = s.model.forward_t(&x, false).unwrap();
+            let moved = (&trained - &first)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            assert!(
+                moved.to_scalar::<f32>().unwrap() > 0.0,
+                "{model}/{norm} did not train"
+            );
+
+            let path = dir.path().join(format!("{model}-{norm}.safetensors"));
+            let w = Weights {
+                params: &s.params,
+                buffers: &s.buffers,
+            };
+            checkpoint::save(&path, &w, &Default::default(), &serde_json::json!({})).unwrap();
+            let fresh = session(model, norm, 4, 99);
+            fresh.load_weights(&path).unwrap();
+            let reloaded = fresh.model.forward_t(&x, false).unwrap();
+            assert_eq!(
+                trained.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                reloaded.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                "{model}/{norm}: eval output after reload"
+            );
+        }
+    }
+}
