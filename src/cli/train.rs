@@ -57,6 +57,9 @@ pub struct ExperimentArgs {
     batch_size: Option<usize>,
     #[arg(long)]
     fold: Option<u32>,
+    /// Training list in evaluation_setup/ instead of foldK_train.csv (e.g. split25.csv, DCASE 2024).
+    #[arg(long)]
+    train_list: Option<String>,
     /// Peak learning rate.
     #[arg(long)]
     lr: Option<f64>,
@@ -140,6 +143,9 @@ pub fn build_config(a: &ExperimentArgs, norm: &str) -> anyhow::Result<TrainConfi
     }
     if let Some(v) = a.fold {
         cfg.fold = v;
+    }
+    if a.train_list.is_some() {
+        cfg.train_list = a.train_list.clone();
     }
     if let Some(v) = a.lr {
         cfg.lr = v;

@@ -208,8 +208,8 @@ impl Classifier {
         self.run(self.logmel_batch(spec, &whole))
     }
 
-    /// (N, 1, M, W) windows of the spectrogram; a recording shorter than one window is tiled,
-    /// as the trainer tiles short clips.
+    /// (N, 1, M, W) windows of the spectrogram; a recording shorter than its window (only below
+    /// [`windows::MIN_FRAMES`]) is tiled, as the trainer tiles short clips.
     fn logmel_batch(&self, spec: &Spectrogram, windows: &[Window]) -> Tensor {
         let (m, w) = (spec.n_mels, windows.first().map_or(0, |w| w.len));
         let mut x = vec![0f32; windows.len() * m * w];
@@ -227,10 +227,17 @@ impl Classifier {
             .into_tensor()
     }
 
-    /// (N, S) sample windows matching the frame windows: `(W − 1) · hop` samples give W frames.
+    /// (N, S) sample windows matching the frame windows: `(W − 1) · hop` samples give W frames;
+    /// a recording that is one window is passed whole (its frames are exactly the window's).
     fn waveform_batch(&self, samples: &[f32], windows: &[Window]) -> Tensor {
         let hop = self.meta.frontend.hop_length;
-        let len = windows.first().map_or(1, |w| (w.len - 1) * hop).max(1);
+        let whole =
+            windows.len() == 1 && self.meta.frontend.frames(samples.len()) == windows[0].len;
+        let len = if whole {
+            samples.len()
+        } else {
+            windows.first().map_or(1, |w| (w.len - 1) * hop).max(1)
+        };
         let mut x = vec![0f32; windows.len() * len];
         for (b, win) in windows.iter().enumerate() {
             let start = win.start * hop;

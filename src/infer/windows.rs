@@ -8,14 +8,20 @@ pub struct Window {
     pub len: usize,
 }
 
-/// Windows of `clip` frames over `frames` frames. A recording no longer than one clip gets a
-/// single window of `clip` frames (the caller tiles it, as training tiles short clips).
+/// Recordings shorter than this many frames are tiled up to it: below it the `cnn`'s 5 × 5
+/// max-pool would see an empty map.
+pub const MIN_FRAMES: usize = 5;
+
+/// Windows of `clip` frames over `frames` frames. A recording no longer than one clip is one
+/// window of its own length, not padded or tiled, so every runtime fed the whole recording
+/// (e.g. onnxruntime with a `--waveform` model) sees the same input; only recordings shorter
+/// than [`MIN_FRAMES`] are tiled (by the caller) up to that length.
 pub fn window_starts(frames: usize, clip: usize) -> Vec<Window> {
-    let clip = clip.max(1);
+    let clip = clip.max(MIN_FRAMES);
     if frames <= clip {
         return vec![Window {
             start: 0,
-            len: clip,
+            len: frames.max(MIN_FRAMES),
         }];
     }
     let mut out: Vec<Window> = (0..frames / clip)
@@ -39,7 +45,14 @@ mod tests {
 
     #[test]
     fn short_exact_and_long_recordings() {
-        assert_eq!(window_starts(10, 65), vec![Window { start: 0, len: 65 }]);
+        assert_eq!(window_starts(10, 65), vec![Window { start: 0, len: 10 }]);
+        assert_eq!(
+            window_starts(3, 65),
+            vec![Window {
+                start: 0,
+                len: MIN_FRAMES
+            }]
+        );
         assert_eq!(window_starts(65, 65), vec![Window { start: 0, len: 65 }]);
         let w = window_starts(140, 65);
         assert_eq!(

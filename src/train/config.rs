@@ -15,6 +15,9 @@ pub struct TrainConfig {
     /// Data set root (DCASE or plain layout).
     pub data: PathBuf,
     pub fold: u32,
+    /// A list in `evaluation_setup/` replacing `fold{K}_train.csv` (DCASE 2024 `split25.csv`).
+    #[serde(default)]
+    pub train_list: Option<String>,
     pub model: ModelConfig,
     /// Normalization layer name (`nn::norm` registry).
     pub norm: String,
@@ -56,6 +59,7 @@ impl TrainConfig {
         Self {
             data,
             fold: 1,
+            train_list: None,
             model: ModelConfig::new(model, 0),
             norm: norm.to_string(),
             norm_config: NormConfig::default(),

@@ -100,6 +100,7 @@ impl RunData {
     pub fn open(config: &TrainConfig, frontend: &LogMel) -> Result<Self, TrainError> {
         let opts = LoadOptions {
             fold: config.fold,
+            train_list: config.train_list.clone(),
             ..LoadOptions::default()
         };
         let dataset = Dataset::open(&config.data, &opts)?;
