@@ -102,7 +102,7 @@ fn tract_matches_candle_for_every_model_and_norm() {
                         frames: t,
                         data: row.flatten_all().unwrap().to_vec1().unwrap(),
                     };
-                    got.extend(c.classify_spectrogram(&spec).unwrap());
+                    got.extend(c.classify_spectrograms(&[spec]).unwrap().concat());
                 }
                 let d = max_diff(&got, &expect);
                 report.push(format!("{model}/{norm} T={t}: {d:.2e}"));

@@ -194,18 +194,41 @@ impl Classifier {
     }
 
     /// Class probabilities of log-mel spectrograms already computed with the model's front end
-    /// (`logmel` models only), one row per spectrogram, each classified whole.
-    pub fn classify_spectrogram(&self, spec: &Spectrogram) -> Result<Vec<f32>, InferError> {
+    /// (`logmel` models only), each classified whole, in one batch: all must have the same
+    /// size. One row of probabilities per spectrogram.
+    pub fn classify_spectrograms(&self, specs: &[Spectrogram]) -> Result<Vec<Vec<f32>>, InferError> {
         if self.meta.input != InputKind::Logmel {
             return Err(InferError::Runtime(
                 "this model takes waveforms; use classify_samples".into(),
             ));
         }
-        let whole = [Window {
-            start: 0,
-            len: spec.frames,
-        }];
-        self.run(self.logmel_batch(spec, &whole))
+        let Some(first) = specs.first() else {
+            return Ok(Vec::new());
+        };
+        if specs
+            .iter()
+            .any(|s| (s.n_mels, s.frames) != (first.n_mels, first.frames))
+        {
+            return Err(InferError::Runtime(
+                "spectrograms of one batch must have the same size".into(),
+            ));
+        }
+        if first.n_mels != self.meta.frontend.n_mels {
+            return Err(InferError::Runtime(format!(
+                "the model needs {} mel bands, got {}",
+                self.meta.frontend.n_mels, first.n_mels
+            )));
+        }
+        let (m, t) = (first.n_mels, first.frames);
+        let mut x = Vec::with_capacity(specs.len() * m * t);
+        for s in specs {
+            x.extend_from_slice(&s.data);
+        }
+        let input = tract_ndarray::Array4::from_shape_vec((specs.len(), 1, m, t), x)
+            .expect("sizes agree")
+            .into_tensor();
+        let k = self.meta.labels.len();
+        Ok(self.run(input)?.chunks(k).map(<[f32]>::to_vec).collect())
     }
 
     /// (N, 1, M, W) windows of the spectrogram; a recording shorter than its window (only below

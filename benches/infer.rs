@@ -1,0 +1,154 @@
+//! Inference benchmark: tract (our `Classifier`) vs onnxruntime on the same exported model and
+//! the same input, batch 1 and 32, in the same run (benches/infer_onnxruntime.py, 1 and 2
+//! threads); and the end-to-end pipeline, decode → log-mel → model over a folder of 10 s WAVs,
+//! ours (`asc classify`'s library path, rayon over files) vs librosa + onnxruntime in Python
+//! (benches/pipeline_python.py). Run: `cargo bench --bench infer`.
+
+use asc::export::{self, InputKind, ModelMetadata};
+use asc::features::{FrontendConfig, Spectrogram};
+use asc::infer::{self, Classifier};
+use asc::train::{Session, TrainConfig};
+use candle_core::Device;
+use prost::Message;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// (model, front end, frames): the `cnn` on 10 s at the dcase2020 preset, `cp-mobile` on 1 s at
+/// the cpjku preset (the DCASE 2024 input, 256 × 65).
+const CASES: [(&str, &str, usize); 2] = [("cnn", "dcase2020", 431), ("cp-mobile", "cpjku", 65)];
+
+fn export_model(dir: &Path, model: &str, preset: &str) -> (PathBuf, ModelMetadata) {
+    let mut c = TrainConfig::defaults(model, "bn", "-".into(), "-".into());
+    c.labels = (0..10).map(|i| format!("class{i}")).collect();
+    c.model.n_classes = 10;
+    c.frontend = FrontendConfig::preset(preset).unwrap();
+    let s = Session::build(c, Device::Cpu).unwrap();
+    let meta = ModelMetadata {
+        labels: s.config.labels.clone(),
+        frontend: s.config.frontend.clone(),
+        input: InputKind::Logmel,
+        clip_frames: CASES.iter().find(|c| c.0 == model).unwrap().2,
+        model: model.into(),
+        norm: "bn".into(),
+        version: "bench".into(),
+        training: serde_json::Value::Null,
+    };
+    let path = dir.join(format!("{model}.onnx"));
+    let bytes = export::model_graph(&s, &meta).unwrap().to_model().encode_to_vec();
+    std::fs::write(&path, bytes).unwrap();
+    (path, meta)
+}
+
+fn median_ms<F: FnMut()>(runs: usize, mut f: F) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn python(script: &str, args: &[&str]) -> Option<serde_json::Value> {
+    let path = format!("{}/benches/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3").arg(path).args(args).output().ok()?;
+    if !out.status.success() {
+        eprintln!("{script} skipped: {}", String::from_utf8_lossy(&out.stderr).trim());
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn model_rows(dir: &Path) {
+    println!("\nmodel inference, ms per batch (median of 7); tract is single-threaded");
+    println!(
+        "{:<10} {:>5} {:>10} {:>12} {:>12} {:>10}",
+        "model", "batch", "tract", "ort 1 thr", "ort 2 thr", "tract/ort1"
+    );
+    for (model, preset, frames) in CASES {
+        let (path, meta) = export_model(dir, model, preset);
+        let c = Classifier::from_onnx(&path).unwrap();
+        let m = meta.frontend.n_mels;
+        for batch in [1usize, 32] {
+            let spec = Spectrogram {
+                n_mels: m,
+                frames,
+                data: (0..m * frames).map(|i| ((i % 97) as f32 / 97.0) * 8.0 - 12.0).collect(),
+            };
+            let specs = vec![spec; batch];
+            let tract = median_ms(7, || {
+                std::hint::black_box(c.classify_spectrograms(&specs).unwrap());
+            });
+            let ort = python(
+                "infer_onnxruntime.py",
+                &[path.to_str().unwrap(), &batch.to_string(), &m.to_string(), &frames.to_string()],
+            );
+            let (o1, o2) = ort
+                .map(|v| (v["ms_1"].as_f64().unwrap(), v["ms_2"].as_f64().unwrap()))
+                .unwrap_or((f64::NAN, f64::NAN));
+            println!(
+                "{model:<10} {batch:>5} {tract:>7.2} ms {o1:>9.2} ms {o2:>9.2} ms {:>9.2}x",
+                tract / o1
+            );
+        }
+    }
+}
+
+fn write_clips(dir: &Path, n: usize, sr: u32, seconds: usize) -> Vec<PathBuf> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: sr,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..n)
+        .map(|i| {
+            let p = dir.join(format!("clip{i:02}.wav"));
+            let mut w = hound::WavWriter::create(&p, spec).unwrap();
+            for k in 0..sr as usize * seconds {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let noise = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                let tone = (k as f32 * 0.05).sin() * 0.3;
+                w.write_sample(((noise * 0.5 + tone) * 20000.0) as i16).unwrap();
+            }
+            w.finalize().unwrap();
+            p
+        })
+        .collect()
+}
+
+fn pipeline_row(dir: &Path) {
+    let (path, _) = export_model(dir, "cnn", "dcase2020");
+    let wavs = dir.join("wavs");
+    std::fs::create_dir_all(&wavs).unwrap();
+    let files = write_clips(&wavs, 32, 44_100, 10);
+    let c = Classifier::from_onnx(&path).unwrap();
+    let ours = median_ms(3, || {
+        let r = infer::classify_all(&c, &files, &|| {});
+        assert!(r.iter().all(|x| x.1.is_ok()));
+    });
+    let py = python("pipeline_python.py", &[path.to_str().unwrap(), wavs.to_str().unwrap()])
+        .and_then(|v| v["ms"].as_f64());
+    let threads = rayon::current_num_threads();
+    println!("\nend to end, 32 WAVs of 10 s at 44.1 kHz, cnn (decode, log-mel, model), ms per folder");
+    match py {
+        Some(p) => println!(
+            "ours ({threads} threads): {ours:.0} ms; librosa + onnxruntime (python, ort {threads} threads): {p:.0} ms; ours is {:.1}x faster",
+            p / ours
+        ),
+        None => println!("ours ({threads} threads): {ours:.0} ms; python side skipped"),
+    }
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    model_rows(dir.path());
+    pipeline_row(dir.path());
+}
