@@ -28,15 +28,14 @@ impl Session {
         let pvb = VarBuilder::from_backend(Box::new(seeded), DType::F32, device.clone());
         let bvb = VarBuilder::from_varmap(&buffers, DType::F32, &device);
         let builder = norm::NormBuilder::new(pvb.clone(), bvb);
-        let factory = |prefix: &str, channels: usize| {
-            norm::build_norm(
-                &config.norm,
-                channels,
-                &config.norm_config,
-                &builder.pp(prefix),
-            )
+        let model = {
+            let factory = norm::NormFactory {
+                name: &config.norm,
+                config: &config.norm_config,
+                builder,
+            };
+            models::build(&config.model, pvb.clone(), &factory)?
         };
-        let model = models::build(&config.model, pvb.clone(), &factory)?;
         Ok(Self {
             config,
             device,

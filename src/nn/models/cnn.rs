@@ -28,7 +28,7 @@ impl Cnn {
         let mut in_c = config.in_channels;
         for (i, &c) in CHANNELS.iter().enumerate() {
             let conv = Conv::new(vb.pp(format!("conv{i}")), in_c, c, (7, 7), (1, 1), false)?;
-            convs.push((conv, norm(&format!("norm{i}"), c)?));
+            convs.push((conv, norm.build(&format!("norm{i}"), c)?));
             in_c = c;
         }
         Ok(Self {

@@ -34,6 +34,18 @@ fn make_divisible(v: f64, divisor: usize) -> usize {
     new_v
 }
 
+/// What follows a conv → norm pair.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// A ReLU.
+    Relu,
+    /// Nothing (the linear projection of a block).
+    Linear,
+    /// Nothing here; the caller pools the output globally (the classifier head), so the norm
+    /// comes from [`NormFactory::build_before_gap`].
+    Pooled,
+}
+
 /// conv → norm → optional ReLU (torchvision's `Conv2dNormActivation`).
 struct ConvNorm {
     conv: Conv,
@@ -52,8 +64,13 @@ impl ConvNorm {
         k: usize,
         stride: (usize, usize),
         depthwise: bool,
-        relu: bool,
+        tail: Tail,
     ) -> Result<Self> {
+        let prefix = format!("{name}.norm");
+        let norm = match tail {
+            Tail::Pooled => norm.build_before_gap(&prefix, out_c)?,
+            Tail::Relu | Tail::Linear => norm.build(&prefix, out_c)?,
+        };
         Ok(Self {
             conv: Conv::new(
                 vb.pp(format!("{name}.conv")),
@@ -63,8 +80,8 @@ impl ConvNorm {
                 stride,
                 depthwise,
             )?,
-            norm: norm(&format!("{name}.norm"), out_c)?,
-            relu,
+            norm,
+            relu: tail == Tail::Relu,
         })
     }
 
@@ -124,7 +141,7 @@ impl Block {
                     1,
                     (1, 1),
                     false,
-                    true,
+                    Tail::Relu,
                 )?,
                 ConvNorm::new(
                     vb,
@@ -135,7 +152,7 @@ impl Block {
                     3,
                     stride,
                     true,
-                    true,
+                    Tail::Relu,
                 )?,
                 ConvNorm::new(
                     vb,
@@ -146,7 +163,7 @@ impl Block {
                     1,
                     (1, 1),
                     false,
-                    false,
+                    Tail::Linear,
                 )?,
             ],
             stride,
@@ -207,9 +224,19 @@ impl CpMobile {
                 3,
                 (2, 2),
                 false,
-                true,
+                Tail::Relu,
             )?,
-            ConvNorm::new(&vb, norm, "stem1", base / 4, base, 3, (2, 2), false, true)?,
+            ConvNorm::new(
+                &vb,
+                norm,
+                "stem1",
+                base / 4,
+                base,
+                3,
+                (2, 2),
+                false,
+                Tail::Relu,
+            )?,
         ];
         let mut blocks = Vec::new();
         let mut in_c = base;
@@ -237,7 +264,7 @@ impl CpMobile {
             1,
             (1, 1),
             false,
-            false,
+            Tail::Pooled,
         )?;
         Ok(Self { stem, blocks, head })
     }
@@ -289,6 +316,52 @@ impl Model for CpMobile {
 #[cfg(test)]
 mod tests {
     use super::make_divisible;
+    use crate::train::{Session, TrainConfig};
+    use candle_core::{Device, Tensor, Var};
+    use std::path::PathBuf;
+
+    /// With IN, the head's norm would make every logit its bias (norm::standardizes_each_map):
+    /// the head then has no norm, and the logits and the stem's gradient depend on the input.
+    #[test]
+    fn instance_norm_head_keeps_the_input_signal() {
+        let mut cfg = TrainConfig::defaults("cp-mobile", "in", PathBuf::new(), PathBuf::new());
+        cfg.model.n_classes = 10;
+        let s = Session::build(cfg, Device::Cpu).unwrap();
+        let names: Vec<String> = s.named_params().into_iter().map(|(n, _)| n).collect();
+        assert!(
+            !names.iter().any(|n| n.starts_with("head.norm")),
+            "{names:?}"
+        );
+        assert!(names.iter().any(|n| n == "b6.project.norm.weight"));
+        let x = Tensor::randn(0f32, 1., (2, 1, 33, 41), &Device::Cpu).unwrap();
+        let logits = s.model.forward_t(&x, true).unwrap();
+        let spread = (logits.get(0).unwrap() - logits.get(1).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(spread > 1e-3, "logits of two inputs differ by {spread}");
+        let loss = logits.get(0).unwrap().get(3).unwrap();
+        let grads = loss.backward().unwrap();
+        let stem: Var = s
+            .named_params()
+            .into_iter()
+            .find(|(n, _)| n == "stem0.conv.weight")
+            .unwrap()
+            .1;
+        let g = grads.get(stem.as_tensor()).unwrap();
+        let g = g
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(g > 1e-4, "stem gradient {g}");
+    }
 
     #[test]
     fn channel_plan_of_the_baseline() {

@@ -7,7 +7,7 @@ mod cp_mobile;
 pub use cnn::Cnn;
 pub use cp_mobile::CpMobile;
 
-use super::norm::Norm;
+pub use super::norm::NormFactory;
 use crate::export::graph::OnnxGraph;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
@@ -45,9 +45,6 @@ impl ModelConfig {
         }
     }
 }
-
-/// Builds a normalization layer of `channels` channels under the variable prefix given.
-pub type NormFactory<'a> = dyn Fn(&str, usize) -> Result<Box<dyn Norm>> + 'a;
 
 /// A classifier: NCHW log-mel in, logits (N, n_classes) out.
 pub trait Model: Send + Sync {

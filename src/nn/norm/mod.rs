@@ -199,7 +199,6 @@ pub const NORM_NAMES: [&str; REGISTRY.len()] = {
     names
 };
 
-/// Builds the layer registered as `name` for `c` channels.
 /// Checks a norm name before any work starts (e.g. a comparison that would fail on its last norm).
 pub fn check_name(name: &str) -> std::result::Result<(), String> {
     if NORM_NAMES.contains(&name) {
@@ -212,6 +211,7 @@ pub fn check_name(name: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// Builds the layer registered as `name` for `c` channels.
 pub fn build_norm(
     name: &str,
     c: usize,
@@ -227,6 +227,46 @@ pub fn build_norm(
             "unknown norm {name:?}; valid names: {}",
             NORM_NAMES.join(", ")
         ),
+    }
+}
+
+/// Whether layer `name` with `c` channels standardizes every (sample, channel) map on its own:
+/// IN (norms.md §2.4), GN when the group rule of §2.2 gives G = C, and deployable GN+ then too
+/// (its BN part re-normalizes maps that already have zero mean, §4.2). Followed directly by a
+/// global average pool, such a layer outputs its bias β whatever its input, so nothing before
+/// it gets a gradient (tests/model_grad_parity.rs).
+pub fn standardizes_each_map(name: &str, c: usize, cfg: &NormConfig) -> bool {
+    match name {
+        "in" => true,
+        "gn" => cfg.groups_for(c) == c,
+        "gnplus" => cfg.groups_for(c) == c && cfg.gnplus_variant == GnPlusVariant::Deployable,
+        _ => false,
+    }
+}
+
+/// Builds a model's normalization layers: the layer chosen by name, one per call, under a
+/// variable prefix (models.md: "wherever the original has a BatchNorm, the chosen layer goes").
+pub struct NormFactory<'a> {
+    pub name: &'a str,
+    pub config: &'a NormConfig,
+    pub builder: NormBuilder<'a>,
+}
+
+impl NormFactory<'_> {
+    /// The chosen layer for `c` channels, its variables under `prefix`.
+    pub fn build(&self, prefix: &str, c: usize) -> Result<Box<dyn Norm>> {
+        build_norm(self.name, c, self.config, &self.builder.pp(prefix))
+    }
+
+    /// The layer for a `c`-channel map that feeds a global average pool directly: the chosen
+    /// layer, or none (no variables) where the chosen one would make the pooled output a
+    /// constant ([`standardizes_each_map`]), as IN, and GN or GN+ on a 10-class map, would.
+    pub fn build_before_gap(&self, prefix: &str, c: usize) -> Result<Box<dyn Norm>> {
+        if standardizes_each_map(self.name, c, self.config) {
+            none::build(c, self.config, &self.builder.pp(prefix))
+        } else {
+            self.build(prefix, c)
+        }
     }
 }
 
@@ -265,6 +305,46 @@ mod tests {
         for n in NORM_NAMES {
             assert!(msg.contains(n), "{msg}");
         }
+    }
+
+    /// [`standardizes_each_map`] names exactly the layers whose globally pooled output is the
+    /// same for any two inputs (at the 10 channels of a class map, default config).
+    #[test]
+    fn constant_after_gap_is_predicted() {
+        let dev = candle_core::Device::Cpu;
+        let cfg = NormConfig::default();
+        let c = 10;
+        let xa = Tensor::randn(0f32, 1., (4, c, 5, 7), &dev).unwrap();
+        let xb = (Tensor::randn(0f32, 2., (4, c, 5, 7), &dev).unwrap() + 0.5).unwrap();
+        for name in NORM_NAMES {
+            let (vm, bm) = (candle_nn::VarMap::new(), candle_nn::VarMap::new());
+            let nb = NormBuilder::new(
+                VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev),
+                VarBuilder::from_varmap(&bm, candle_core::DType::F32, &dev),
+            );
+            let layer = build_norm(name, c, &cfg, &nb).unwrap();
+            let pooled = |x: &Tensor| {
+                let y = layer.forward_t(x, true).unwrap();
+                y.flatten_from(2).unwrap().mean(2).unwrap()
+            };
+            let diff = (pooled(&xa) - pooled(&xb))
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert_eq!(
+                diff < 1e-5,
+                standardizes_each_map(name, c, &cfg),
+                "{name}: pooled outputs differ by {diff}"
+            );
+        }
+        assert!(
+            !standardizes_each_map("gn", 64, &cfg),
+            "64 channels: 32 groups"
+        );
     }
 
     #[test]
