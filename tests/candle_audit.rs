@@ -114,7 +114,9 @@ fn candle_ops_against_pytorch() {
 #[test]
 fn candle_max_pool2d_backward_is_wrong_minimal() -> Result<()> {
     let dev = candle_core::Device::Cpu;
-    let cases: [((usize, usize, usize, usize), Vec<f32>, Vec<f32>); 3] = [
+    // (shape, input, PyTorch's gradient)
+    type Case = ((usize, usize, usize, usize), Vec<f32>, Vec<f32>);
+    let cases: [Case; 3] = [
         ((1, 1, 2, 2), vec![1., 2., 3., 4.], vec![0., 0., 0., 1.]),
         (
             (1, 1, 2, 3),
