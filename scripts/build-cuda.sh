@@ -9,7 +9,7 @@
 # (driver >= 580, the CUDA 13 libraries): docs/gpu.md.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=cuda-env.sh
+# shellcheck source=scripts/cuda-env.sh
 source "$repo/scripts/cuda-env.sh"
 cd "$repo"
 cargo build --release --locked --features cuda --bin asc "$@"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/build-cuda.sh and scripts/gpu-check.sh (not run directly): installs what
 # candle 0.11.1's CUDA backend needs at build time into $ASC_CUDA_DIR and exports the build
 # environment. Needs only python3 with pip and a C compiler; no CUDA installation, no GPU.
@@ -36,7 +37,9 @@ esac
 # 1. The CUDA 13 wheels: one folder tree, nvidia/cu13/{bin,include,lib,nvvm}.
 cuda_spec="cuda-toolkit[nvcc,crt,nvvm,cudart,cublas,curand,nvrtc,cccl]==$cuda_toolkit.*"
 if [[ ! -f $cuda_dir/installed.txt || $(cat "$cuda_dir/installed.txt") != "$cuda_spec" ]]; then
-    echo "cuda-env: installing $cuda_spec into $cuda_dir/pip (about 1.2 GB)" >&2
+    echo "cuda-env: installing $cuda_spec into $cuda_dir/pip (about 1.2 GB; a pip" \
+        "'dependency conflicts' note about python's own packages, e.g. torch, is harmless:" \
+        "nothing outside $cuda_dir changes)" >&2
     rm -rf "$cuda_dir/pip"
     mkdir -p "$cuda_dir"
     python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
@@ -53,7 +56,10 @@ done
 
 # 2. Link names as in a CUDA installation: lib/libX.so -> the wheel's lib/libX.so.N.
 for so in cudart cublas cublasLt curand nvrtc; do
-    real=$(cd "$cuda_root/lib" && ls | grep -E "^lib$so\.so\.[0-9]+$" | head -n1)
+    real=
+    for f in "$cuda_root/lib/lib$so.so."*; do
+        [[ $f =~ /lib$so\.so\.[0-9]+$ ]] && real=${f##*/} && break
+    done
     if [[ -z $real ]]; then
         echo "cuda-env: no lib$so.so.N in $cuda_root/lib" >&2
         return 1

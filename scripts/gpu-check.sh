@@ -18,7 +18,7 @@ out=${ASC_GPU_CHECK_DIR:-${CARGO_TARGET_DIR:-$repo/target}/gpu-check}
 mode=${1:-all}
 
 build() {
-    # shellcheck source=cuda-env.sh
+    # shellcheck source=scripts/cuda-env.sh
     source "$repo/scripts/cuda-env.sh"
     cd "$repo"
     cargo build --release --locked --features cuda --bin asc
