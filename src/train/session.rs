@@ -87,10 +87,33 @@ pub fn device(name: &str) -> std::result::Result<Device, String> {
     match name {
         "cpu" => Ok(Device::Cpu),
         "cuda" => Device::new_cuda(0).map_err(|e| {
-            format!(
-                "cannot use CUDA: {e} (build with `--features cuda`, see scripts/build-cuda.sh)"
-            )
+            let hint = if cfg!(feature = "cuda") {
+                "needs an NVIDIA GPU, driver >= 580 and the CUDA 13 libraries, see docs/gpu.md"
+            } else {
+                "this build has no CUDA: build with scripts/build-cuda.sh, see docs/gpu.md"
+            };
+            format!("cannot use CUDA: {e} ({hint})")
         }),
         other => Err(format!("unknown device '{other}' (cpu or cuda)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device;
+
+    #[test]
+    fn device_names() {
+        assert!(device("cpu").unwrap().is_cpu());
+        let e = device("tpu").unwrap_err();
+        assert!(e.contains("cpu or cuda"), "{e}");
+    }
+
+    /// Without the feature, `--device cuda` says how to get a CUDA build (docs/gpu.md).
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_points_to_the_build_script() {
+        let e = device("cuda").unwrap_err();
+        assert!(e.contains("scripts/build-cuda.sh"), "{e}");
     }
 }

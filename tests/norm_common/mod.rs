@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use asc::nn::norm::{build_norm, FctMode, GnPlusVariant, L2bnMode, Norm, NormBuilder, NormConfig};
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
 
@@ -14,12 +14,16 @@ pub struct Built {
 }
 
 pub fn build(name: &str, c: usize, cfg: &NormConfig) -> Built {
+    build_on(name, c, cfg, &Device::Cpu)
+}
+
+/// [`build`] with parameters and buffers on `dev` (the GPU parity test).
+pub fn build_on(name: &str, c: usize, cfg: &NormConfig, dev: &Device) -> Built {
     let params = VarMap::new();
     let buffers = VarMap::new();
-    let dev = Device::Cpu;
     let nb = NormBuilder::new(
-        VarBuilder::from_varmap(&params, DType::F32, &dev),
-        VarBuilder::from_varmap(&buffers, DType::F32, &dev),
+        VarBuilder::from_varmap(&params, DType::F32, dev),
+        VarBuilder::from_varmap(&buffers, DType::F32, dev),
     );
     let layer = build_norm(name, c, cfg, &nb).unwrap_or_else(|e| panic!("build {name}: {e}"));
     Built {
@@ -86,11 +90,23 @@ pub fn variants() -> Vec<(&'static str, &'static str, NormConfig)> {
 }
 
 pub fn fixture(stem: &str, shape_idx: usize) -> HashMap<String, Tensor> {
-    let path = format!(
-        "{}/tests/fixtures/norms/{stem}_s{shape_idx}.safetensors",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    candle_core::safetensors::load(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{path}: {e}"))
+    fixture_on(stem, shape_idx, &Device::Cpu)
+}
+
+/// [`fixture`] with every tensor on `dev`.
+pub fn fixture_on(stem: &str, shape_idx: usize, dev: &Device) -> HashMap<String, Tensor> {
+    // The checkout the test was built in, else the working directory: scripts/gpu-check.sh runs
+    // a test binary built on another machine from the repository root.
+    let built_in = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = if built_in.is_dir() {
+        built_in
+    } else {
+        std::path::Path::new(".")
+    };
+    let path = root.join(format!(
+        "tests/fixtures/norms/{stem}_s{shape_idx}.safetensors"
+    ));
+    candle_core::safetensors::load(&path, dev).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Copies every `p.<name>` tensor of a fixture into the parameter store (in place, so the
@@ -148,4 +164,72 @@ pub fn var_tensor(map: &VarMap, name: &str) -> Tensor {
 
 pub fn elem_count(map: &VarMap) -> usize {
     map.all_vars().iter().map(|v| v.elem_count()).sum()
+}
+
+/// One result of the fixture protocol: what it is, the fixture key of its reference, and the
+/// value moved to the CPU (`None`: the layer produced no gradient there).
+pub struct Output {
+    pub what: String,
+    pub key: String,
+    pub got: Option<Tensor>,
+}
+
+/// The protocol of tests/fixtures/gen_norms.py for fixture `stem`_s`s` run on `dev`: train
+/// output, gradients of sum(y·r) w.r.t. input and every parameter, buffers after 3 train
+/// steps, eval output at N and (where the fixture has it) at N = 1. Also returns the fixture
+/// (on the CPU). Panics when parameter or buffer names differ from the fixture's.
+pub fn run_protocol(
+    stem: &str,
+    name: &str,
+    cfg: &NormConfig,
+    s: usize,
+    dev: &Device,
+) -> Result<(HashMap<String, Tensor>, Vec<Output>)> {
+    let fx = fixture_on(stem, s, dev);
+    let x = &fx["x"];
+    let mut b = build_on(name, x.dim(1)?, cfg, dev);
+    let set = set_params(&mut b, &fx);
+    let mut own: Vec<String> = b.params.data().lock().unwrap().keys().cloned().collect();
+    own.sort();
+    assert_eq!(own, set, "{stem}: parameter names differ from the fixture");
+    let mut out = vec![];
+    let mut push = |what: String, key: String, got: Option<&Tensor>| -> Result<()> {
+        let got = got.map(|t| t.to_device(&Device::Cpu)).transpose()?;
+        out.push(Output { what, key, got });
+        Ok(())
+    };
+    let xv = Var::from_tensor(x)?;
+    let y = b.layer.forward_t(xv.as_tensor(), true)?;
+    push("y_train".into(), "y_train".into(), Some(&y))?;
+    let grads = (&y * &fx["r"])?.sum_all()?.backward()?;
+    push("grad x".into(), "g.x".into(), grads.get(xv.as_tensor()))?;
+    for p in &set {
+        let t = var_tensor(&b.params, p);
+        push(format!("grad {p}"), format!("g.{p}"), grads.get(&t))?;
+    }
+    b.layer.forward_t(&fx["x2"], true)?;
+    b.layer.forward_t(&fx["x3"], true)?;
+    let mut bufs: Vec<String> = b.buffers.data().lock().unwrap().keys().cloned().collect();
+    bufs.sort();
+    let mut want: Vec<String> = fx
+        .keys()
+        .filter_map(|k| k.strip_prefix("b.").map(String::from))
+        .collect();
+    want.sort();
+    assert_eq!(bufs, want, "{stem}: buffer names differ from the fixture");
+    for k in &bufs {
+        let t = var_tensor(&b.buffers, k);
+        push(format!("buffer {k}"), format!("b.{k}"), Some(&t))?;
+    }
+    let ye = b.layer.forward_t(x, false)?;
+    push("y_eval".into(), "y_eval".into(), Some(&ye))?;
+    if fx.contains_key("y_eval1") {
+        let y1 = b.layer.forward_t(&x.narrow(0, 0, 1)?, false)?;
+        push("y_eval N=1".into(), "y_eval1".into(), Some(&y1))?;
+    }
+    let fx = fx
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.to_device(&Device::Cpu)?)))
+        .collect::<Result<_>>()?;
+    Ok((fx, out))
 }
