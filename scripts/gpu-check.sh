@@ -5,8 +5,8 @@
 #
 # Usage: scripts/gpu-check.sh [build|run|all]   (default all)
 #   build  builds asc and the parity test with --features cuda (scripts/cuda-env.sh: no GPU
-#          needed) and copies both, stripped, to $ASC_GPU_CHECK_DIR/bin and bundle.tar.gz
-#   run    runs them from there (unpacking bundle.tar.gz if bin/ is absent): needs an NVIDIA GPU, driver >= 580 and the CUDA 13 libraries
+#          needed) and copies both, stripped, to $ASC_GPU_CHECK_DIR/bin and bundle.tar.xz
+#   run    runs them from there (unpacking bundle.tar.xz if bin/ is absent): needs an NVIDIA GPU, driver >= 580 and the CUDA 13 libraries
 #          (found via $ASC_CUDA_LIBS, LD_LIBRARY_PATH, .cuda/ or python's nvidia/cu13/lib)
 #   all    build, then run
 # Environment: ASC_GPU_CHECK_DIR (default target/gpu-check), ASC_GPU_CHECK_EPOCHS (default 2; clips/s is the last epoch's),
@@ -33,9 +33,9 @@ for line in sys.stdin:
     cp "${CARGO_TARGET_DIR:-$repo/target}/release/asc" "$out/bin/asc"
     cp "$test_bin" "$out/bin/gpu_parity"
     strip "$out/bin/asc" "$out/bin/gpu_parity"
-    # One file to take to a GPU machine that cannot build (about 40 MB; `run` unpacks it).
-    tar -C "$out" -czf "$out/bundle.tar.gz" bin
-    ls -l "$out/bin" "$out/bundle.tar.gz"
+    # One file to take to a GPU machine that cannot build (about 20 MB; `run` unpacks it).
+    XZ_OPT=${XZ_OPT:--6 -T0} tar -C "$out" -cJf "$out/bundle.tar.xz" bin
+    ls -l "$out/bin" "$out/bundle.tar.xz"
 }
 
 # Adds the folders holding the CUDA 13 libraries to LD_LIBRARY_PATH; fails naming what is missing.
@@ -65,8 +65,10 @@ for p in nvidia.__path__:
 }
 
 run() {
-    if [[ ! -x $out/bin/asc && -f $out/bundle.tar.gz ]]; then
-        tar -C "$out" -xzf "$out/bundle.tar.gz"
+    if [[ ! -x $out/bin/asc && -f $out/bundle.tar.xz ]]; then
+        tar -C "$out" -xJf "$out/bundle.tar.xz" ||
+            python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+                "$out/bundle.tar.xz" "$out"
     fi
     [[ -x $out/bin/asc && -x $out/bin/gpu_parity ]] || {
         echo "gpu-check: no binaries in $out/bin: run 'scripts/gpu-check.sh build' first" >&2
