@@ -4,20 +4,51 @@ use crate::error::FileError;
 use std::io::Write;
 use std::path::Path;
 
+/// Name prefix of [`write_atomic`]'s temporary files.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// Removes the temporary files a killed process left in `dir` (a process killed between creating
+/// and renaming its temporary file cannot remove it). Only for a folder one process owns, such
+/// as a run folder: in a shared one (the feature cache) it would delete another process's file
+/// before its rename. Returns how many were removed.
+pub fn remove_stale_temps(dir: &Path) -> Result<usize, FileError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| FileError::new(dir, e.to_string()))?;
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let is_temp = entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+        if is_temp && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| FileError::new(&path, e.to_string()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder, fsynced and renamed
-/// into place, so a crash or a concurrent reader never sees a partial file.
+/// into place, so a crash or a concurrent reader never sees a partial file: `path` holds either
+/// its old content or the new one. The folder is fsynced too, so that after a power cut the
+/// rename itself is not lost. On failure (a full disk) the temporary file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
-    let err = |e: std::io::Error| FileError::new(path, e.to_string());
+    let err = |e: std::io::Error| FileError::new(path, format!("cannot write: {e}"));
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(err)?;
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
+    // Not every platform or file system can open or sync a folder (EINVAL): the rename is done
+    // either way, only its durability across a power cut is then the file system's own.
+    if let Ok(folder) = std::fs::File::open(dir) {
+        match folder.sync_all() {
+            Err(e) if e.kind() != std::io::ErrorKind::InvalidInput => return Err(err(e)),
+            _ => {}
+        }
+    }
     Ok(())
 }

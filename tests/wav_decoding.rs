@@ -17,7 +17,7 @@ fn fmt_body(tag: u16, channels: u16, rate: u32, bits: u16) -> Vec<u8> {
     b.extend_from_slice(&tag.to_le_bytes());
     b.extend_from_slice(&channels.to_le_bytes());
     b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * align as u32).to_le_bytes());
+    b.extend_from_slice(&rate.wrapping_mul(align as u32).to_le_bytes());
     b.extend_from_slice(&align.to_le_bytes());
     b.extend_from_slice(&bits.to_le_bytes());
     b
@@ -167,6 +167,122 @@ fn extensible_headers_and_channels() {
     )
     .unwrap();
     assert_eq!((d.info.channels, d.info.frames), (6, 2));
+}
+
+/// WAVE_FORMAT_EXTENSIBLE with fewer valid bits than the container: samples are left-justified
+/// (the low padding bits are zero), so a 24-bit value v in a 32-bit word is v << 8.
+#[test]
+fn narrow_samples_in_wide_containers() {
+    let v24: [i32; 4] = [-(1 << 23), 1 << 22, -1, (1 << 23) - 1];
+    let want24: Vec<f32> = v24.iter().map(|&v| v as f32 / (1 << 23) as f32).collect();
+    let data: Vec<u8> = v24.iter().flat_map(|v| (v << 8).to_le_bytes()).collect();
+    let d = decode(
+        "ext24in32.wav",
+        &riff(&[fmt_ext(1, 2, 48000, 32, 24), chunk(b"data", &data)]),
+    )
+    .unwrap();
+    assert_eq!((d.info.bits_per_sample, d.info.container_bytes), (24, 4));
+    assert_samples(&d, &want24);
+    // 12 bits in 16 and 20 bits in 24, which hound refused as unsupported.
+    let v12: [i16; 3] = [-2048, 1024, 2047];
+    let data: Vec<u8> = v12.iter().flat_map(|v| (v << 4).to_le_bytes()).collect();
+    let d = decode(
+        "ext12in16.wav",
+        &riff(&[fmt_ext(1, 1, 16000, 16, 12), chunk(b"data", &data)]),
+    )
+    .unwrap();
+    assert_samples(&d, &[-1.0, 0.5, 2047.0 / 2048.0]);
+    let v20: [i32; 2] = [-(1 << 19), 3 << 17];
+    let data: Vec<u8> = v20
+        .iter()
+        .flat_map(|v| (v << 4).to_le_bytes()[..3].to_vec())
+        .collect();
+    let d = decode(
+        "ext20in24.wav",
+        &riff(&[fmt_ext(1, 1, 96000, 24, 20), chunk(b"data", &data)]),
+    )
+    .unwrap();
+    assert_samples(&d, &[-1.0, 0.75]);
+}
+
+#[test]
+fn float_samples_that_are_not_audio_are_refused() {
+    let f32_file = |values: &[f32]| {
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        riff(&[fmt(3, 2, 16000, 32), chunk(b"data", &data)])
+    };
+    for (name, values, words) in [
+        (
+            "nan.wav",
+            vec![0.0, 0.5, f32::NAN, 0.0],
+            "sample 2 (frame 1, channel 0) is NaN",
+        ),
+        (
+            "inf.wav",
+            vec![f32::INFINITY, 0.0],
+            "sample 0 (frame 0, channel 0) is inf",
+        ),
+        ("ninf.wav", vec![0.0, f32::NEG_INFINITY], "is -inf"),
+        ("huge.wav", vec![0.0, 1e20], "is 1e20, beyond ±1000"),
+        ("limit.wav", vec![1000.5, 0.0], "beyond"),
+    ] {
+        let err = decode(name, &f32_file(&values))
+            .expect_err(name)
+            .to_string();
+        assert!(err.contains(name) && err.contains(words), "{name}: {err}");
+    }
+    // Loud but plausible float audio (+60 dB at most) is kept as stored.
+    let d = decode("loud.wav", &f32_file(&[-1000.0, 8.0])).unwrap();
+    assert_samples(&d, &[-1000.0, 8.0]);
+    let data: Vec<u8> = [0.5f64, 1e300]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let err = decode(
+        "f64huge.wav",
+        &riff(&[fmt(3, 1, 16000, 64), chunk(b"data", &data)]),
+    )
+    .unwrap_err();
+    assert!(
+        err.reason
+            .contains("sample 1 (frame 1, channel 0) is 1e300"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sample_rates_from_1_khz_to_768_khz() {
+    let data = [0u8; 4];
+    for rate in [
+        audio::MIN_SAMPLE_RATE,
+        8000,
+        192_000,
+        audio::MAX_SAMPLE_RATE,
+    ] {
+        let d = decode(
+            "ok.wav",
+            &riff(&[fmt(1, 1, rate, 16), chunk(b"data", &data)]),
+        )
+        .unwrap();
+        assert_eq!(d.info.sample_rate, rate);
+    }
+    assert_eq!(
+        (audio::MIN_SAMPLE_RATE, audio::MAX_SAMPLE_RATE),
+        (1000, 768_000)
+    );
+    for rate in [1, 999, 768_001, u32::MAX] {
+        let err = decode(
+            "rate.wav",
+            &riff(&[fmt(1, 1, rate, 16), chunk(b"data", &data)]),
+        )
+        .expect_err("rate out of range");
+        assert!(
+            err.reason.contains(&format!(
+                "sample rate {rate} Hz; accepted rates are 1000 to 768000 Hz"
+            )),
+            "{err}"
+        );
+    }
 }
 
 #[test]

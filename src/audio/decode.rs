@@ -1,15 +1,21 @@
-//! Sample decoding: `hound` for integer and 32-bit float PCM, fed a clean stream rebuilt from
-//! the chunks the walker found; 64-bit float, which `hound` refuses, is read directly.
+//! Sample decoding from the `data` bytes the chunk walker located and validated. Every encoding
+//! the walker accepts is read directly: `hound` reads 24-bit samples in 32-bit containers from the
+//! wrong end of the word, refuses valid widths such as 12 bits in 16, and has no 64-bit float.
 
 use super::riff::{self, SampleFormat, WavInfo};
 use super::AudioError;
-use std::io::Cursor;
 use std::path::Path;
 
 /// Files above this size are refused rather than read: a 4 GiB WAV is the format's own limit.
 pub const MAX_FILE_BYTES: u64 = 4 << 30;
 
-/// A decoded WAV file: interleaved samples scaled to [-1, 1).
+/// Largest float sample magnitude accepted: 60 dB above full scale. Mixers leave headroom above
+/// 1.0, but nothing records this loud; such values mean the bytes are not float audio (integer
+/// data under a float header, or corruption), and far larger ones overflow the power spectrum to
+/// infinity (a 1024-point frame of 1e18 already does).
+pub const MAX_FLOAT_SAMPLE: f64 = 1000.0;
+
+/// A decoded WAV file: interleaved samples scaled to [-1, 1) (float files as stored).
 #[derive(Debug, Clone)]
 pub struct Decoded {
     pub info: WavInfo,
@@ -39,63 +45,65 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, AudioError> {
 /// Decodes the bytes of a whole WAV file; `path` only names it in errors.
 pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<Decoded, AudioError> {
     let chunks = riff::walk(path, bytes)?;
-    let info = chunks.info.clone();
-    let frame_bytes = info.container_bytes as usize * info.channels as usize;
-    let data = &chunks.data[..info.frames as usize * frame_bytes];
-    let samples = if info.format == SampleFormat::Float && info.container_bytes == 8 {
-        data.chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("chunks_exact(8)")) as f32)
-            .collect()
-    } else {
-        decode_with_hound(path, &info, chunks.fmt, data)?
+    let info = chunks.info;
+    let width = info.container_bytes as usize;
+    let data = &chunks.data[..info.frames as usize * width * info.channels as usize];
+    let samples = match info.format {
+        SampleFormat::Int => decode_int(data, width),
+        SampleFormat::Float => decode_float(data, width, info.channels as usize)
+            .map_err(|reason| AudioError::new(path, reason))?,
     };
     Ok(Decoded { info, samples })
 }
 
-/// Hands `hound` a canonical RIFF stream holding only `fmt ` and `data`.
-fn decode_with_hound(
-    path: &Path,
-    info: &WavInfo,
-    fmt: &[u8],
-    data: &[u8],
-) -> Result<Vec<f32>, AudioError> {
-    // hound accepts 16-, 18- and 40-byte fmt bodies; trailing extras are dropped.
-    let fmt = if info.extensible {
-        &fmt[..40]
-    } else {
-        &fmt[..16]
-    };
-    let stream = canonical_wav(fmt, data);
-    let hound_err = |e: hound::Error| AudioError::new(path, format!("decoder: {e}"));
-    let mut reader = hound::WavReader::new(Cursor::new(stream)).map_err(hound_err)?;
-    let spec = reader.spec();
-    match spec.sample_format {
-        hound::SampleFormat::Float => reader
-            .samples::<f32>()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(hound_err),
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
-            reader
-                .samples::<i32>()
-                .map(|s| s.map(|v| v as f32 * scale))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(hound_err)
-        }
+/// Integer PCM of `width` bytes per sample: 8-bit is unsigned, wider is signed little-endian.
+/// Each sample is placed at the top of an `i32` and scaled by 2⁻³¹: that is the container-width
+/// scale, right for every valid-bit count because WAVE_FORMAT_EXTENSIBLE samples narrower than
+/// their container are left-justified (padding in the low bits).
+fn decode_int(data: &[u8], width: usize) -> Vec<f32> {
+    if width == 1 {
+        return data.iter().map(|&b| (b as f32 - 128.0) / 128.0).collect();
     }
+    const SCALE: f32 = 1.0 / 2_147_483_648.0;
+    data.chunks_exact(width)
+        .map(|b| {
+            let mut word = [0u8; 4];
+            word[4 - width..].copy_from_slice(b);
+            i32::from_le_bytes(word) as f32 * SCALE
+        })
+        .collect()
 }
 
-fn canonical_wav(fmt: &[u8], data: &[u8]) -> Vec<u8> {
-    let riff_len = 4 + 8 + fmt.len() + 8 + data.len();
-    let mut out = Vec::with_capacity(8 + riff_len);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(riff_len as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVE");
-    out.extend_from_slice(b"fmt ");
-    out.extend_from_slice(&(fmt.len() as u32).to_le_bytes());
-    out.extend_from_slice(fmt);
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(data);
-    out
+/// IEEE float of `width` (4 or 8) bytes, refusing values that are not audio: NaN, infinities and
+/// magnitudes above [`MAX_FLOAT_SAMPLE`] (they would turn features and losses into NaN later,
+/// far from the file that caused it).
+fn decode_float(data: &[u8], width: usize, channels: usize) -> Result<Vec<f32>, String> {
+    let mut out = Vec::with_capacity(data.len() / width);
+    for (i, b) in data.chunks_exact(width).enumerate() {
+        // The value in its stored type, as shown in an error.
+        let (v, shown) = match width {
+            4 => {
+                let x = f32::from_le_bytes(b.try_into().expect("chunks_exact(4)"));
+                (x as f64, format!("{x:e}"))
+            }
+            _ => {
+                let x = f64::from_le_bytes(b.try_into().expect("chunks_exact(8)"));
+                (x, format!("{x:e}"))
+            }
+        };
+        if v.is_nan() || v.abs() > MAX_FLOAT_SAMPLE {
+            let at = format!(
+                "sample {i} (frame {}, channel {}) is {shown}",
+                i / channels,
+                i % channels
+            );
+            return Err(if v.is_finite() {
+                format!("{at}, beyond ±{MAX_FLOAT_SAMPLE}: not float audio")
+            } else {
+                format!("{at}: not audio")
+            });
+        }
+        out.push(v as f32);
+    }
+    Ok(out)
 }

@@ -9,9 +9,9 @@ mod decode;
 mod resample;
 mod riff;
 
-pub use decode::{decode_bytes, decode_file, read_file, Decoded, MAX_FILE_BYTES};
+pub use decode::{decode_bytes, decode_file, read_file, Decoded, MAX_FILE_BYTES, MAX_FLOAT_SAMPLE};
 pub use resample::resample;
-pub use riff::{SampleFormat, WavInfo};
+pub use riff::{SampleFormat, WavInfo, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 
 pub use crate::error::FileError as AudioError;
 use std::path::{Path, PathBuf};

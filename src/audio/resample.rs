@@ -1,19 +1,47 @@
 //! Sample-rate conversion with `rubato`'s FFT resampler (band-limited, fixed ratio), trimmed
 //! so that output sample k sits at input time k / rate_out, like librosa/soxr.
 
+use super::riff::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 use rubato::{FftFixedIn, Resampler};
 
 /// Smallest FFT block (input samples) worth setting up; larger blocks cost fewer FFTs.
 const MIN_BLOCK: usize = 2048;
 
+/// Most output samples one FFT block may produce (8 MiB of f32, a few times that inside rubato).
+/// Two units of the coarsest ratio the accepted rates allow (768 kHz against a coprime rate)
+/// give 1 536 000, so every pair of accepted rates fits.
+pub const MAX_OUTPUT_BLOCK: usize = 1 << 21;
+
 /// Input block length for the FFT resampler. rubato's filter is centred on sample `block / 2`
 /// (integer division) and it reports `fft_size_out / 2` as its delay: both are exact only when
 /// the block holds an even number of the ratio's smallest units, otherwise the output is shifted
-/// by a fraction of a sample (0.36 samples at 44.1 → 32 kHz, measured).
-fn block_len(rate_in: u32, rate_out: u32) -> usize {
-    let unit = (rate_in / gcd(rate_in, rate_out)) as usize;
-    let units = MIN_BLOCK.div_ceil(unit).max(2);
-    (units + units % 2) * unit
+/// by a fraction of a sample (0.36 samples at 44.1 → 32 kHz, measured). The block is made
+/// smaller (down to two units) when its output would exceed [`MAX_OUTPUT_BLOCK`].
+fn block_len(rate_in: u32, rate_out: u32) -> Result<usize, String> {
+    let g = gcd(rate_in, rate_out);
+    let (unit_in, unit_out) = ((rate_in / g) as usize, (rate_out / g) as usize);
+    let mut units = MIN_BLOCK.div_ceil(unit_in).max(2);
+    units += units % 2;
+    let fitting = (MAX_OUTPUT_BLOCK / unit_out) & !1;
+    if fitting < 2 {
+        return Err(format!(
+            "resampling {rate_in} -> {rate_out} Hz needs output blocks of {} samples \
+             (at most {MAX_OUTPUT_BLOCK})",
+            2 * unit_out
+        ));
+    }
+    Ok(units.min(fitting) * unit_in)
+}
+
+/// Both rates must be ones the decoder accepts; the resampler sizes its buffers from them.
+fn check_rate(what: &str, rate: u32) -> Result<(), String> {
+    if (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} sample rate {rate} Hz is outside {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz"
+        ))
+    }
 }
 
 fn gcd(mut a: u32, mut b: u32) -> u32 {
@@ -29,8 +57,10 @@ pub fn resample(input: &[f32], rate_in: u32, rate_out: u32) -> Result<Vec<f32>, 
     if rate_in == rate_out || input.is_empty() {
         return Ok(input.to_vec());
     }
+    check_rate("input", rate_in)?;
+    check_rate("output", rate_out)?;
     let expected = (input.len() as u64 * rate_out as u64).div_ceil(rate_in as u64) as usize;
-    let block = block_len(rate_in, rate_out);
+    let block = block_len(rate_in, rate_out)?;
     let mut resampler = FftFixedIn::<f32>::new(rate_in as usize, rate_out as usize, block, 1, 1)
         .map_err(|e| format!("resampler {rate_in} -> {rate_out} Hz: {e}"))?;
     let delay = resampler.output_delay();
@@ -70,6 +100,32 @@ mod tests {
         let x = vec![0.0f32; 44100 + 7];
         let y = resample(&x, 44100, 32000).unwrap();
         assert_eq!(y.len(), ((44107u64 * 32000).div_ceil(44100)) as usize);
+    }
+
+    #[test]
+    fn output_blocks_are_capped_for_every_accepted_rate_pair() {
+        // The coarsest ratios the limits allow: coprime rates at both ends of the range.
+        for (rin, rout) in [
+            (MIN_SAMPLE_RATE, 767_999),
+            (1_009, MAX_SAMPLE_RATE),
+            (767_993, 1_000),
+            (MAX_SAMPLE_RATE, 32_000),
+            (44_100, 32_000),
+        ] {
+            let block = block_len(rin, rout).unwrap();
+            let out = block as u64 * rout as u64 / rin as u64;
+            assert!(out as usize <= MAX_OUTPUT_BLOCK, "{rin} -> {rout}: {out}");
+            assert_eq!(block % 2, 0);
+        }
+        assert!(resample(&[0.5; 10], 1, 32_000)
+            .unwrap_err()
+            .contains("input sample rate 1 Hz"));
+        assert!(resample(&[0.5; 10], 32_000, 4_000_000)
+            .unwrap_err()
+            .contains("output sample rate"));
+        // The extreme accepted ratio still resamples, with librosa's length.
+        let y = resample(&[0.25; 30], MIN_SAMPLE_RATE, 767_999).unwrap();
+        assert_eq!(y.len(), (30u64 * 767_999).div_ceil(1000) as usize);
     }
 
     #[test]

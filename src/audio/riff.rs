@@ -36,19 +36,21 @@ impl WavInfo {
     }
 }
 
-/// The located pieces of a WAV file: its parsed header, the raw `fmt ` body and the `data` body.
+/// The located pieces of a WAV file: its parsed header and the `data` body.
 pub(super) struct Chunks<'a> {
     pub info: WavInfo,
-    pub fmt: &'a [u8],
     pub data: &'a [u8],
 }
 
 const WAVE_FORMAT_PCM: u16 = 1;
 const WAVE_FORMAT_IEEE_FLOAT: u16 = 3;
 const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
-/// Rates above this are not audio we can have been meant to read; it also keeps a corrupt
-/// header from asking the resampler for absurd buffers.
-const MAX_SAMPLE_RATE: u32 = 1_536_000;
+/// Lowest accepted sample rate. Nothing records scenes below 1 kHz, and a lower rate (a corrupt
+/// header saying 1 Hz) would make resampling to the front end's rate ask for output blocks of
+/// tens of millions of samples.
+pub const MIN_SAMPLE_RATE: u32 = 1_000;
+/// Highest accepted sample rate: 768 kHz, the highest rate audio interfaces record at.
+pub const MAX_SAMPLE_RATE: u32 = 768_000;
 const MAX_CHANNELS: u16 = 256;
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -132,7 +134,7 @@ pub(super) fn walk<'a>(path: &Path, bytes: &'a [u8]) -> Result<Chunks<'a>, Audio
     let fmt = fmt.ok_or_else(|| err("no 'fmt ' chunk".into()))?;
     let data = data.ok_or_else(|| err("no 'data' chunk".into()))?;
     let info = parse_fmt(fmt, data.len()).map_err(err)?;
-    Ok(Chunks { info, fmt, data })
+    Ok(Chunks { info, data })
 }
 
 /// Parses and validates a `fmt ` body; `data_len` gives the frame count.
@@ -186,9 +188,10 @@ fn parse_fmt(fmt: &[u8], data_len: usize) -> Result<WavInfo, String> {
     if sample_rate == 0 {
         return Err("header says sample rate 0".into());
     }
-    if sample_rate > MAX_SAMPLE_RATE {
+    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&sample_rate) {
         return Err(format!(
-            "header says sample rate {sample_rate} Hz (at most {MAX_SAMPLE_RATE} are accepted)"
+            "header says sample rate {sample_rate} Hz; accepted rates are \
+             {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz"
         ));
     }
     let supported = match format {

@@ -81,6 +81,11 @@ pub struct ExperimentArgs {
     /// Feature cache folder (default: <data>/.asc-cache).
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// Leave out bad list rows (malformed, unknown label, missing audio, duplicate, path outside
+    /// the data set) and clips whose audio cannot be decoded, with a warning each, instead of
+    /// stopping at the first.
+    #[arg(long)]
+    skip_bad: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -157,6 +162,7 @@ pub fn build_config(a: &ExperimentArgs, norm: &str) -> anyhow::Result<TrainConfi
         cfg.crop_frames = a.crop_frames;
     }
     cfg.class_balanced |= a.class_balanced;
+    cfg.skip_bad |= a.skip_bad;
     Ok(cfg)
 }
 
@@ -189,14 +195,20 @@ pub fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
         stop_after_epochs: a.stop_after,
         quiet: false,
     };
-    let summary = train::train(cfg, &a.out, device, &opts)?;
+    let summary = train::train(cfg, &a.out, device, &opts).map_err(|e| match &e {
+        train::TrainError::Dataset(d) if d.is_row_error() => {
+            anyhow::anyhow!("{e} (--skip-bad leaves bad rows out)")
+        }
+        _ => e.into(),
+    })?;
     println!(
-        "trained {} epochs; best validation macro accuracy {:.3} at epoch {}; {} parameters; {:.1} clips/s; run in {}",
+        "trained {} epochs; best validation macro accuracy {:.3} at epoch {}; {} parameters; {:.1} clips/s; {} bad rows or clips skipped; run in {}",
         summary.epochs_done,
         summary.best_val_macro_accuracy,
         summary.best_epoch.unwrap_or(0),
         summary.params,
         summary.clips_per_second,
+        summary.skipped,
         summary.run_dir.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -1,129 +1,150 @@
-//! Seeded parameter initialisation. candle draws `Init::Randn`/`Init::Uniform` from an unseeded
-//! thread RNG, so two runs with the same `--seed` would start from different weights and a norm
-//! comparison would mix initialisation noise into every gap. This backend draws each variable
-//! from a stream derived from the run's seed and the variable's name: the same seed gives the
-//! same weights whatever the construction order, and every norm of a comparison shares the
-//! initial weights of the layers they have in common.
+//! Seeded variable creation. candle draws `Init::Randn` and `Init::Uniform` from an unseeded
+//! thread RNG, so two runs of one config started from different weights, and a run killed
+//! before its first checkpoint could not be replayed (`style.md`: an experiment is one config).
+//! Here every new variable is drawn from its own stream derived from (seed, variable name): the
+//! initial weights are a function of the seed alone, whatever the construction order or thread
+//! count.
 
 use crate::dataset::rng::{hash_str, SplitMix64};
-use candle_core::{DType, Device, Result, Shape, Tensor};
+use candle_core::{bail, DType, Device, Result, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
-use candle_nn::{Init, VarMap};
+use candle_nn::{Init, VarBuilder, VarMap};
 
-/// A [`VarMap`] whose random initialisers are seeded.
-pub struct SeededVarMap {
+/// A [`VarMap`] whose missing variables are created from seeded draws.
+struct SeededVarMap {
     map: VarMap,
     seed: u64,
 }
 
-impl SeededVarMap {
-    pub fn new(map: VarMap, seed: u64) -> Self {
-        Self { map, seed }
-    }
+/// A builder that stores its variables in `map` (shared, as `VarMap` clones are) and draws new
+/// ones from `seed`.
+pub fn seeded_builder(
+    map: &VarMap,
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+) -> VarBuilder<'static> {
+    let backend = SeededVarMap {
+        map: map.clone(),
+        seed,
+    };
+    VarBuilder::from_backend(Box::new(backend), dtype, device.clone())
+}
 
-    /// The values candle would draw for `init`, from this map's stream for `name`; `None` for
-    /// deterministic initialisers.
-    fn draw(&self, shape: &Shape, name: &str, init: Init) -> Option<Vec<f32>> {
-        let mut rng = SplitMix64::derive(self.seed, hash_str(name));
-        let n = shape.elem_count();
-        match init {
-            Init::Randn { mean, stdev } => Some(
-                (0..n)
-                    .map(|_| (mean + stdev * rng.normal() as f64) as f32)
-                    .collect(),
-            ),
-            Init::Uniform { lo, up } => Some(
-                (0..n)
-                    .map(|_| (lo + (up - lo) * rng.next_f64()) as f32)
-                    .collect(),
-            ),
-            _ => None,
+/// `n` values of `init`, drawn from the stream of `(seed, name)`.
+fn draw(init: Init, n: usize, seed: u64, name: &str) -> Result<Vec<f32>> {
+    let mut rng = SplitMix64::derive(seed, hash_str(name));
+    Ok(match init {
+        Init::Const(v) => vec![v as f32; n],
+        Init::Randn { mean, stdev } => (0..n)
+            .map(|_| (mean + stdev * rng.normal() as f64) as f32)
+            .collect(),
+        Init::Uniform { lo, up } => (0..n)
+            .map(|_| (lo + (up - lo) * rng.next_f64()) as f32)
+            .collect(),
+        Init::Kaiming { .. } => {
+            bail!("{name}: Kaiming hints are not seeded; give Randn or Uniform with the bound")
         }
-    }
+    })
 }
 
 impl SimpleBackend for SeededVarMap {
-    fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
-        if self
-            .map
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        init: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
+        let mut vars = self.map.data().lock().expect("varmap lock");
+        if let Some(var) = vars.get(name) {
+            if var.shape() != &shape {
+                bail!("{name}: shape {:?}, asked for {:?}", var.shape(), shape);
+            }
+            return Ok(var.as_tensor().clone());
+        }
+        let values = draw(init, shape.elem_count(), self.seed, name)?;
+        let tensor = Tensor::from_vec(values, shape, &Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(dev)?;
+        let var = Var::from_tensor(&tensor)?;
+        vars.insert(name.to_string(), var.clone());
+        Ok(var.as_tensor().clone())
+    }
+
+    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> Result<Tensor> {
+        bail!("{name}: a seeded VarMap creates variables from their shape; use `get`")
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.map
             .data()
             .lock()
             .expect("varmap lock")
             .contains_key(name)
-        {
-            return self.map.get(s, name, h, dtype, dev);
-        }
-        let Some(values) = self.draw(&s, name, h) else {
-            return self.map.get(s, name, h, dtype, dev);
-        };
-        let t = self
-            .map
-            .get(s.clone(), name, Init::Const(0.0), dtype, dev)?;
-        let drawn = Tensor::from_vec(values, s, dev)?.to_dtype(dtype)?;
-        let data = self.map.data().lock().expect("varmap lock");
-        data[name].set(&drawn)?;
-        drop(t);
-        Ok(data[name].as_tensor().clone())
-    }
-
-    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
-        self.map.get_unchecked(name, dtype, dev)
-    }
-
-    fn contains_tensor(&self, name: &str) -> bool {
-        self.map.contains_tensor(name)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_nn::VarBuilder;
 
-    fn draw(seed: u64) -> (Vec<f32>, Vec<f32>) {
+    fn build(seed: u64, order: &[&str]) -> VarMap {
         let map = VarMap::new();
-        let vb = VarBuilder::from_backend(
-            Box::new(SeededVarMap::new(map.clone(), seed)),
-            DType::F32,
-            Device::Cpu,
-        );
-        let a = vb
-            .get_with_hints(
-                64,
-                "a",
-                Init::Randn {
-                    mean: 0.0,
-                    stdev: 2.0,
-                },
-            )
-            .unwrap();
-        let b = vb
-            .get_with_hints(64, "b", Init::Uniform { lo: -1.0, up: 1.0 })
-            .unwrap();
-        // The tensor handed out is the variable itself (what the optimiser updates).
-        assert_eq!(
-            map.data().lock().unwrap()["a"]
-                .as_tensor()
-                .to_vec1::<f32>()
-                .unwrap(),
-            a.to_vec1::<f32>().unwrap()
-        );
-        (a.to_vec1().unwrap(), b.to_vec1().unwrap())
+        let vb = seeded_builder(&map, seed, DType::F32, &Device::Cpu);
+        for name in order {
+            let init = Init::Randn {
+                mean: 0.0,
+                stdev: 0.5,
+            };
+            vb.get_with_hints((4, 3), name, init).unwrap();
+        }
+        map
+    }
+
+    fn values(map: &VarMap, name: &str) -> Vec<f32> {
+        let vars = map.data().lock().unwrap();
+        vars[name]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
     }
 
     #[test]
-    fn same_seed_same_weights_other_seed_other_weights() {
-        let (a1, b1) = draw(7);
-        let (a2, b2) = draw(7);
-        let (a3, _) = draw(8);
-        assert_eq!((&a1, &b1), (&a2, &b2));
-        assert_ne!(a1, a3);
-        assert!(b1.iter().all(|v| (-1.0..1.0).contains(v)));
-        let mean = a1.iter().sum::<f32>() / 64.0;
-        let var = a1.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 64.0;
+    fn same_seed_same_weights_whatever_the_order() {
+        let a = build(7, &["conv.weight", "fc.weight"]);
+        let b = build(7, &["fc.weight", "conv.weight"]);
+        let c = build(8, &["conv.weight", "fc.weight"]);
+        assert_eq!(values(&a, "conv.weight"), values(&b, "conv.weight"));
+        assert_eq!(values(&a, "fc.weight"), values(&b, "fc.weight"));
+        assert_ne!(values(&a, "conv.weight"), values(&c, "conv.weight"));
+        assert_ne!(values(&a, "conv.weight"), values(&a, "fc.weight"));
+    }
+
+    #[test]
+    fn draws_follow_the_hint() {
+        let n = 20_000;
+        let x = draw(
+            Init::Randn {
+                mean: 1.0,
+                stdev: 2.0,
+            },
+            n,
+            1,
+            "w",
+        )
+        .unwrap();
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
         assert!(
-            mean.abs() < 0.8 && (1.5..6.5).contains(&var),
+            (mean - 1.0).abs() < 0.05 && (var.sqrt() - 2.0).abs() < 0.05,
             "{mean} {var}"
         );
+        let u = draw(Init::Uniform { lo: -0.5, up: 0.25 }, n, 1, "b").unwrap();
+        assert!(u.iter().all(|&v| (-0.5..0.25).contains(&v)));
+        assert_eq!(draw(Init::Const(3.0), 2, 1, "c").unwrap(), vec![3.0, 3.0]);
     }
 }

@@ -45,6 +45,10 @@ pub struct TrainConfig {
     pub class_balanced: bool,
     /// Feature cache folder.
     pub cache: PathBuf,
+    /// Leave out bad list rows (`LoadOptions::skip_bad`) and clips whose audio cannot be decoded,
+    /// with a warning for each, instead of stopping at the first (`asc train --skip-bad`).
+    #[serde(default)]
+    pub skip_bad: bool,
 }
 
 impl TrainConfig {
@@ -86,6 +90,7 @@ impl TrainConfig {
             validation_fraction: 0.2,
             class_balanced: false,
             cache,
+            skip_bad: false,
         }
     }
 }

@@ -19,34 +19,61 @@ pub struct FeatureStore {
 }
 
 impl FeatureStore {
-    /// Makes sure every clip in `clips` has its features in the cache.
+    /// Makes sure every clip in `clips` has its features in the cache; fails naming the first
+    /// clip (in `clips` order) that cannot be read.
     pub fn prepare(
         dataset: &Dataset,
         clips: &[usize],
         frontend: &LogMel,
         cache: FeatureCache,
     ) -> Result<Self, FileError> {
+        let (store, failed) = Self::prepare_skipping(dataset, clips, frontend, cache);
+        match failed.into_iter().next() {
+            Some((_, first)) => Err(first),
+            None => Ok(store),
+        }
+    }
+
+    /// [`Self::prepare`] that leaves out the clips that cannot be read, returning them with their
+    /// errors in `clips` order (for `--skip-bad`).
+    pub fn prepare_skipping(
+        dataset: &Dataset,
+        clips: &[usize],
+        frontend: &LogMel,
+        cache: FeatureCache,
+    ) -> (Self, Vec<(usize, FileError)>) {
         let bar = progress::bar(clips.len() as u64, "features");
-        let results: Vec<Result<(usize, String, usize), FileError>> = clips
+        let results: Vec<Result<(String, usize), FileError>> = clips
             .par_iter()
             .map(|&i| {
                 let path = &dataset.clips[i].path;
-                let (key, spec) = features::file_features_keyed(path, frontend, Some(&cache))?;
+                let r = features::file_features_keyed(path, frontend, Some(&cache));
                 bar.inc(1);
-                Ok((i, key.expect("a cache was given"), spec.frames))
+                r.map(|(key, spec)| (key.expect("a cache was given"), spec.frames))
             })
             .collect();
         bar.finish_and_clear();
         let mut entries = HashMap::new();
-        for r in results {
-            let (i, key, frames) = r?;
-            entries.insert(i, (key, frames));
+        let mut failed = Vec::new();
+        for (&i, r) in clips.iter().zip(results) {
+            match r {
+                Ok(entry) => {
+                    entries.insert(i, entry);
+                }
+                Err(e) => failed.push((i, e)),
+            }
         }
-        Ok(Self {
+        let store = Self {
             cache,
             n_mels: frontend.config().n_mels,
             entries,
-        })
+        };
+        (store, failed)
+    }
+
+    /// Whether `clip` has features (it was prepared and could be read).
+    pub fn contains(&self, clip: usize) -> bool {
+        self.entries.contains_key(&clip)
     }
 
     pub fn n_mels(&self) -> usize {

@@ -29,17 +29,30 @@ pub enum TrainError {
     Tensor(#[from] candle_core::Error),
     #[error("{0}")]
     Config(String),
-    #[error(
-        "step {step} (epoch {epoch}): the loss is {loss}; stopped. The last good checkpoint \
-         (after epoch {last_good}) is kept in {}", run_dir.display()
-    )]
+    #[error("step {step} (epoch {epoch}): the loss is {loss}; stopped. {}", kept_note(*.last_good, .run_dir))]
     NonFinite {
         step: u64,
         epoch: u64,
         loss: f32,
+        /// Epochs in the checkpoint left in `run_dir` (0: none was written).
         last_good: u64,
         run_dir: PathBuf,
     },
+}
+
+/// Which checkpoint a stopped run leaves behind.
+fn kept_note(last_good: u64, run_dir: &Path) -> String {
+    if last_good == 0 {
+        format!(
+            "No epoch finished, so {} holds no checkpoint",
+            run_dir.display()
+        )
+    } else {
+        format!(
+            "The last good checkpoint (after epoch {last_good}) is kept in {}",
+            run_dir.display()
+        )
+    }
 }
 
 /// One epoch's figures (a line of `metrics.jsonl`).
@@ -86,6 +99,8 @@ pub struct RunSummary {
     pub best_epoch: Option<u64>,
     pub best_val_macro_accuracy: f64,
     pub clips_per_second: f64,
+    /// Bad rows and clips left out under `skip_bad`.
+    pub skipped: usize,
 }
 
 /// The data of a run: the data set, its splits and their features.
@@ -94,29 +109,65 @@ pub struct RunData {
     pub train: Vec<usize>,
     pub validation: Vec<usize>,
     pub store: FeatureStore,
+    /// What `config.skip_bad` left out, one message per list row or clip, in file order.
+    pub skipped: Vec<String>,
 }
 
 impl RunData {
+    /// Reads the data set and makes sure every clip of its lists has features. With
+    /// `config.skip_bad`, bad rows and undecodable clips are left out of every list and
+    /// reported in [`RunData::skipped`]; otherwise the first one fails.
     pub fn open(config: &TrainConfig, frontend: &LogMel) -> Result<Self, TrainError> {
         let opts = LoadOptions {
             fold: config.fold,
             train_list: config.train_list.clone(),
+            skip_bad: config.skip_bad,
             ..LoadOptions::default()
         };
-        let dataset = Dataset::open(&config.data, &opts)?;
+        let mut dataset = Dataset::open(&config.data, &opts)?;
+        let mut skipped: Vec<String> = dataset
+            .report
+            .warnings
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
         let split = dataset.validation_split(config.validation_fraction, config.seed)?;
         let cache = FeatureCache::open(&config.cache, frontend.config())?;
         let mut all: Vec<usize> = split.train.clone();
         all.extend(&split.validation);
         all.extend(&dataset.evaluate);
+        all.extend(&dataset.test);
         all.sort_unstable();
         all.dedup();
-        let store = FeatureStore::prepare(&dataset, &all, frontend, cache)?;
+        let (mut train, mut validation) = (split.train, split.validation);
+        let store = if config.skip_bad {
+            let (store, failed) = FeatureStore::prepare_skipping(&dataset, &all, frontend, cache);
+            for list in [
+                &mut train,
+                &mut validation,
+                &mut dataset.evaluate,
+                &mut dataset.test,
+            ] {
+                list.retain(|&c| store.contains(c));
+            }
+            skipped.extend(failed.iter().map(|(_, e)| e.to_string()));
+            store
+        } else {
+            FeatureStore::prepare(&dataset, &all, frontend, cache)?
+        };
+        if train.is_empty() {
+            return Err(TrainError::Config(format!(
+                "{}: no training clips left ({} bad rows or clips skipped)",
+                config.data.display(),
+                skipped.len()
+            )));
+        }
         Ok(Self {
-            train: split.train,
-            validation: split.validation,
+            train,
+            validation,
             dataset,
             store,
+            skipped,
         })
     }
 }
@@ -198,6 +249,8 @@ pub fn train(
 ) -> Result<RunSummary, TrainError> {
     std::fs::create_dir_all(run_dir)
         .map_err(|e| crate::error::FileError::new(run_dir, e.to_string()))?;
+    // The run folder is this run's alone: a killed invocation's half-written files go.
+    crate::fsutil::remove_stale_temps(run_dir)?;
     let checkpoint_path = run_dir.join("checkpoint.safetensors");
     if opts.resume && checkpoint_path.exists() {
         let saved = super::session::read_config(run_dir)?;
@@ -217,6 +270,15 @@ pub fn train(
     }
     let frontend = LogMel::new(config.frontend.clone()).map_err(TrainError::Config)?;
     let data = RunData::open(&config, &frontend)?;
+    if !opts.quiet && !data.skipped.is_empty() {
+        for warning in &data.skipped {
+            eprintln!("warning: skipped {warning}");
+        }
+        eprintln!(
+            "warning: skipped {} bad rows or clips (--skip-bad)",
+            data.skipped.len()
+        );
+    }
     config.labels = data.dataset.labels.names().to_vec();
     config.model.n_classes = config.labels.len();
     if let Some(&first) = data.train.first() {
@@ -396,6 +458,7 @@ pub fn train(
         best_epoch: state.best_epoch,
         best_val_macro_accuracy: state.best_val_macro_accuracy,
         clips_per_second: last_rate,
+        skipped: data.skipped.len(),
     })
 }
 

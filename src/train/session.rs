@@ -4,10 +4,11 @@
 use super::checkpoint::{self, Weights};
 use super::config::TrainConfig;
 use crate::error::FileError;
+use crate::nn::init::seeded_builder;
 use crate::nn::models::{self, Model};
 use crate::nn::norm;
 use candle_core::{DType, Device, Result, Var};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
 use std::path::Path;
 
 pub struct Session {
@@ -24,9 +25,9 @@ impl Session {
     pub fn build(config: TrainConfig, device: Device) -> Result<Self> {
         let params = VarMap::new();
         let buffers = VarMap::new();
-        let seeded = crate::nn::init::SeededVarMap::new(params.clone(), config.seed);
-        let pvb = VarBuilder::from_backend(Box::new(seeded), DType::F32, device.clone());
-        let bvb = VarBuilder::from_varmap(&buffers, DType::F32, &device);
+        // Initial weights are a function of the config's seed (`nn::init`).
+        let pvb = seeded_builder(&params, config.seed, DType::F32, &device);
+        let bvb = seeded_builder(&buffers, config.seed, DType::F32, &device);
         let builder = norm::NormBuilder::new(pvb.clone(), bvb);
         let model = {
             let factory = norm::NormFactory {
