@@ -35,7 +35,10 @@ fn export_model(dir: &Path, model: &str, preset: &str) -> (PathBuf, ModelMetadat
         training: serde_json::Value::Null,
     };
     let path = dir.join(format!("{model}.onnx"));
-    let bytes = export::model_graph(&s, &meta).unwrap().to_model().encode_to_vec();
+    let bytes = export::model_graph(&s, &meta)
+        .unwrap()
+        .to_model()
+        .encode_to_vec();
     std::fs::write(&path, bytes).unwrap();
     (path, meta)
 }
@@ -57,7 +60,10 @@ fn python(script: &str, args: &[&str]) -> Option<serde_json::Value> {
     let path = format!("{}/benches/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("python3").arg(path).args(args).output().ok()?;
     if !out.status.success() {
-        eprintln!("{script} skipped: {}", String::from_utf8_lossy(&out.stderr).trim());
+        eprintln!(
+            "{script} skipped: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
         return None;
     }
     serde_json::from_slice(&out.stdout).ok()
@@ -77,7 +83,9 @@ fn model_rows(dir: &Path) {
             let spec = Spectrogram {
                 n_mels: m,
                 frames,
-                data: (0..m * frames).map(|i| ((i % 97) as f32 / 97.0) * 8.0 - 12.0).collect(),
+                data: (0..m * frames)
+                    .map(|i| ((i % 97) as f32 / 97.0) * 8.0 - 12.0)
+                    .collect(),
             };
             let specs = vec![spec; batch];
             let tract = median_ms(7, || {
@@ -85,7 +93,12 @@ fn model_rows(dir: &Path) {
             });
             let ort = python(
                 "infer_onnxruntime.py",
-                &[path.to_str().unwrap(), &batch.to_string(), &m.to_string(), &frames.to_string()],
+                &[
+                    path.to_str().unwrap(),
+                    &batch.to_string(),
+                    &m.to_string(),
+                    &frames.to_string(),
+                ],
             );
             let (o1, o2) = ort
                 .map(|v| (v["ms_1"].as_f64().unwrap(), v["ms_2"].as_f64().unwrap()))
@@ -116,7 +129,8 @@ fn write_clips(dir: &Path, n: usize, sr: u32, seconds: usize) -> Vec<PathBuf> {
                 state ^= state << 17;
                 let noise = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
                 let tone = (k as f32 * 0.05).sin() * 0.3;
-                w.write_sample(((noise * 0.5 + tone) * 20000.0) as i16).unwrap();
+                w.write_sample(((noise * 0.5 + tone) * 20000.0) as i16)
+                    .unwrap();
             }
             w.finalize().unwrap();
             p
@@ -134,10 +148,15 @@ fn pipeline_row(dir: &Path) {
         let r = infer::classify_all(&c, &files, &|| {});
         assert!(r.iter().all(|x| x.1.is_ok()));
     });
-    let py = python("pipeline_python.py", &[path.to_str().unwrap(), wavs.to_str().unwrap()])
-        .and_then(|v| v["ms"].as_f64());
+    let py = python(
+        "pipeline_python.py",
+        &[path.to_str().unwrap(), wavs.to_str().unwrap()],
+    )
+    .and_then(|v| v["ms"].as_f64());
     let threads = rayon::current_num_threads();
-    println!("\nend to end, 32 WAVs of 10 s at 44.1 kHz, cnn (decode, log-mel, model), ms per folder");
+    println!(
+        "\nend to end, 32 WAVs of 10 s at 44.1 kHz, cnn (decode, log-mel, model), ms per folder"
+    );
     match py {
         Some(p) => println!(
             "ours ({threads} threads): {ours:.0} ms; librosa + onnxruntime (python, ort {threads} threads): {p:.0} ms; ours is {:.1}x faster",

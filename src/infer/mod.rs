@@ -196,7 +196,10 @@ impl Classifier {
     /// Class probabilities of log-mel spectrograms already computed with the model's front end
     /// (`logmel` models only), each classified whole, in one batch: all must have the same
     /// size. One row of probabilities per spectrogram.
-    pub fn classify_spectrograms(&self, specs: &[Spectrogram]) -> Result<Vec<Vec<f32>>, InferError> {
+    pub fn classify_spectrograms(
+        &self,
+        specs: &[Spectrogram],
+    ) -> Result<Vec<Vec<f32>>, InferError> {
         if self.meta.input != InputKind::Logmel {
             return Err(InferError::Runtime(
                 "this model takes waveforms; use classify_samples".into(),
