@@ -70,7 +70,8 @@ fn python(script: &str, args: &[&str]) -> Option<serde_json::Value> {
 }
 
 fn model_rows(dir: &Path) {
-    println!("\nmodel inference, ms per batch (median of 7); tract is single-threaded");
+    let threads = rayon::current_num_threads();
+    println!("\nmodel inference, ms per batch (median of 7); tract: Classifier, {threads} rayon thread(s) over the batch");
     println!(
         "{:<10} {:>5} {:>10} {:>12} {:>12} {:>10}",
         "model", "batch", "tract", "ort 1 thr", "ort 2 thr", "tract/ort1"
@@ -159,7 +160,7 @@ fn pipeline_row(dir: &Path) {
     );
     match py {
         Some(p) => println!(
-            "ours ({threads} threads): {ours:.0} ms; librosa + onnxruntime (python, ort {threads} threads): {p:.0} ms; ours is {:.1}x faster",
+            "ours ({threads} rayon threads): {ours:.0} ms; librosa + onnxruntime in python (onnxruntime default threads): {p:.0} ms; ours is {:.1}x faster",
             p / ours
         ),
         None => println!("ours ({threads} threads): {ours:.0} ms; python side skipped"),
