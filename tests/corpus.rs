@@ -239,3 +239,55 @@ fn features_over_the_corpus() {
         }
     }
 }
+
+/// `asc classify` with the shipped model over every file: valid files with samples get a label,
+/// an empty recording is refused as such, broken files give the decoder's reason; every process
+/// ends normally and stays small.
+#[test]
+fn classify_over_the_corpus() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/quickstart-cnn.onnx");
+    for entry in manifest() {
+        let out = child::run(
+            child::asc()
+                .args(["classify", "--format", "csv", "--model"])
+                .arg(&model)
+                .arg(entry.path()),
+        );
+        assert!(
+            out.peak_rss_mib < MAX_PEAK_RSS_MIB,
+            "{}: {}",
+            entry.file,
+            out.describe()
+        );
+        match &entry.expect {
+            Expect::Ok { frames, .. } if *frames > 0 => {
+                assert_eq!(out.code, Some(0), "{}: {}", entry.file, out.describe());
+                assert_eq!(
+                    out.stdout.lines().count(),
+                    2,
+                    "{}: {}",
+                    entry.file,
+                    out.stdout
+                );
+            }
+            Expect::Ok { .. } => {
+                assert_eq!(out.code, Some(1), "{}: {}", entry.file, out.describe());
+                assert!(
+                    out.stderr.contains("no samples"),
+                    "{}: {}",
+                    entry.file,
+                    out.stderr
+                );
+            }
+            Expect::Error(words) => {
+                assert_eq!(out.code, Some(1), "{}: {}", entry.file, out.describe());
+                assert!(
+                    out.stderr.contains(&entry.file) && out.stderr.contains(words.as_str()),
+                    "{}: {}",
+                    entry.file,
+                    out.stderr
+                );
+            }
+        }
+    }
+}
