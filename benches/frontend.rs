@@ -2,6 +2,8 @@
 //! against librosa timed on the same files in the same run (benches/frontend_librosa.py, when
 //! python3 with librosa is available). Run: `cargo bench --bench frontend`.
 
+mod common;
+
 use asc::features::{self, FrontendConfig, LogMel};
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,29 +14,14 @@ const SECONDS: usize = 10;
 
 /// Deterministic noise with a slow envelope, written as 16-bit WAVs at the preset's rate.
 fn write_clips(dir: &std::path::Path, sr: u32) -> Vec<PathBuf> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    (0..CLIPS)
-        .map(|i| {
-            let path = dir.join(format!("clip{i:02}.wav"));
-            let spec = hound::WavSpec {
-                channels: 1,
-                sample_rate: sr,
-                bits_per_sample: 16,
-                sample_format: hound::SampleFormat::Int,
-            };
-            let mut w = hound::WavWriter::create(&path, spec).unwrap();
-            for n in 0..sr as usize * SECONDS {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let noise = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-                let env = 0.5 + 0.5 * (n as f32 / sr as f32 * 3.0).sin();
-                w.write_sample((noise * env * 20000.0) as i16).unwrap();
-            }
-            w.finalize().unwrap();
-            path
-        })
-        .collect()
+    common::write_clips(
+        dir,
+        CLIPS,
+        sr,
+        SECONDS,
+        0x2545_F491_4F6C_DD1D,
+        |n, noise| noise * (0.5 + 0.5 * (n as f32 / sr as f32 * 3.0).sin()),
+    )
 }
 
 fn best_of<F: FnMut()>(runs: usize, mut f: F) -> f64 {

@@ -4,6 +4,8 @@
 //! ours (`asc classify`'s library path, rayon over files) vs librosa + onnxruntime in Python
 //! (benches/pipeline_python.py). Run: `cargo bench --bench infer`.
 
+mod common;
+
 use asc::export::{self, InputKind, ModelMetadata};
 use asc::features::{FrontendConfig, Spectrogram};
 use asc::infer::{self, Classifier};
@@ -112,38 +114,13 @@ fn model_rows(dir: &Path) {
     }
 }
 
-fn write_clips(dir: &Path, n: usize, sr: u32, seconds: usize) -> Vec<PathBuf> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: sr,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    (0..n)
-        .map(|i| {
-            let p = dir.join(format!("clip{i:02}.wav"));
-            let mut w = hound::WavWriter::create(&p, spec).unwrap();
-            for k in 0..sr as usize * seconds {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let noise = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-                let tone = (k as f32 * 0.05).sin() * 0.3;
-                w.write_sample(((noise * 0.5 + tone) * 20000.0) as i16)
-                    .unwrap();
-            }
-            w.finalize().unwrap();
-            p
-        })
-        .collect()
-}
-
 fn pipeline_row(dir: &Path) {
     let (path, _) = export_model(dir, "cnn", "dcase2020");
     let wavs = dir.join("wavs");
     std::fs::create_dir_all(&wavs).unwrap();
-    let files = write_clips(&wavs, 32, 44_100, 10);
+    let files = common::write_clips(&wavs, 32, 44_100, 10, 0x9E37_79B9_7F4A_7C15, |k, noise| {
+        noise * 0.5 + (k as f32 * 0.05).sin() * 0.3
+    });
     let c = Classifier::from_onnx(&path).unwrap();
     let ours = median_ms(3, || {
         let r = infer::classify_all(&c, &files, &|| {});

@@ -161,10 +161,12 @@ impl Classifier {
             return Err(InferError::Runtime("no samples to classify".into()));
         }
         let hop = self.meta.frontend.hop_length;
-        let spec = self.frontend.compute(samples);
-        let windows = window_starts(spec.frames, self.meta.clip_frames);
+        // The frame count follows from the length alone; a waveform model computes its own
+        // log-mel inside the graph, so only a log-mel model needs the front end here.
+        let frames = self.meta.frontend.frames(samples.len());
+        let windows = window_starts(frames, self.meta.clip_frames);
         let batch = match self.meta.input {
-            InputKind::Logmel => self.logmel_batch(&spec, &windows),
+            InputKind::Logmel => self.logmel_batch(&self.frontend.compute(samples), &windows),
             InputKind::Waveform => self.waveform_batch(samples, &windows),
         };
         let probs = self.run(batch)?;

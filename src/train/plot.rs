@@ -85,6 +85,12 @@ impl Canvas {
         s.chars().count() as i64 * 8 * scale
     }
 
+    /// A horizontal grid line at `y` from `x0` to `x1`, labelled left of `x0`.
+    fn gridline(&mut self, y: i64, (x0, x1): (i64, i64), label: &str) {
+        self.line((x0, y), (x1, y), GREY, 1);
+        self.text(x0 - 8 - Self::text_width(label, 1), y - 4, label, 1, BLACK);
+    }
+
     fn text_width(s: &str, scale: i64) -> i64 {
         s.chars().count() as i64 * 8 * scale
     }
@@ -145,15 +151,7 @@ fn panel(
     for i in 0..=4 {
         let y = ymin + (ymax - ymin) * i as f64 / 4.0;
         let (_, sy) = map(xmin, y);
-        c.line((px0, sy), (px1, sy), GREY, 1);
-        let label = format!("{y:.3}");
-        c.text(
-            px0 - 8 - Canvas::text_width(&label, 1),
-            sy - 4,
-            &label,
-            1,
-            BLACK,
-        );
+        c.gridline(sy, (px0, px1), &format!("{y:.3}"));
     }
     let ticks = ((xmax - xmin).round() as i64).clamp(1, 10);
     for i in 0..=ticks {
@@ -309,16 +307,7 @@ pub fn bars(path: &Path, title: &str, items: &[(String, f64, f64)]) -> Result<()
     let map = |v: f64| y0 - ((v.clamp(0.0, 1.0)) * (y0 - y1) as f64).round() as i64;
     for i in 0..=5 {
         let v = i as f64 / 5.0;
-        let y = map(v);
-        c.line((left, y), (w - 10, y), GREY, 1);
-        let label = format!("{v:.1}");
-        c.text(
-            left - 8 - Canvas::text_width(&label, 1),
-            y - 4,
-            &label,
-            1,
-            BLACK,
-        );
+        c.gridline(map(v), (left, w - 10), &format!("{v:.1}"));
     }
     for (i, (name, mean, std)) in items.iter().enumerate() {
         let x = left + i as i64 * slot + slot / 2;
