@@ -3,7 +3,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::stats::{as_ncl, channel_affine, emit_group_norm, group_normalize};
+use super::stats::{as_ncl, emit_group_norm, group_normalize};
 use super::{Norm, NormBuilder, NormConfig};
 use crate::export::graph::{attr_float, OnnxGraph};
 
@@ -58,8 +58,8 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
 impl Norm for GroupNorm {
     fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         let (x3, dims) = as_ncl(x, self.weight.elem_count(), self.name)?;
-        let y = group_normalize(&x3, self.groups, self.eps)?;
-        channel_affine(&y, &self.weight, &self.bias)?.reshape(dims)
+        group_normalize(&x3, self.groups, self.eps, Some((&self.weight, &self.bias)))?
+            .reshape(dims)
     }
 
     fn name(&self) -> &'static str {

@@ -57,11 +57,12 @@ fn normalize_unbiased(x: &Tensor, dim: usize, eps: f64, what: &str) -> Result<Te
 }
 
 impl GnPlus {
+    /// `(s·xg + (1−s)·xb)·γ + β` as two per-channel affines, `s = sigmoid(λ)`.
     fn mix(&self, xg: &Tensor, xb: &Tensor) -> Result<Tensor> {
-        let s = sigmoid(&self.lambda)?.reshape((1, 1, 1))?;
-        let one_minus = s.affine(-1.0, 1.0)?;
-        let y = (xg.broadcast_mul(&s)? + xb.broadcast_mul(&one_minus)?)?;
-        channel_affine(&y, &self.weight, &self.bias)
+        let s = sigmoid(&self.lambda)?;
+        let g_s = self.weight.broadcast_mul(&s)?;
+        let g_rest = self.weight.broadcast_mul(&s.affine(-1.0, 1.0)?)?;
+        channel_affine(xg, &g_s, &self.bias.zeros_like()?)? + channel_affine(xb, &g_rest, &self.bias)?
     }
 
     /// Eval fold (§4.2): γ' = γ(s + (1−s)a), β' = β − γ(1−s)·rm·a with a = 1/sqrt(rv+ε).
@@ -82,7 +83,7 @@ impl Norm for GnPlus {
         let (n, c, l) = x3.dims3()?;
         let y = match &self.stats {
             Some(stats) => {
-                let xg = group_normalize(&x3, self.groups, self.eps)?;
+                let xg = group_normalize(&x3, self.groups, self.eps, None)?;
                 let xb = stats.forward_t(&xg, None, train)?;
                 self.mix(&xg, &xb)?
             }

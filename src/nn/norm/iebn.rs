@@ -44,11 +44,14 @@ impl Norm for InstanceEnhancementBn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let c = self.weight.elem_count();
         let (x3, dims) = as_ncl(x, c, "iebn")?;
-        let a = self.attention(&x3)?;
-        let xh = self.stats.forward_t(&x3, None, train)?;
-        let scale = a.broadcast_mul(&self.weight.reshape((1, c, 1))?)?;
-        xh.broadcast_mul(&scale)?
-            .broadcast_add(&self.bias.reshape((1, c, 1))?)?
+        let n = x3.dim(0)?;
+        // BN with a per-sample, per-channel scale γ·a: one fused kernel (stats::RunningStats).
+        let scale = self
+            .attention(&x3)?
+            .reshape((n, c))?
+            .broadcast_mul(&self.weight)?;
+        self.stats
+            .forward_t(&x3, Some((&scale, &self.bias)), train)?
             .reshape(dims)
     }
 

@@ -7,7 +7,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::stats::{as_ncl, emit_reduce_mean_chw, RunningStats};
+use super::stats::{as_ncl, channel_affine, emit_reduce_mean_chw, RunningStats};
 use super::{L2bnMode, Norm, NormBuilder, NormConfig};
 use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
 
@@ -33,7 +33,8 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
 }
 
 impl L2BatchNorm {
-    /// x / max(r_n, 1e-12) for (N, C, L) input, r_n the per-sample l2 norm or RMS.
+    /// x / max(r_n, 1e-12) for (N, C, L) input, r_n the per-sample l2 norm or RMS (as a
+    /// per-sample scale in the fused per-plane affine).
     fn equalize(&self, x: &Tensor) -> Result<Tensor> {
         let (n, _, _) = x.dims3()?;
         let sq = x.sqr()?.flatten_from(1)?;
@@ -41,8 +42,14 @@ impl L2BatchNorm {
             L2bnMode::Rms => sq.mean_keepdim(1)?,
             L2bnMode::L2 => sq.sum_keepdim(1)?,
         };
-        let r = s.sqrt()?.maximum(NORM_FLOOR)?.reshape((n, 1, 1))?;
-        x.broadcast_div(&r)
+        let c = x.dim(1)?;
+        let inv = s
+            .sqrt()?
+            .maximum(NORM_FLOOR)?
+            .recip()?
+            .broadcast_as((n, c))?
+            .contiguous()?;
+        channel_affine(x, &inv, &Tensor::zeros(c, x.dtype(), x.device())?)
     }
 }
 

@@ -3,14 +3,14 @@
 //! and the matching ONNX fragments.
 //!
 //! Inputs are viewed as (N, C, L) with L the product of the spatial dims, so one code path serves
-//! rank 2, 3 and 4. Per-channel statistics are taken after moving C first, (C, N·L), so every
-//! reduction runs over the trailing dim: candle's non-trailing reductions (and their broadcast
-//! backward) are single-threaded loops (design.md, "candle on CPU").
+//! rank 2, 3 and 4. The arithmetic runs in the fused kernels of [`crate::nn::ops::standardize`]
+//! (one forward and one backward pass per layer instead of a chain of candle broadcasts).
 
 use candle_core::{bail, DType, Result, Tensor, Var};
 
 use super::{NormBuilder, NormConfig};
 use crate::export::graph::{attr_float, attr_int, OnnxGraph};
+use crate::nn::ops::{plane_affine, standardize, Grouping};
 
 /// `x` viewed as (N, C, L), checking rank and channel count; also returns the original dims.
 pub fn as_ncl(x: &Tensor, c: usize, layer: &str) -> Result<(Tensor, Vec<usize>)> {
@@ -27,25 +27,21 @@ pub fn gap(x: &Tensor) -> Result<Tensor> {
     x.mean_keepdim(2)
 }
 
-/// `x·γ_c + β_c` for (N, C, L) input and (C) parameters.
+/// `x·γ_c + β_c` for (N, C, L) input and (C) parameters (also (N, C) ones: per-sample gates).
 pub fn channel_affine(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
-    let c = gamma.elem_count();
-    x.broadcast_mul(&gamma.reshape((1, c, 1))?)?
-        .broadcast_add(&beta.reshape((1, c, 1))?)
+    plane_affine(x, gamma, beta)
 }
 
-/// Per-sample group normalization without affine (norms.md §2.2): statistics over the C/G
-/// channels of each group and all of L, biased variance, ε inside the square root.
-pub fn group_normalize(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
-    let (n, c, l) = x.dims3()?;
-    if groups == 0 || !c.is_multiple_of(groups) {
-        bail!("group norm: {groups} groups do not divide {c} channels");
-    }
-    let xg = x.reshape((n, groups, (c / groups) * l))?;
-    let mean = xg.mean_keepdim(2)?;
-    let xc = xg.broadcast_sub(&mean)?;
-    let var = xc.sqr()?.mean_keepdim(2)?;
-    xc.broadcast_div(&(var + eps)?.sqrt()?)?.reshape((n, c, l))
+/// Per-sample group normalization (norms.md §2.2): statistics over the C/G channels of each
+/// group and all of L, biased variance, ε inside the square root; `affine` = (γ, β) of shape (C).
+pub fn group_normalize(
+    x: &Tensor,
+    groups: usize,
+    eps: f64,
+    affine: Option<(&Tensor, &Tensor)>,
+) -> Result<Tensor> {
+    let (gamma, beta) = affine.unzip();
+    Ok(standardize(x, gamma, beta, Grouping::SampleGroups(groups), eps)?.y)
 }
 
 /// Running mean/var buffers plus the batch-statistics normalization that feeds them: the BN
@@ -72,7 +68,8 @@ impl RunningStats {
     }
 
     /// Normalizes (N, C, L) input: batch statistics when `train` (updating the buffers),
-    /// running statistics otherwise. `affine` = (γ, β) of shape (C).
+    /// running statistics otherwise. `affine` = (γ, β), each per channel (C) or per sample and
+    /// channel (N, C).
     pub fn forward_t(
         &self,
         x: &Tensor,
@@ -99,28 +96,18 @@ impl RunningStats {
         if m < 2 {
             bail!("batch statistics need N·H·W >= 2 values per channel, got input {n}x{c}x{l}");
         }
-        let xt = x.transpose(0, 1)?.reshape((c, m))?;
-        let mean = xt.mean_keepdim(1)?;
-        let xc = xt.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(1)?;
-        let mut y = xc.broadcast_div(&(&var + self.eps)?.sqrt()?)?;
-        if let Some((gamma, beta)) = affine {
-            y = y
-                .broadcast_mul(&gamma.reshape((c, 1))?)?
-                .broadcast_add(&beta.reshape((c, 1))?)?;
-        }
+        let (gamma, beta) = affine.unzip();
+        let st = standardize(x, gamma, beta, Grouping::Channel, self.eps)?;
         if update {
             let mom = self.momentum;
-            let mean = mean.detach().reshape(c)?;
-            let var = var.detach().reshape(c)?;
-            let rm = (self.mean.as_tensor().affine(1.0 - mom, 0.0)? + mean.affine(mom, 0.0)?)?;
+            let rm = (self.mean.as_tensor().affine(1.0 - mom, 0.0)? + st.mean.affine(mom, 0.0)?)?;
             let unbiased = m as f64 / (m as f64 - 1.0);
             let rv = (self.var.as_tensor().affine(1.0 - mom, 0.0)?
-                + var.affine(mom * unbiased, 0.0)?)?;
+                + st.var.affine(mom * unbiased, 0.0)?)?;
             self.mean.set(&rm)?;
             self.var.set(&rv)?;
         }
-        y.reshape((c, n, l))?.transpose(0, 1)?.contiguous()
+        Ok(st.y)
     }
 
     /// `a = 1/sqrt(rv+ε)` and `b = −rm·a` (C), detached: x̂ = a·x + b.
@@ -151,8 +138,8 @@ impl RunningStats {
         match affine {
             None => channel_affine(x, &a, &b),
             Some((gamma, beta)) => {
-                let scale = (gamma * &a)?;
-                let shift = ((gamma * &b)? + beta)?;
+                let scale = gamma.broadcast_mul(&a)?;
+                let shift = gamma.broadcast_mul(&b)?.broadcast_add(beta)?;
                 channel_affine(x, &scale, &shift)
             }
         }

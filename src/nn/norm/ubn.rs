@@ -14,7 +14,8 @@
 use candle_core::{bail, DType, Result, Tensor, Var};
 use candle_nn::{ops::sigmoid, Init};
 
-use super::stats::{as_ncl, emit_gap_gate, gap, RunningStats};
+use super::stats::{as_ncl, channel_affine, emit_gap_gate, gap, RunningStats};
+use crate::nn::ops::depthwise_conv2d;
 use super::{BnetInit, FctMode, Norm, NormBuilder, NormConfig};
 use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
 
@@ -117,30 +118,6 @@ impl UnifiedBn {
         })
     }
 
-    /// Depthwise k×k conv, stride 1, zero padding (k−1)/2, plus bias, on (N, C, H, W), as a
-    /// sum of k² shifted per-channel scalings with C moved first (trailing reductions in the
-    /// weight gradient; candle's grouped conv is one conv per group).
-    fn depthwise(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        let k = self.k;
-        let p = (k - 1) / 2;
-        let xt = x.transpose(0, 1)?.contiguous()?;
-        let xp = xt.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
-        let taps = self.kernel.reshape((c, k * k))?;
-        let mut acc = self
-            .kernel_bias
-            .reshape((c, 1, 1, 1))?
-            .broadcast_as((c, n, h, w))?;
-        for i in 0..k {
-            for j in 0..k {
-                let wij = taps.narrow(1, i * k + j, 1)?.reshape((c, 1, 1, 1))?;
-                let shifted = xp.narrow(2, i, h)?.narrow(3, j, w)?;
-                acc = (acc + shifted.broadcast_mul(&wij)?)?;
-            }
-        }
-        acc.transpose(0, 1)?.contiguous()
-    }
-
     /// The per-channel (N, C, 1) sigmoid gate `sigmoid(w·GAP(t) + b)`.
     fn gate(t: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         let c = w.elem_count();
@@ -162,17 +139,20 @@ impl Norm for UnifiedBn {
         }
         let (x3, dims) = as_ncl(x, c, "ubn")?;
         let use_batch = train && self.fct_gate(x)?;
-        let w_c = self.center_weight.reshape((1, c, 1))?;
-        let x1 = x3.broadcast_add(&gap(&x3)?.broadcast_mul(&w_c)?)?;
+        let n = x3.dim(0)?;
+        let shift = gap(&x3)?.reshape((n, c))?.broadcast_mul(&self.center_weight)?;
+        let x1 = channel_affine(&x3, &self.center_weight.ones_like()?, &shift)?;
         let xh = if use_batch {
             self.stats.normalize_batch(&x1, None, true)?
         } else {
             self.stats.normalize_running(&x1, None)?
         };
-        let g = Self::gate(&xh, &self.scale_weight, &self.scale_bias)?;
-        let z = self.depthwise(&xh.reshape(dims.as_slice())?)?;
-        let (n, _, h, w) = x.dims4()?;
-        z.reshape((n, c, h * w))?.broadcast_mul(&g)?.reshape(dims)
+        let g = Self::gate(&xh, &self.scale_weight, &self.scale_bias)?.reshape((n, c))?;
+        let p = (self.k - 1) / 2;
+        let z = depthwise_conv2d(&xh.reshape(dims.as_slice())?, &self.kernel, (1, 1), (p, p))?;
+        // g·(z + b_k) = z·g + g·b_k: the BNET bias and the gate in one per-plane affine.
+        let shift = g.broadcast_mul(&self.kernel_bias)?;
+        channel_affine(&z.reshape((n, c, ()))?, &g, &shift)?.reshape(dims)
     }
 
     fn name(&self) -> &'static str {

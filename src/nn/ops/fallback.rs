@@ -7,6 +7,7 @@
 //! The tests run these on CPU against the same PyTorch fixtures as the kernels.
 
 use super::pool::PoolGeom;
+use super::standardize::{Geom, Grouping, Standardized};
 use candle_core::{DType, Result, Tensor};
 
 /// Rows `i + s·k` (k < n) of dimension `dim`: a strided slice built from `narrow` + `index_select`.
@@ -149,4 +150,52 @@ pub fn avg_pool2d(
         None => Tensor::zeros((x.dim(0)?, x.dim(1)?, g.oh, g.ow), DType::F32, x.device())?,
     };
     sum.broadcast_mul(&inv)
+}
+
+/// A (C) or (N, C) coefficient as a (1, C, 1) or (N, C, 1) tensor that broadcasts over (N, C, L).
+fn coef_view(t: &Tensor, g: &Geom) -> Result<Tensor> {
+    if t.elem_count() == g.c {
+        t.reshape((1, g.c, 1))
+    } else {
+        t.reshape((g.n, g.c, 1))
+    }
+}
+
+/// [`super::standardize`] from candle ops: statistics over a trailing dim after moving the
+/// channel first (per-channel) or grouping channels (per sample), then the affine.
+pub(crate) fn standardize(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    g: &Geom,
+    eps: f64,
+) -> Result<Standardized> {
+    let (n, c, l) = (g.n, g.c, g.l);
+    let rows = match g.grouping {
+        Grouping::Channel => x.transpose(0, 1)?.reshape((c, n * l))?,
+        Grouping::SampleGroups(gr) => x.reshape((n * gr, c / gr * l))?,
+    };
+    let mean = rows.mean_keepdim(1)?;
+    let xc = rows.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(1)?;
+    let xh = xc.broadcast_div(&(&var + eps)?.sqrt()?)?;
+    let xh = match g.grouping {
+        Grouping::Channel => xh.reshape((c, n, l))?.transpose(0, 1)?,
+        Grouping::SampleGroups(_) => xh.reshape((n, c, l))?,
+    };
+    let y = xh
+        .broadcast_mul(&coef_view(gamma, g)?)?
+        .broadcast_add(&coef_view(beta, g)?)?
+        .contiguous()?;
+    Ok(Standardized {
+        y,
+        mean: mean.flatten_all()?.detach(),
+        var: var.flatten_all()?.detach(),
+    })
+}
+
+/// [`super::plane_affine`] from candle ops.
+pub(crate) fn plane_affine(x: &Tensor, s: &Tensor, t: &Tensor, g: &Geom) -> Result<Tensor> {
+    x.broadcast_mul(&coef_view(s, g)?)?
+        .broadcast_add(&coef_view(t, g)?)
 }

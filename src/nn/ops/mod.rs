@@ -18,6 +18,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod fallback;
 pub mod pool;
+pub mod standardize;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
@@ -25,6 +26,7 @@ use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
 pub use conv::conv2d;
 pub use depthwise::depthwise_conv2d;
 pub use pool::{avg_pool2d, max_pool2d};
+pub use standardize::{plane_affine, standardize, Grouping, Standardized};
 
 /// Whether the fast custom-op path applies: CPU tensors of dtype f32.
 pub(crate) fn use_cpu_kernels(ts: &[&Tensor]) -> bool {

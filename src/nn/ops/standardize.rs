@@ -1,0 +1,615 @@
+//! Standardization over groups of planes with a fused affine, and a plain per-plane affine: the
+//! kernels every normalization layer is built from (norms.md §1–§6).
+//!
+//! Why: composed of candle ops, BN's forward and backward on a 32×16×128×431 activation took
+//! 2.6 s (docs/norm-costs.md): per-channel statistics need a transpose, every broadcast in the
+//! chain is a pass of its own in both directions, and candle reduces over non-trailing dims in a
+//! single-threaded loop. Here the input is viewed as (N, C, L) planes of L contiguous values.
+//! The forward reads it twice (the mean, then centred squares, so no cancellation) and writes
+//! once; the backward reads it once for per-plane sums and writes the input gradient once; all
+//! passes are parallel over planes. Sums run in f32 lanes over short blocks, accumulated in f64.
+//!
+//! Statistics are biased (divide by the count) with ε inside the square root, as BN and GN in
+//! PyTorch; the mean and variance are returned detached for the running buffers (norms.md §1).
+
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::{cpu_f32, use_cpu_kernels, with_f32};
+
+/// Which values share one mean and variance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grouping {
+    /// One statistic per channel over the batch and L (BN, norms.md §1).
+    Channel,
+    /// One statistic per sample and group of C/G consecutive channels over L (GN, norms.md §2.2).
+    SampleGroups(usize),
+}
+
+/// Output of [`standardize`]: `y` and the detached biased statistics, (C) for
+/// [`Grouping::Channel`], (N·G) for [`Grouping::SampleGroups`].
+pub struct Standardized {
+    pub y: Tensor,
+    pub mean: Tensor,
+    pub var: Tensor,
+}
+
+/// `γ·(x − μ)/sqrt(σ² + ε) + β` for `x` (N, C, L); `gamma` and `beta` are per channel (C) or per
+/// plane (N, C), ones and zeros when absent.
+pub fn standardize(
+    x: &Tensor,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    grouping: Grouping,
+    eps: f64,
+) -> Result<Standardized> {
+    let geom = Geom::new(x, grouping)?;
+    let gamma = coef_or(gamma, &geom, x, 1.0, "standardize: gamma")?;
+    let beta = coef_or(beta, &geom, x, 0.0, "standardize: beta")?;
+    if !use_cpu_kernels(&[x, &gamma, &beta]) {
+        return super::fallback::standardize(x, &gamma, &beta, &geom, eps);
+    }
+    let (x, gamma, beta) = (x.contiguous()?, gamma.contiguous()?, beta.contiguous()?);
+    let stats = Arc::new(OnceLock::new());
+    let op = StandardizeOp {
+        geom,
+        eps,
+        stats: stats.clone(),
+    };
+    let y = if x.track_op() || gamma.track_op() || beta.track_op() {
+        x.apply_op3(&gamma, &beta, op)?
+    } else {
+        x.apply_op3_no_bwd(&gamma, &beta, &op)?
+    };
+    let Some(s) = stats.get() else {
+        bail!("standardize: the forward pass recorded no statistics");
+    };
+    let mean = Tensor::from_vec(s.mean.clone(), s.mean.len(), x.device())?;
+    let var = Tensor::from_vec(s.var.clone(), s.var.len(), x.device())?;
+    Ok(Standardized { y, mean, var })
+}
+
+/// `x·s + t` for `x` (N, C, L) with `s` and `t` per channel (C) or per plane (N, C): a channel
+/// affine, or a per-sample gate (IEBN, UBN), without candle's broadcast passes.
+pub fn plane_affine(x: &Tensor, s: &Tensor, t: &Tensor) -> Result<Tensor> {
+    let geom = Geom::new(x, Grouping::Channel)?;
+    let s = checked_coef(s, &geom, "plane_affine: scale")?;
+    let t = checked_coef(t, &geom, "plane_affine: shift")?;
+    if !use_cpu_kernels(&[x, s, t]) {
+        return super::fallback::plane_affine(x, s, t, &geom);
+    }
+    let (x, s, t) = (x.contiguous()?, s.contiguous()?, t.contiguous()?);
+    let op = AffineOp { geom };
+    if x.track_op() || s.track_op() || t.track_op() {
+        x.apply_op3(&s, &t, op)
+    } else {
+        x.apply_op3_no_bwd(&s, &t, &op)
+    }
+}
+
+/// Shape of the (N, C, L) view and of its statistic groups.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geom {
+    pub n: usize,
+    pub c: usize,
+    pub l: usize,
+    pub grouping: Grouping,
+}
+
+impl Geom {
+    fn new(x: &Tensor, grouping: Grouping) -> Result<Self> {
+        let (n, c, l) = x.dims3()?;
+        if n * c * l == 0 {
+            bail!("normalization of an empty tensor of shape {:?}", x.dims());
+        }
+        if let Grouping::SampleGroups(g) = grouping {
+            if g == 0 || !c.is_multiple_of(g) {
+                bail!("group norm: {g} groups do not divide {c} channels");
+            }
+        }
+        Ok(Self { n, c, l, grouping })
+    }
+
+    /// Number of statistic groups.
+    pub fn n_groups(&self) -> usize {
+        match self.grouping {
+            Grouping::Channel => self.c,
+            Grouping::SampleGroups(g) => self.n * g,
+        }
+    }
+
+    /// Values per statistic group.
+    pub fn count(&self) -> usize {
+        match self.grouping {
+            Grouping::Channel => self.n * self.l,
+            Grouping::SampleGroups(g) => self.c / g * self.l,
+        }
+    }
+
+    /// Statistic group of plane `p` = (sample, channel) in row-major order.
+    #[inline]
+    fn group_of(&self, p: usize) -> usize {
+        match self.grouping {
+            Grouping::Channel => p % self.c,
+            Grouping::SampleGroups(g) => (p / self.c) * g + (p % self.c) / (self.c / g),
+        }
+    }
+
+    /// Planes per rayon task: enough values that scheduling stays negligible.
+    fn min_planes(&self) -> usize {
+        (16_384 / self.l).max(1)
+    }
+}
+
+/// `t` when it is a valid (C) or (N, C) coefficient, else an error naming `what`.
+fn checked_coef<'a>(t: &'a Tensor, g: &Geom, what: &str) -> Result<&'a Tensor> {
+    let len = t.elem_count();
+    if len != g.c && len != g.n * g.c {
+        bail!(
+            "{what}: expected {} (per channel) or {}x{} (per sample and channel) values, got shape {:?}",
+            g.c,
+            g.n,
+            g.c,
+            t.dims()
+        );
+    }
+    Ok(t)
+}
+
+/// The given coefficient, or a constant (C) one of `value`.
+fn coef_or(t: Option<&Tensor>, g: &Geom, x: &Tensor, value: f64, what: &str) -> Result<Tensor> {
+    match t {
+        Some(t) => Ok(checked_coef(t, g, what)?.clone()),
+        None => Tensor::full(value as f32, g.c, x.device())?.to_dtype(x.dtype()),
+    }
+}
+
+/// Coefficient of plane `p` from a (C) or (N, C) slice.
+#[inline]
+fn coef_at(v: &[f32], c: usize, p: usize) -> f32 {
+    if v.len() == c {
+        v[p % c]
+    } else {
+        v[p]
+    }
+}
+
+/// Per-plane values summed into the shape of a (C) or (N, C) coefficient.
+fn reduce_to(per_plane: &[f64], c: usize, len: usize) -> Vec<f32> {
+    if len == per_plane.len() {
+        return per_plane.iter().map(|&v| v as f32).collect();
+    }
+    let mut out = vec![0f64; c];
+    for (p, v) in per_plane.iter().enumerate() {
+        out[p % c] += v;
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+/// Lanes and block length of the f32 partial sums (blocks of 1024 keep each lane's rounding at
+/// 128 terms before the f64 accumulation).
+const LANES: usize = 8;
+const BLOCK: usize = 1024;
+
+/// Σ f(i) over a plane of `len` values, in f32 lanes per block and f64 across blocks.
+#[inline]
+fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
+    let mut total = 0f64;
+    let mut start = 0;
+    while start < len {
+        let end = (start + BLOCK).min(len);
+        let mut acc = [0f32; LANES];
+        let full = start + (end - start) / LANES * LANES;
+        let mut i = start;
+        while i < full {
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a += f(i + k);
+            }
+            i += LANES;
+        }
+        let mut s: f32 = acc.iter().sum();
+        for j in full..end {
+            s += f(j);
+        }
+        total += s as f64;
+        start = end;
+    }
+    total
+}
+
+/// Per-group mean and biased variance as recorded by the forward pass.
+struct GroupStats {
+    mean: Vec<f32>,
+    var: Vec<f32>,
+}
+
+impl GroupStats {
+    /// 1 / sqrt(σ² + ε) per group.
+    fn inv_std(&self, eps: f64) -> Vec<f32> {
+        self.var
+            .iter()
+            .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
+            .collect()
+    }
+}
+
+/// Two passes over the planes: group means, then group variances from centred squares.
+fn group_stats(x: &[f32], g: &Geom) -> GroupStats {
+    let l = g.l;
+    let count = g.count() as f64;
+    let sums: Vec<f64> = x
+        .par_chunks(l)
+        .with_min_len(g.min_planes())
+        .map(|xp| lane_sum(l, |i| xp[i]))
+        .collect();
+    let mut mean = vec![0f64; g.n_groups()];
+    for (p, s) in sums.iter().enumerate() {
+        mean[g.group_of(p)] += s;
+    }
+    let mean: Vec<f32> = mean.iter().map(|s| (s / count) as f32).collect();
+    let sq: Vec<f64> = x
+        .par_chunks(l)
+        .with_min_len(g.min_planes())
+        .enumerate()
+        .map(|(p, xp)| {
+            let m = mean[g.group_of(p)];
+            lane_sum(l, |i| (xp[i] - m) * (xp[i] - m))
+        })
+        .collect();
+    let mut var = vec![0f64; g.n_groups()];
+    for (p, s) in sq.iter().enumerate() {
+        var[g.group_of(p)] += s;
+    }
+    GroupStats {
+        mean,
+        var: var.iter().map(|s| (s / count) as f32).collect(),
+    }
+}
+
+struct StandardizeOp {
+    geom: Geom,
+    eps: f64,
+    /// Written by the forward pass; read by the caller (running buffers) and the backward.
+    stats: Arc<OnceLock<GroupStats>>,
+}
+
+impl CustomOp3 for StandardizeOp {
+    fn name(&self) -> &'static str {
+        "asc-standardize"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geom;
+        let x = cpu_f32(s1, l1, "standardize")?;
+        let gamma = cpu_f32(s2, l2, "standardize")?;
+        let beta = cpu_f32(s3, l3, "standardize")?;
+        let stats = group_stats(x, g);
+        let istd = stats.inv_std(self.eps);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(g.l)
+            .zip(x.par_chunks(g.l))
+            .with_min_len(g.min_planes())
+            .enumerate()
+            .for_each(|(p, (yp, xp))| {
+                let s = g.group_of(p);
+                let (m, a) = (stats.mean[s], coef_at(gamma, g.c, p) * istd[s]);
+                let b = coef_at(beta, g.c, p);
+                for (yv, xv) in yp.iter_mut().zip(xp) {
+                    *yv = (xv - m) * a + b;
+                }
+            });
+        // A second forward of the same op (never done by candle) would keep the first stats.
+        let _ = self.stats.set(stats);
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.c, g.l))))
+    }
+
+    /// With x̂ = (x − μ)·r, r = 1/sqrt(σ²+ε), per group of M values and plane coefficient γ:
+    /// ∂x = γ·r·∂y − r/M·(Σγ∂y + x̂·Σγ∂y·x̂), ∂γ = Σ∂y·x̂, ∂β = Σ∂y (norms.md §1).
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        _res: &Tensor,
+        gy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = self.geom;
+        let Some(stats) = self.stats.get() else {
+            bail!("standardize backward: no statistics from the forward pass");
+        };
+        let istd = stats.inv_std(self.eps);
+        let need_gx = x.track_op();
+        let (gx, dgamma, dbeta) = with_f32(x, "standardize backward", |xs| {
+            with_f32(gamma, "standardize backward", |gs| {
+                with_f32(gy, "standardize backward", |gys| {
+                    // Per plane: Σ∂y and Σ∂y·x̂.
+                    let sums: Vec<(f64, f64)> = xs
+                        .par_chunks(g.l)
+                        .zip(gys.par_chunks(g.l))
+                        .with_min_len(g.min_planes())
+                        .enumerate()
+                        .map(|(p, (xp, gp))| {
+                            let s = g.group_of(p);
+                            let m = stats.mean[s];
+                            let dy = lane_sum(g.l, |i| gp[i]);
+                            let dyx = lane_sum(g.l, |i| gp[i] * (xp[i] - m));
+                            (dy, dyx * istd[s] as f64)
+                        })
+                        .collect();
+                    let (f, e): (Vec<f64>, Vec<f64>) = sums.into_iter().unzip();
+                    let gx = need_gx.then(|| {
+                        let mut a = vec![0f64; g.n_groups()];
+                        let mut b = vec![0f64; g.n_groups()];
+                        for p in 0..f.len() {
+                            let s = g.group_of(p);
+                            let gp = coef_at(gs, g.c, p) as f64;
+                            a[s] += gp * f[p];
+                            b[s] += gp * e[p];
+                        }
+                        input_grad(xs, gys, gs, stats, &istd, &a, &b, &g)
+                    });
+                    Ok((
+                        gx,
+                        reduce_to(&e, g.c, gs.len()),
+                        reduce_to(&f, g.c, beta.elem_count()),
+                    ))
+                })
+            })
+        })?;
+        let gx = gx
+            .map(|v| Tensor::from_vec(v, x.shape(), x.device()))
+            .transpose()?;
+        let dgamma = gamma
+            .track_op()
+            .then(|| Tensor::from_vec(dgamma, gamma.shape(), gamma.device()))
+            .transpose()?;
+        let dbeta = beta
+            .track_op()
+            .then(|| Tensor::from_vec(dbeta, beta.shape(), beta.device()))
+            .transpose()?;
+        Ok((gx, dgamma, dbeta))
+    }
+}
+
+/// ∂x = k1·∂y + k2·(x − μ) + k3 per plane, with k1 = γr, k2 = −r²·B/M, k3 = −r·A/M where
+/// A = Σγ∂y and B = Σγ∂y·x̂ over the plane's group.
+#[allow(clippy::too_many_arguments)]
+fn input_grad(
+    xs: &[f32],
+    gys: &[f32],
+    gamma: &[f32],
+    stats: &GroupStats,
+    istd: &[f32],
+    a: &[f64],
+    b: &[f64],
+    g: &Geom,
+) -> Vec<f32> {
+    let count = g.count() as f64;
+    let mut gx = vec![0f32; xs.len()];
+    gx.par_chunks_mut(g.l)
+        .zip(xs.par_chunks(g.l).zip(gys.par_chunks(g.l)))
+        .with_min_len(g.min_planes())
+        .enumerate()
+        .for_each(|(p, (gxp, (xp, gp)))| {
+            let s = g.group_of(p);
+            let r = istd[s] as f64;
+            let k1 = (coef_at(gamma, g.c, p) as f64 * r) as f32;
+            let k2 = (-r * r * b[s] / count) as f32;
+            let k3 = (-r * a[s] / count) as f32;
+            let m = stats.mean[s];
+            for ((o, xv), dy) in gxp.iter_mut().zip(xp).zip(gp) {
+                *o = k1 * dy + k2 * (xv - m) + k3;
+            }
+        });
+    gx
+}
+
+struct AffineOp {
+    geom: Geom,
+}
+
+impl CustomOp3 for AffineOp {
+    fn name(&self) -> &'static str {
+        "asc-plane-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geom;
+        let x = cpu_f32(s1, l1, "plane_affine")?;
+        let sc = cpu_f32(s2, l2, "plane_affine")?;
+        let sh = cpu_f32(s3, l3, "plane_affine")?;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(g.l)
+            .zip(x.par_chunks(g.l))
+            .with_min_len(g.min_planes())
+            .enumerate()
+            .for_each(|(p, (yp, xp))| {
+                let (a, b) = (coef_at(sc, g.c, p), coef_at(sh, g.c, p));
+                for (yv, xv) in yp.iter_mut().zip(xp) {
+                    *yv = xv * a + b;
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.c, g.l))))
+    }
+
+    /// ∂x = s·∂y, ∂s = Σ∂y·x, ∂t = Σ∂y per plane (summed over the batch for per-channel ones).
+    fn bwd(
+        &self,
+        x: &Tensor,
+        s: &Tensor,
+        t: &Tensor,
+        _res: &Tensor,
+        gy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = self.geom;
+        let (gx, ds, dt) = with_f32(x, "plane_affine backward", |xs| {
+            with_f32(s, "plane_affine backward", |ss| {
+                with_f32(gy, "plane_affine backward", |gys| {
+                    let gx = x.track_op().then(|| {
+                        let mut gx = vec![0f32; xs.len()];
+                        gx.par_chunks_mut(g.l)
+                            .zip(gys.par_chunks(g.l))
+                            .with_min_len(g.min_planes())
+                            .enumerate()
+                            .for_each(|(p, (o, gp))| {
+                                let a = coef_at(ss, g.c, p);
+                                for (ov, dy) in o.iter_mut().zip(gp) {
+                                    *ov = a * dy;
+                                }
+                            });
+                        gx
+                    });
+                    let sums: Vec<(f64, f64)> = xs
+                        .par_chunks(g.l)
+                        .zip(gys.par_chunks(g.l))
+                        .with_min_len(g.min_planes())
+                        .map(|(xp, gp)| (lane_sum(g.l, |i| gp[i] * xp[i]), lane_sum(g.l, |i| gp[i])))
+                        .collect();
+                    let (e, f): (Vec<f64>, Vec<f64>) = sums.into_iter().unzip();
+                    Ok((
+                        gx,
+                        reduce_to(&e, g.c, ss.len()),
+                        reduce_to(&f, g.c, t.elem_count()),
+                    ))
+                })
+            })
+        })?;
+        let gx = gx
+            .map(|v| Tensor::from_vec(v, x.shape(), x.device()))
+            .transpose()?;
+        let ds = s
+            .track_op()
+            .then(|| Tensor::from_vec(ds, s.shape(), s.device()))
+            .transpose()?;
+        let dt = t
+            .track_op()
+            .then(|| Tensor::from_vec(dt, t.shape(), t.device()))
+            .transpose()?;
+        Ok((gx, ds, dt))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Largest absolute difference of two tensors.
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// Forward, statistics and every gradient of the kernel against candle's autograd through
+    /// the fallback composition, for both groupings and per-channel and per-plane coefficients.
+    #[test]
+    fn standardize_matches_candle_autograd() -> Result<()> {
+        let dev = Device::Cpu;
+        let (n, c, l) = (3, 6, 37);
+        for grouping in [Grouping::Channel, Grouping::SampleGroups(2), Grouping::SampleGroups(6)] {
+            for per_plane in [false, true] {
+                let cl = if per_plane { n * c } else { c };
+                let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (n, c, l), &dev)? + 3.0)?)?;
+                let gm = Var::from_tensor(&Tensor::randn(1f32, 0.5, cl, &dev)?)?;
+                let bt = Var::from_tensor(&Tensor::randn(0f32, 0.5, cl, &dev)?)?;
+                let r = Tensor::randn(0f32, 1.0, (n, c, l), &dev)?;
+                let fast = standardize(&x, Some(&gm), Some(&bt), grouping, 1e-5)?;
+                let geom = Geom::new(&x, grouping)?;
+                let slow = super::super::fallback::standardize(&x, &gm, &bt, &geom, 1e-5)?;
+                let what = format!("{grouping:?} per_plane={per_plane}");
+                assert!(max_diff(&fast.y, &slow.y) < 1e-5, "{what}: y");
+                assert!(max_diff(&fast.mean, &slow.mean) < 1e-5, "{what}: mean");
+                assert!(max_diff(&fast.var, &slow.var) < 1e-4, "{what}: var");
+                let g1 = (&fast.y * &r)?.sum_all()?.backward()?;
+                let g2 = (&slow.y * &r)?.sum_all()?.backward()?;
+                for (name, v) in [("x", &x), ("gamma", &gm), ("beta", &bt)] {
+                    let d = max_diff(g1.get(v).expect("grad"), g2.get(v).expect("grad"));
+                    assert!(d < 2e-4, "{what}: d{name} differs by {d}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn plane_affine_matches_candle_autograd() -> Result<()> {
+        let dev = Device::Cpu;
+        let (n, c, l) = (4, 5, 23);
+        for (sl, tl) in [(c, c), (n * c, c), (n * c, n * c), (c, n * c)] {
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, c, l), &dev)?)?;
+            let s = Var::from_tensor(&Tensor::randn(0f32, 1.0, sl, &dev)?)?;
+            let t = Var::from_tensor(&Tensor::randn(0f32, 1.0, tl, &dev)?)?;
+            let r = Tensor::randn(0f32, 1.0, (n, c, l), &dev)?;
+            let geom = Geom::new(&x, Grouping::Channel)?;
+            let fast = plane_affine(&x, &s, &t)?;
+            let slow = super::super::fallback::plane_affine(&x, &s, &t, &geom)?;
+            assert!(max_diff(&fast, &slow) < 1e-5);
+            let g1 = (&fast * &r)?.sum_all()?.backward()?;
+            let g2 = (&slow * &r)?.sum_all()?.backward()?;
+            for v in [&x, &s, &t] {
+                let d = max_diff(g1.get(v).expect("grad"), g2.get(v).expect("grad"));
+                assert!(d < 1e-4, "({sl}, {tl}): gradient differs by {d}");
+            }
+        }
+        Ok(())
+    }
+
+    /// A large mean relative to the spread must not cost precision (centred second pass).
+    #[test]
+    fn variance_survives_a_large_offset() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = (Tensor::randn(0f32, 1.0, (8, 2, 5000), &dev)? + 1000.0)?;
+        let st = standardize(&x, None, None, Grouping::Channel, 0.0)?;
+        let var = st.var.to_vec1::<f32>()?;
+        for v in var {
+            assert!((v - 1.0).abs() < 0.05, "variance {v}");
+        }
+        let y = st.y.flatten_all()?;
+        let m = y.mean_all()?.to_scalar::<f32>()?;
+        assert!(m.abs() < 1e-3, "mean of standardized output {m}");
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_bad_coefficients() {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((2, 3, 4), candle_core::DType::F32, &dev).unwrap();
+        let g = Tensor::ones(5, candle_core::DType::F32, &dev).unwrap();
+        let e = standardize(&x, Some(&g), None, Grouping::Channel, 1e-5)
+            .err()
+            .expect("error")
+            .to_string();
+        assert!(e.contains("gamma") && e.contains("[5]"), "{e}");
+        let e = standardize(&x, None, None, Grouping::SampleGroups(2), 1e-5)
+            .err()
+            .expect("error")
+            .to_string();
+        assert!(e.contains("2 groups do not divide 3"), "{e}");
+    }
+}
