@@ -7,7 +7,7 @@ use crate::nn::layers::{
     emit_global_avg_pool, emit_max_pool, global_avg_pool, Conv, Dropout, Linear,
 };
 use crate::nn::norm::Norm;
-use crate::nn::ops;
+use crate::nn::ops::{self, Activation};
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -43,7 +43,7 @@ impl Cnn {
 
     fn block(&self, i: usize, x: &Tensor, train: bool) -> Result<Tensor> {
         let (conv, norm) = &self.convs[i];
-        norm.forward_t(&conv.forward(x)?, train)?.relu()
+        norm.forward_act_t(&conv.forward(x)?, train, Activation::Relu)
     }
 }
 
@@ -56,7 +56,7 @@ impl Model for Cnn {
         let x = self.block(2, &x, train)?;
         let x = global_avg_pool(&x)?;
         let x = self.drop2.forward_t(&x, train)?;
-        let x = self.fc1.forward(&x)?.relu()?;
+        let x = ops::relu(&self.fc1.forward(&x)?)?;
         let x = self.drop3.forward_t(&x, train)?;
         self.fc2.forward(&x)
     }

@@ -6,7 +6,7 @@ use super::{Model, ModelConfig, NormFactory};
 use crate::export::graph::OnnxGraph;
 use crate::nn::layers::{emit_avg_pool, emit_global_avg_pool, global_avg_pool, Conv};
 use crate::nn::norm::Norm;
-use crate::nn::ops;
+use crate::nn::ops::{self, Activation};
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -86,12 +86,12 @@ impl ConvNorm {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.norm.forward_t(&self.conv.forward(x)?, train)?;
-        if self.relu {
-            y.relu()
+        let act = if self.relu {
+            Activation::Relu
         } else {
-            Ok(y)
-        }
+            Activation::Identity
+        };
+        self.norm.forward_act_t(&self.conv.forward(x)?, train, act)
     }
 
     fn emit_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
@@ -185,7 +185,7 @@ impl Block {
             };
             y = (y + skip)?;
         }
-        y.relu()
+        ops::relu(&y)
     }
 
     fn emit_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {

@@ -9,6 +9,7 @@ use candle_core::{Result, Tensor};
 use super::stats::{as_ncl, RunningStats};
 use super::{Norm, NormBuilder, NormConfig};
 use crate::export::graph::OnnxGraph;
+use crate::nn::ops::Activation;
 
 /// γ, β (C); buffers running mean/var (C).
 #[derive(Debug)]
@@ -27,10 +28,10 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
 }
 
 impl Norm for BatchNorm {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
         let (x3, dims) = as_ncl(x, self.weight.elem_count(), "bn")?;
         self.stats
-            .forward_t(&x3, Some((&self.weight, &self.bias)), train)?
+            .forward_t(&x3, Some((&self.weight, &self.bias)), train, act)?
             .reshape(dims)
     }
 

@@ -6,6 +6,7 @@ use candle_core::{Result, Tensor};
 use super::stats::{as_ncl, emit_group_norm, group_normalize};
 use super::{Norm, NormBuilder, NormConfig};
 use crate::export::graph::{attr_float, OnnxGraph};
+use crate::nn::ops::Activation;
 
 /// γ, β (C); no running statistics, train = eval.
 #[derive(Debug)]
@@ -56,10 +57,16 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
 }
 
 impl Norm for GroupNorm {
-    fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
+    fn forward_act_t(&self, x: &Tensor, _train: bool, act: Activation) -> Result<Tensor> {
         let (x3, dims) = as_ncl(x, self.weight.elem_count(), self.name)?;
-        group_normalize(&x3, self.groups, self.eps, Some((&self.weight, &self.bias)))?
-            .reshape(dims)
+        group_normalize(
+            &x3,
+            self.groups,
+            self.eps,
+            Some((&self.weight, &self.bias)),
+            act,
+        )?
+        .reshape(dims)
     }
 
     fn name(&self) -> &'static str {

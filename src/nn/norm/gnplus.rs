@@ -14,6 +14,7 @@ use candle_nn::{ops::sigmoid, Init};
 use super::stats::{as_ncl, channel_affine, emit_group_norm, group_normalize, RunningStats};
 use super::{GnPlusVariant, Norm, NormBuilder, NormConfig};
 use crate::export::graph::OnnxGraph;
+use crate::nn::ops::Activation;
 
 /// γ, β (C) and λ (1): 2C + 1 parameters; the deployable variant adds running mean/var (C).
 #[derive(Debug)]
@@ -62,7 +63,9 @@ impl GnPlus {
         let s = sigmoid(&self.lambda)?;
         let g_s = self.weight.broadcast_mul(&s)?;
         let g_rest = self.weight.broadcast_mul(&s.affine(-1.0, 1.0)?)?;
-        channel_affine(xg, &g_s, &self.bias.zeros_like()?)? + channel_affine(xb, &g_rest, &self.bias)?
+        let id = Activation::Identity;
+        channel_affine(xg, &g_s, &self.bias.zeros_like()?, id)?
+            + channel_affine(xb, &g_rest, &self.bias, id)?
     }
 
     /// Eval fold (§4.2): γ' = γ(s + (1−s)a), β' = β − γ(1−s)·rm·a with a = 1/sqrt(rv+ε).
@@ -78,13 +81,13 @@ impl GnPlus {
 }
 
 impl Norm for GnPlus {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
         let (x3, dims) = as_ncl(x, self.weight.elem_count(), "gnplus")?;
         let (n, c, l) = x3.dims3()?;
         let y = match &self.stats {
             Some(stats) => {
-                let xg = group_normalize(&x3, self.groups, self.eps, None)?;
-                let xb = stats.forward_t(&xg, None, train)?;
+                let xg = group_normalize(&x3, self.groups, self.eps, None, Activation::Identity)?;
+                let xb = stats.forward_t(&xg, None, train, Activation::Identity)?;
                 self.mix(&xg, &xb)?
             }
             None => {
@@ -94,7 +97,7 @@ impl Norm for GnPlus {
                 self.mix(&xg, &xb)?
             }
         };
-        y.reshape(dims)
+        act.apply(&y)?.reshape(dims)
     }
 
     fn name(&self) -> &'static str {

@@ -8,6 +8,7 @@ use candle_core::{Result, Tensor};
 use super::stats::{as_ncl, emit_gap_gate, gap, RunningStats};
 use super::{Norm, NormBuilder, NormConfig};
 use crate::export::graph::OnnxGraph;
+use crate::nn::ops::Activation;
 
 /// γ, β, w_r, b_r (C): 4C parameters; buffers running mean/var (C).
 #[derive(Debug)]
@@ -41,7 +42,7 @@ impl InstanceEnhancementBn {
 }
 
 impl Norm for InstanceEnhancementBn {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
         let c = self.weight.elem_count();
         let (x3, dims) = as_ncl(x, c, "iebn")?;
         let n = x3.dim(0)?;
@@ -51,7 +52,7 @@ impl Norm for InstanceEnhancementBn {
             .reshape((n, c))?
             .broadcast_mul(&self.weight)?;
         self.stats
-            .forward_t(&x3, Some((&scale, &self.bias)), train)?
+            .forward_t(&x3, Some((&scale, &self.bias)), train, act)?
             .reshape(dims)
     }
 

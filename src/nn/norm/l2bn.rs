@@ -10,6 +10,7 @@ use candle_core::{Result, Tensor};
 use super::stats::{as_ncl, channel_affine, emit_reduce_mean_chw, RunningStats};
 use super::{L2bnMode, Norm, NormBuilder, NormConfig};
 use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
+use crate::nn::ops::Activation;
 
 /// Clamp of the per-sample divisor (`F.normalize` default eps, norms.md §3.1).
 const NORM_FLOOR: f64 = 1e-12;
@@ -49,16 +50,17 @@ impl L2BatchNorm {
             .recip()?
             .broadcast_as((n, c))?
             .contiguous()?;
-        channel_affine(x, &inv, &Tensor::zeros(c, x.dtype(), x.device())?)
+        let zeros = Tensor::zeros(c, x.dtype(), x.device())?;
+        channel_affine(x, &inv, &zeros, Activation::Identity)
     }
 }
 
 impl Norm for L2BatchNorm {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
         let (x3, dims) = as_ncl(x, self.weight.elem_count(), "l2bn")?;
         let xt = self.equalize(&x3)?;
         self.stats
-            .forward_t(&xt, Some((&self.weight, &self.bias)), train)?
+            .forward_t(&xt, Some((&self.weight, &self.bias)), train, act)?
             .reshape(dims)
     }
 

@@ -11,6 +11,7 @@ use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::export::graph::OnnxGraph;
+use crate::nn::ops::Activation;
 
 pub mod bn;
 pub mod gn;
@@ -26,8 +27,13 @@ pub mod ubn;
 /// A normalization layer over NC* input (rank 2, 3 or 4; UBN needs rank 4).
 pub trait Norm: Send + Sync + std::fmt::Debug {
     /// Train forward (`train = true`: batch statistics, buffers updated) or eval forward
-    /// (running statistics, batch-independent except faithful GN+, norms.md §7.2).
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor>;
+    /// (running statistics, batch-independent except faithful GN+, norms.md §7.2), followed by
+    /// `act`: the layers fuse it into their last kernel where they can (conv → norm → ReLU).
+    fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor>;
+    /// [`Norm::forward_act_t`] without an activation.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act_t(x, train, Activation::Identity)
+    }
     /// The registry name (`bn`, `l2bn`, ...).
     fn name(&self) -> &'static str;
     /// Appends the eval-mode decomposition (opset 17) for a rank-4 input named `input` and

@@ -4,8 +4,9 @@ use candle_core::{Result, Tensor};
 
 use super::{Norm, NormBuilder, NormConfig};
 use crate::export::graph::OnnxGraph;
+use crate::nn::ops::Activation;
 
-/// No parameters, no buffers; `forward_t` returns its input.
+/// No parameters, no buffers; the forward returns its input (activated).
 #[derive(Debug)]
 pub struct NoNorm;
 
@@ -14,8 +15,8 @@ pub fn build(_c: usize, _cfg: &NormConfig, _nb: &NormBuilder) -> Result<Box<dyn 
 }
 
 impl Norm for NoNorm {
-    fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
-        Ok(x.clone())
+    fn forward_act_t(&self, x: &Tensor, _train: bool, act: Activation) -> Result<Tensor> {
+        act.apply(x)
     }
 
     fn name(&self) -> &'static str {

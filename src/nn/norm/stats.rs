@@ -10,7 +10,7 @@ use candle_core::{bail, DType, Result, Tensor, Var};
 
 use super::{NormBuilder, NormConfig};
 use crate::export::graph::{attr_float, attr_int, OnnxGraph};
-use crate::nn::ops::{plane_affine, standardize, Grouping};
+use crate::nn::ops::{plane_affine, standardize, Activation, Grouping};
 
 /// `x` viewed as (N, C, L), checking rank and channel count; also returns the original dims.
 pub fn as_ncl(x: &Tensor, c: usize, layer: &str) -> Result<(Tensor, Vec<usize>)> {
@@ -27,9 +27,15 @@ pub fn gap(x: &Tensor) -> Result<Tensor> {
     x.mean_keepdim(2)
 }
 
-/// `x·γ_c + β_c` for (N, C, L) input and (C) parameters (also (N, C) ones: per-sample gates).
-pub fn channel_affine(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
-    plane_affine(x, gamma, beta)
+/// `act(x·γ_c + β_c)` for (N, C, L) input and (C) parameters (also (N, C) ones: per-sample
+/// gates).
+pub fn channel_affine(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    act: Activation,
+) -> Result<Tensor> {
+    plane_affine(x, gamma, beta, act)
 }
 
 /// Per-sample group normalization (norms.md §2.2): statistics over the C/G channels of each
@@ -39,9 +45,10 @@ pub fn group_normalize(
     groups: usize,
     eps: f64,
     affine: Option<(&Tensor, &Tensor)>,
+    act: Activation,
 ) -> Result<Tensor> {
     let (gamma, beta) = affine.unzip();
-    Ok(standardize(x, gamma, beta, Grouping::SampleGroups(groups), eps)?.y)
+    Ok(standardize(x, gamma, beta, Grouping::SampleGroups(groups), eps, act)?.y)
 }
 
 /// Running mean/var buffers plus the batch-statistics normalization that feeds them: the BN
@@ -75,11 +82,12 @@ impl RunningStats {
         x: &Tensor,
         affine: Option<(&Tensor, &Tensor)>,
         train: bool,
+        act: Activation,
     ) -> Result<Tensor> {
         if train {
-            self.normalize_batch(x, affine, true)
+            self.normalize_batch(x, affine, true, act)
         } else {
-            self.normalize_running(x, affine)
+            self.normalize_running(x, affine, act)
         }
     }
 
@@ -90,6 +98,7 @@ impl RunningStats {
         x: &Tensor,
         affine: Option<(&Tensor, &Tensor)>,
         update: bool,
+        act: Activation,
     ) -> Result<Tensor> {
         let (n, c, l) = x.dims3()?;
         let m = n * l;
@@ -97,7 +106,7 @@ impl RunningStats {
             bail!("batch statistics need N·H·W >= 2 values per channel, got input {n}x{c}x{l}");
         }
         let (gamma, beta) = affine.unzip();
-        let st = standardize(x, gamma, beta, Grouping::Channel, self.eps)?;
+        let st = standardize(x, gamma, beta, Grouping::Channel, self.eps, act)?;
         if update {
             let mom = self.momentum;
             let rm = (self.mean.as_tensor().affine(1.0 - mom, 0.0)? + st.mean.affine(mom, 0.0)?)?;
@@ -125,6 +134,7 @@ impl RunningStats {
         &self,
         x: &Tensor,
         affine: Option<(&Tensor, &Tensor)>,
+        act: Activation,
     ) -> Result<Tensor> {
         let (_, c, _) = x.dims3()?;
         if c != self.c {
@@ -136,11 +146,11 @@ impl RunningStats {
         }
         let (a, b) = self.fold()?;
         match affine {
-            None => channel_affine(x, &a, &b),
+            None => channel_affine(x, &a, &b, act),
             Some((gamma, beta)) => {
                 let scale = gamma.broadcast_mul(&a)?;
                 let shift = gamma.broadcast_mul(&b)?.broadcast_add(beta)?;
-                channel_affine(x, &scale, &shift)
+                channel_affine(x, &scale, &shift, act)
             }
         }
     }

@@ -15,9 +15,9 @@ use candle_core::{bail, DType, Result, Tensor, Var};
 use candle_nn::{ops::sigmoid, Init};
 
 use super::stats::{as_ncl, channel_affine, emit_gap_gate, gap, RunningStats};
-use crate::nn::ops::depthwise_conv2d;
 use super::{BnetInit, FctMode, Norm, NormBuilder, NormConfig};
 use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
+use crate::nn::ops::{depthwise_conv2d, Activation};
 
 /// `torch.nn.functional.cosine_similarity` eps.
 const COS_EPS: f64 = 1e-8;
@@ -129,7 +129,7 @@ impl UnifiedBn {
 }
 
 impl Norm for UnifiedBn {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
         let c = self.center_weight.elem_count();
         if x.rank() != 4 {
             bail!(
@@ -140,19 +140,28 @@ impl Norm for UnifiedBn {
         let (x3, dims) = as_ncl(x, c, "ubn")?;
         let use_batch = train && self.fct_gate(x)?;
         let n = x3.dim(0)?;
-        let shift = gap(&x3)?.reshape((n, c))?.broadcast_mul(&self.center_weight)?;
-        let x1 = channel_affine(&x3, &self.center_weight.ones_like()?, &shift)?;
+        let shift = gap(&x3)?
+            .reshape((n, c))?
+            .broadcast_mul(&self.center_weight)?;
+        let x1 = channel_affine(
+            &x3,
+            &self.center_weight.ones_like()?,
+            &shift,
+            Activation::Identity,
+        )?;
         let xh = if use_batch {
-            self.stats.normalize_batch(&x1, None, true)?
+            self.stats
+                .normalize_batch(&x1, None, true, Activation::Identity)?
         } else {
-            self.stats.normalize_running(&x1, None)?
+            self.stats
+                .normalize_running(&x1, None, Activation::Identity)?
         };
         let g = Self::gate(&xh, &self.scale_weight, &self.scale_bias)?.reshape((n, c))?;
         let p = (self.k - 1) / 2;
         let z = depthwise_conv2d(&xh.reshape(dims.as_slice())?, &self.kernel, (1, 1), (p, p))?;
         // g·(z + b_k) = z·g + g·b_k: the BNET bias and the gate in one per-plane affine.
         let shift = g.broadcast_mul(&self.kernel_bias)?;
-        channel_affine(&z.reshape((n, c, ()))?, &g, &shift)?.reshape(dims)
+        channel_affine(&z.reshape((n, c, ()))?, &g, &shift, act)?.reshape(dims)
     }
 
     fn name(&self) -> &'static str {

@@ -14,6 +14,7 @@
 //!
 //! Layout everywhere: NCHW; weights OIHW; strides and paddings are `(height, width)` pairs.
 
+pub mod activation;
 pub mod conv;
 pub mod depthwise;
 pub mod fallback;
@@ -23,6 +24,7 @@ pub mod standardize;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
 
+pub use activation::{relu, Activation};
 pub use conv::conv2d;
 pub use depthwise::depthwise_conv2d;
 pub use pool::{avg_pool2d, max_pool2d};

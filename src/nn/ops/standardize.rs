@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_f32, use_cpu_kernels, with_f32};
+use super::{cpu_f32, use_cpu_kernels, with_f32, Activation};
 
 /// Which values share one mean and variance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,26 +36,30 @@ pub struct Standardized {
     pub var: Tensor,
 }
 
-/// `γ·(x − μ)/sqrt(σ² + ε) + β` for `x` (N, C, L); `gamma` and `beta` are per channel (C) or per
-/// plane (N, C), ones and zeros when absent.
+/// `act(γ·(x − μ)/sqrt(σ² + ε) + β)` for `x` (N, C, L); `gamma` and `beta` are per channel (C)
+/// or per plane (N, C), ones and zeros when absent.
 pub fn standardize(
     x: &Tensor,
     gamma: Option<&Tensor>,
     beta: Option<&Tensor>,
     grouping: Grouping,
     eps: f64,
+    act: Activation,
 ) -> Result<Standardized> {
     let geom = Geom::new(x, grouping)?;
     let gamma = coef_or(gamma, &geom, x, 1.0, "standardize: gamma")?;
     let beta = coef_or(beta, &geom, x, 0.0, "standardize: beta")?;
     if !use_cpu_kernels(&[x, &gamma, &beta]) {
-        return super::fallback::standardize(x, &gamma, &beta, &geom, eps);
+        let mut st = super::fallback::standardize(x, &gamma, &beta, &geom, eps)?;
+        st.y = act.apply(&st.y)?;
+        return Ok(st);
     }
     let (x, gamma, beta) = (x.contiguous()?, gamma.contiguous()?, beta.contiguous()?);
     let stats = Arc::new(OnceLock::new());
     let op = StandardizeOp {
         geom,
         eps,
+        act,
         stats: stats.clone(),
     };
     let y = if x.track_op() || gamma.track_op() || beta.track_op() {
@@ -71,17 +75,17 @@ pub fn standardize(
     Ok(Standardized { y, mean, var })
 }
 
-/// `x·s + t` for `x` (N, C, L) with `s` and `t` per channel (C) or per plane (N, C): a channel
-/// affine, or a per-sample gate (IEBN, UBN), without candle's broadcast passes.
-pub fn plane_affine(x: &Tensor, s: &Tensor, t: &Tensor) -> Result<Tensor> {
+/// `act(x·s + t)` for `x` (N, C, L) with `s` and `t` per channel (C) or per plane (N, C): a
+/// channel affine, or a per-sample gate (IEBN, UBN), without candle's broadcast passes.
+pub fn plane_affine(x: &Tensor, s: &Tensor, t: &Tensor, act: Activation) -> Result<Tensor> {
     let geom = Geom::new(x, Grouping::Channel)?;
     let s = checked_coef(s, &geom, "plane_affine: scale")?;
     let t = checked_coef(t, &geom, "plane_affine: shift")?;
     if !use_cpu_kernels(&[x, s, t]) {
-        return super::fallback::plane_affine(x, s, t, &geom);
+        return act.apply(&super::fallback::plane_affine(x, s, t, &geom)?);
     }
     let (x, s, t) = (x.contiguous()?, s.contiguous()?, t.contiguous()?);
-    let op = AffineOp { geom };
+    let op = AffineOp { geom, act };
     if x.track_op() || s.track_op() || t.track_op() {
         x.apply_op3(&s, &t, op)
     } else {
@@ -271,6 +275,7 @@ fn group_stats(x: &[f32], g: &Geom) -> GroupStats {
 struct StandardizeOp {
     geom: Geom,
     eps: f64,
+    act: Activation,
     /// Written by the forward pass; read by the caller (running buffers) and the backward.
     stats: Arc<OnceLock<GroupStats>>,
 }
@@ -304,8 +309,9 @@ impl CustomOp3 for StandardizeOp {
                 let s = g.group_of(p);
                 let (m, a) = (stats.mean[s], coef_at(gamma, g.c, p) * istd[s]);
                 let b = coef_at(beta, g.c, p);
+                let act = self.act;
                 for (yv, xv) in yp.iter_mut().zip(xp) {
-                    *yv = (xv - m) * a + b;
+                    *yv = act.eval((xv - m) * a + b);
                 }
             });
         // A second forward of the same op (never done by candle) would keep the first stats.
@@ -320,10 +326,14 @@ impl CustomOp3 for StandardizeOp {
         x: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = self.geom;
+        let gy = &self
+            .act
+            .grad_through(gy, res)?
+            .unwrap_or_else(|| gy.clone());
         let Some(stats) = self.stats.get() else {
             bail!("standardize backward: no statistics from the forward pass");
         };
@@ -416,6 +426,7 @@ fn input_grad(
 
 struct AffineOp {
     geom: Geom,
+    act: Activation,
 }
 
 impl CustomOp3 for AffineOp {
@@ -443,8 +454,9 @@ impl CustomOp3 for AffineOp {
             .enumerate()
             .for_each(|(p, (yp, xp))| {
                 let (a, b) = (coef_at(sc, g.c, p), coef_at(sh, g.c, p));
+                let act = self.act;
                 for (yv, xv) in yp.iter_mut().zip(xp) {
-                    *yv = xv * a + b;
+                    *yv = act.eval(xv * a + b);
                 }
             });
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.c, g.l))))
@@ -456,10 +468,14 @@ impl CustomOp3 for AffineOp {
         x: &Tensor,
         s: &Tensor,
         t: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = self.geom;
+        let gy = &self
+            .act
+            .grad_through(gy, res)?
+            .unwrap_or_else(|| gy.clone());
         let (gx, ds, dt) = with_f32(x, "plane_affine backward", |xs| {
             with_f32(s, "plane_affine backward", |ss| {
                 with_f32(gy, "plane_affine backward", |gys| {
@@ -481,7 +497,9 @@ impl CustomOp3 for AffineOp {
                         .par_chunks(g.l)
                         .zip(gys.par_chunks(g.l))
                         .with_min_len(g.min_planes())
-                        .map(|(xp, gp)| (lane_sum(g.l, |i| gp[i] * xp[i]), lane_sum(g.l, |i| gp[i])))
+                        .map(|(xp, gp)| {
+                            (lane_sum(g.l, |i| gp[i] * xp[i]), lane_sum(g.l, |i| gp[i]))
+                        })
                         .collect();
                     let (e, f): (Vec<f64>, Vec<f64>) = sums.into_iter().unzip();
                     Ok((
@@ -532,26 +550,35 @@ mod tests {
     fn standardize_matches_candle_autograd() -> Result<()> {
         let dev = Device::Cpu;
         let (n, c, l) = (3, 6, 37);
-        for grouping in [Grouping::Channel, Grouping::SampleGroups(2), Grouping::SampleGroups(6)] {
-            for per_plane in [false, true] {
-                let cl = if per_plane { n * c } else { c };
-                let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (n, c, l), &dev)? + 3.0)?)?;
-                let gm = Var::from_tensor(&Tensor::randn(1f32, 0.5, cl, &dev)?)?;
-                let bt = Var::from_tensor(&Tensor::randn(0f32, 0.5, cl, &dev)?)?;
-                let r = Tensor::randn(0f32, 1.0, (n, c, l), &dev)?;
-                let fast = standardize(&x, Some(&gm), Some(&bt), grouping, 1e-5)?;
-                let geom = Geom::new(&x, grouping)?;
-                let slow = super::super::fallback::standardize(&x, &gm, &bt, &geom, 1e-5)?;
-                let what = format!("{grouping:?} per_plane={per_plane}");
-                assert!(max_diff(&fast.y, &slow.y) < 1e-5, "{what}: y");
-                assert!(max_diff(&fast.mean, &slow.mean) < 1e-5, "{what}: mean");
-                assert!(max_diff(&fast.var, &slow.var) < 1e-4, "{what}: var");
-                let g1 = (&fast.y * &r)?.sum_all()?.backward()?;
-                let g2 = (&slow.y * &r)?.sum_all()?.backward()?;
-                for (name, v) in [("x", &x), ("gamma", &gm), ("beta", &bt)] {
-                    let d = max_diff(g1.get(v).expect("grad"), g2.get(v).expect("grad"));
-                    assert!(d < 2e-4, "{what}: d{name} differs by {d}");
-                }
+        let cases = [
+            Grouping::Channel,
+            Grouping::SampleGroups(2),
+            Grouping::SampleGroups(6),
+        ]
+        .into_iter()
+        .flat_map(|g| [false, true].map(|p| (g, p)))
+        .flat_map(|(g, p)| [Activation::Identity, Activation::Relu].map(|a| (g, p, a)));
+        for (grouping, per_plane, act) in cases {
+            let cl = if per_plane { n * c } else { c };
+            let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (n, c, l), &dev)? + 3.0)?)?;
+            let gm = Var::from_tensor(&Tensor::randn(1f32, 0.5, cl, &dev)?)?;
+            let bt = Var::from_tensor(&Tensor::randn(0f32, 0.5, cl, &dev)?)?;
+            let r = Tensor::randn(0f32, 1.0, (n, c, l), &dev)?;
+            let fast = standardize(&x, Some(&gm), Some(&bt), grouping, 1e-5, act)?;
+            let geom = Geom::new(&x, grouping)?;
+            let mut slow = super::super::fallback::standardize(&x, &gm, &bt, &geom, 1e-5)?;
+            if act == Activation::Relu {
+                slow.y = slow.y.relu()?; // candle's own, not ours
+            }
+            let what = format!("{grouping:?} per_plane={per_plane} {act:?}");
+            assert!(max_diff(&fast.y, &slow.y) < 1e-5, "{what}: y");
+            assert!(max_diff(&fast.mean, &slow.mean) < 1e-5, "{what}: mean");
+            assert!(max_diff(&fast.var, &slow.var) < 1e-4, "{what}: var");
+            let g1 = (&fast.y * &r)?.sum_all()?.backward()?;
+            let g2 = (&slow.y * &r)?.sum_all()?.backward()?;
+            for (name, v) in [("x", &x), ("gamma", &gm), ("beta", &bt)] {
+                let d = max_diff(g1.get(v).expect("grad"), g2.get(v).expect("grad"));
+                assert!(d < 2e-4, "{what}: d{name} differs by {d}");
             }
         }
         Ok(())
@@ -561,20 +588,27 @@ mod tests {
     fn plane_affine_matches_candle_autograd() -> Result<()> {
         let dev = Device::Cpu;
         let (n, c, l) = (4, 5, 23);
-        for (sl, tl) in [(c, c), (n * c, c), (n * c, n * c), (c, n * c)] {
+        let shapes = [(c, c), (n * c, c), (n * c, n * c), (c, n * c)];
+        for ((sl, tl), act) in shapes
+            .into_iter()
+            .flat_map(|s| [Activation::Identity, Activation::Relu].map(|a| (s, a)))
+        {
             let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, c, l), &dev)?)?;
             let s = Var::from_tensor(&Tensor::randn(0f32, 1.0, sl, &dev)?)?;
             let t = Var::from_tensor(&Tensor::randn(0f32, 1.0, tl, &dev)?)?;
             let r = Tensor::randn(0f32, 1.0, (n, c, l), &dev)?;
             let geom = Geom::new(&x, Grouping::Channel)?;
-            let fast = plane_affine(&x, &s, &t)?;
-            let slow = super::super::fallback::plane_affine(&x, &s, &t, &geom)?;
+            let fast = plane_affine(&x, &s, &t, act)?;
+            let mut slow = super::super::fallback::plane_affine(&x, &s, &t, &geom)?;
+            if act == Activation::Relu {
+                slow = slow.relu()?;
+            }
             assert!(max_diff(&fast, &slow) < 1e-5);
             let g1 = (&fast * &r)?.sum_all()?.backward()?;
             let g2 = (&slow * &r)?.sum_all()?.backward()?;
             for v in [&x, &s, &t] {
                 let d = max_diff(g1.get(v).expect("grad"), g2.get(v).expect("grad"));
-                assert!(d < 1e-4, "({sl}, {tl}): gradient differs by {d}");
+                assert!(d < 1e-4, "({sl}, {tl}) {act:?}: gradient differs by {d}");
             }
         }
         Ok(())
@@ -585,7 +619,7 @@ mod tests {
     fn variance_survives_a_large_offset() -> Result<()> {
         let dev = Device::Cpu;
         let x = (Tensor::randn(0f32, 1.0, (8, 2, 5000), &dev)? + 1000.0)?;
-        let st = standardize(&x, None, None, Grouping::Channel, 0.0)?;
+        let st = standardize(&x, None, None, Grouping::Channel, 0.0, Activation::Identity)?;
         let var = st.var.to_vec1::<f32>()?;
         for v in var {
             assert!((v - 1.0).abs() < 0.05, "variance {v}");
@@ -601,15 +635,29 @@ mod tests {
         let dev = Device::Cpu;
         let x = Tensor::zeros((2, 3, 4), candle_core::DType::F32, &dev).unwrap();
         let g = Tensor::ones(5, candle_core::DType::F32, &dev).unwrap();
-        let e = standardize(&x, Some(&g), None, Grouping::Channel, 1e-5)
-            .err()
-            .expect("error")
-            .to_string();
+        let e = standardize(
+            &x,
+            Some(&g),
+            None,
+            Grouping::Channel,
+            1e-5,
+            Activation::Identity,
+        )
+        .err()
+        .expect("error")
+        .to_string();
         assert!(e.contains("gamma") && e.contains("[5]"), "{e}");
-        let e = standardize(&x, None, None, Grouping::SampleGroups(2), 1e-5)
-            .err()
-            .expect("error")
-            .to_string();
+        let e = standardize(
+            &x,
+            None,
+            None,
+            Grouping::SampleGroups(2),
+            1e-5,
+            Activation::Identity,
+        )
+        .err()
+        .expect("error")
+        .to_string();
         assert!(e.contains("2 groups do not divide 3"), "{e}");
     }
 }
