@@ -58,14 +58,13 @@ fn normalize_unbiased(x: &Tensor, dim: usize, eps: f64, what: &str) -> Result<Te
 }
 
 impl GnPlus {
-    /// `(s·xg + (1−s)·xb)·γ + β` as two per-channel affines, `s = sigmoid(λ)`.
-    fn mix(&self, xg: &Tensor, xb: &Tensor) -> Result<Tensor> {
+    /// The mixing weights of `(s·xg + (1−s)·xb)·γ + β` per channel: (γ·s, γ·(1−s)),
+    /// `s = sigmoid(λ)`.
+    fn mix_weights(&self) -> Result<(Tensor, Tensor)> {
         let s = sigmoid(&self.lambda)?;
         let g_s = self.weight.broadcast_mul(&s)?;
         let g_rest = self.weight.broadcast_mul(&s.affine(-1.0, 1.0)?)?;
-        let id = Activation::Identity;
-        channel_affine(xg, &g_s, &self.bias.zeros_like()?, id)?
-            + channel_affine(xb, &g_rest, &self.bias, id)?
+        Ok((g_s, g_rest))
     }
 
     /// Eval fold (§4.2): γ' = γ(s + (1−s)a), β' = β − γ(1−s)·rm·a with a = 1/sqrt(rv+ε).
@@ -86,15 +85,21 @@ impl Norm for GnPlus {
         let (n, c, l) = x3.dims3()?;
         let y = match &self.stats {
             Some(stats) => {
-                let xg = group_normalize(&x3, self.groups, self.eps, None, Activation::Identity)?;
-                let xb = stats.forward_t(&xg, None, train, Activation::Identity)?;
-                self.mix(&xg, &xb)?
+                let id = Activation::Identity;
+                let (g_s, g_rest) = self.mix_weights()?;
+                let xg = group_normalize(&x3, self.groups, self.eps, None, id)?;
+                // The BN part carries (1−s)·γ and β inside its own kernel.
+                let xb = stats.forward_t(&xg, Some((&g_rest, &self.bias)), train, id)?;
+                (channel_affine(&xg, &g_s, &self.bias.zeros_like()?, id)? + xb)?
             }
             None => {
                 let xg = x3.reshape((n, self.groups, (c / self.groups) * l))?;
                 let xg = normalize_unbiased(&xg, 2, self.eps, "a group")?.reshape((n, c, l))?;
                 let xb = normalize_unbiased(&xg, 0, self.eps, "the batch axis")?;
-                self.mix(&xg, &xb)?
+                let (g_s, g_rest) = self.mix_weights()?;
+                let id = Activation::Identity;
+                (channel_affine(&xg, &g_s, &self.bias.zeros_like()?, id)?
+                    + channel_affine(&xb, &g_rest, &self.bias, id)?)?
             }
         };
         act.apply(&y)?.reshape(dims)

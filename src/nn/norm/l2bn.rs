@@ -7,10 +7,10 @@
 
 use candle_core::{Result, Tensor};
 
-use super::stats::{as_ncl, channel_affine, emit_reduce_mean_chw, RunningStats};
+use super::stats::{as_ncl, emit_reduce_mean_chw, RunningStats};
 use super::{L2bnMode, Norm, NormBuilder, NormConfig};
 use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
-use crate::nn::ops::Activation;
+use crate::nn::ops::{equalize_samples, Activation};
 
 /// Clamp of the per-sample divisor (`F.normalize` default eps, norms.md §3.1).
 const NORM_FLOOR: f64 = 1e-12;
@@ -34,24 +34,9 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
 }
 
 impl L2BatchNorm {
-    /// x / max(r_n, 1e-12) for (N, C, L) input, r_n the per-sample l2 norm or RMS (as a
-    /// per-sample scale in the fused per-plane affine).
+    /// x / max(r_n, 1e-12) for (N, C, L) input, r_n the per-sample l2 norm or RMS.
     fn equalize(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, _, _) = x.dims3()?;
-        let sq = x.sqr()?.flatten_from(1)?;
-        let s = match self.mode {
-            L2bnMode::Rms => sq.mean_keepdim(1)?,
-            L2bnMode::L2 => sq.sum_keepdim(1)?,
-        };
-        let c = x.dim(1)?;
-        let inv = s
-            .sqrt()?
-            .maximum(NORM_FLOOR)?
-            .recip()?
-            .broadcast_as((n, c))?
-            .contiguous()?;
-        let zeros = Tensor::zeros(c, x.dtype(), x.device())?;
-        channel_affine(x, &inv, &zeros, Activation::Identity)
+        equalize_samples(x, self.mode == L2bnMode::Rms, NORM_FLOOR)
     }
 }
 

@@ -17,6 +17,7 @@
 pub mod activation;
 pub mod conv;
 pub mod depthwise;
+pub mod equalize;
 pub mod fallback;
 pub mod pool;
 pub mod standardize;
@@ -27,6 +28,7 @@ use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
 pub use activation::{relu, Activation};
 pub use conv::conv2d;
 pub use depthwise::depthwise_conv2d;
+pub use equalize::equalize_samples;
 pub use pool::{avg_pool2d, max_pool2d};
 pub use standardize::{plane_affine, standardize, Grouping, Standardized};
 

@@ -103,7 +103,7 @@ pub(crate) struct Geom {
 }
 
 impl Geom {
-    fn new(x: &Tensor, grouping: Grouping) -> Result<Self> {
+    pub(crate) fn new(x: &Tensor, grouping: Grouping) -> Result<Self> {
         let (n, c, l) = x.dims3()?;
         if n * c * l == 0 {
             bail!("normalization of an empty tensor of shape {:?}", x.dims());
@@ -142,7 +142,7 @@ impl Geom {
     }
 
     /// Planes per rayon task: enough values that scheduling stays negligible.
-    fn min_planes(&self) -> usize {
+    pub(crate) fn min_planes(&self) -> usize {
         (16_384 / self.l).max(1)
     }
 }
@@ -199,7 +199,7 @@ const BLOCK: usize = 1024;
 
 /// Σ f(i) over a plane of `len` values, in f32 lanes per block and f64 across blocks.
 #[inline]
-fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
+pub(crate) fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
     let mut total = 0f64;
     let mut start = 0;
     while start < len {
