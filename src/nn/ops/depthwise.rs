@@ -7,6 +7,7 @@
 //! cp-mobile). Forward and input gradient are parallel over (batch, channel) planes; the weight
 //! gradient over channels, summed in f64 across the batch.
 
+use super::standardize::lane_sum;
 use super::{cpu_f32, out_len, use_cpu_kernels, valid_range, with_f32};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -155,7 +156,7 @@ fn backward_plane(
             }
         });
     }
-    let mut acc = vec![0f32; g.kh * g.kw];
+    let mut acc = vec![0f64; g.kh * g.kw];
     g.for_rows(|oh, ih, i| {
         let gyr = &gy[oh * g.ow..(oh + 1) * g.ow];
         let xr = &x[ih * g.w..(ih + 1) * g.w];
@@ -165,24 +166,18 @@ fn backward_plane(
                 continue;
             }
             let first = lo * g.sw + j - g.pw;
-            let s: f32 = if g.sw == 1 {
-                gyr[lo..hi]
-                    .iter()
-                    .zip(&xr[first..first + hi - lo])
-                    .map(|(a, b)| a * b)
-                    .sum()
+            // Lanes break the add chain a plain `.sum()` keeps in order (it cannot vectorize).
+            let (gyr, xr) = (&gyr[lo..hi], &xr[first..]);
+            let s = if g.sw == 1 {
+                lane_sum(hi - lo, |t| gyr[t] * xr[t])
             } else {
-                gyr[lo..hi]
-                    .iter()
-                    .zip(xr[first..].iter().step_by(g.sw))
-                    .map(|(a, b)| a * b)
-                    .sum()
+                lane_sum(hi - lo, |t| gyr[t] * xr[t * g.sw])
             };
             acc[i * g.kw + j] += s;
         }
     });
     for (a, b) in gk.iter_mut().zip(&acc) {
-        *a += *b as f64;
+        *a += b;
     }
 }
 
