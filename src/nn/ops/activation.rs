@@ -6,9 +6,8 @@
 //! [`super::standardize`] the ReLU costs no pass of its own at all.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
-use super::{cpu_f32, use_cpu_kernels, with_f32};
+use super::{cpu_f32, par_fill, use_cpu_kernels, with_f32};
 
 /// Values per rayon task of the elementwise passes.
 const CHUNK: usize = 1 << 15;
@@ -39,16 +38,20 @@ impl Activation {
         }
     }
 
-    /// The gradient before the activation, from the one after it and the activation's output;
-    /// `None` when the activation is the identity (use the gradient as it is).
-    pub(crate) fn grad_through(self, gy: &Tensor, y: &Tensor) -> Result<Option<Tensor>> {
-        if self == Activation::Identity {
-            return Ok(None);
+    /// The derivative at the activation's output `y`: 1, or for ReLU 1 where y > 0 and 0
+    /// elsewhere (so the kernels mask the incoming gradient without a pass of their own).
+    #[inline]
+    pub(crate) fn slope(self, y: f32) -> f32 {
+        match self {
+            Activation::Identity => 1.0,
+            Activation::Relu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
         }
-        let g = with_f32(gy, "relu backward", |gys| {
-            with_f32(y, "relu backward", |ys| Ok(relu_grad(gys, ys)))
-        })?;
-        Tensor::from_vec(g, gy.shape(), gy.device()).map(Some)
     }
 }
 
@@ -67,15 +70,12 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 }
 
 fn relu_grad(gy: &[f32], y: &[f32]) -> Vec<f32> {
-    let mut g = vec![0f32; gy.len()];
-    g.par_chunks_mut(CHUNK)
-        .zip(gy.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
-        .for_each(|(o, (gc, yc))| {
-            for ((ov, dv), yv) in o.iter_mut().zip(gc).zip(yc) {
-                *ov = if *yv > 0.0 { *dv } else { 0.0 };
-            }
-        });
-    g
+    par_fill(gy.len(), CHUNK, 1, |i, o| {
+        let (gc, yc) = (&gy[i * CHUNK..], &y[i * CHUNK..]);
+        for ((ov, dv), yv) in o.iter_mut().zip(gc).zip(yc) {
+            ov.write(if *yv > 0.0 { *dv } else { 0.0 });
+        }
+    })
 }
 
 struct Relu;
@@ -87,19 +87,19 @@ impl CustomOp1 for Relu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = cpu_f32(s, l, "relu")?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, xc)| {
-                for (ov, xv) in o.iter_mut().zip(xc) {
-                    *ov = xv.max(0.0);
-                }
-            });
+        let y = par_fill(x.len(), CHUNK, 1, |i, o| {
+            for (ov, xv) in o.iter_mut().zip(&x[i * CHUNK..]) {
+                ov.write(xv.max(0.0));
+            }
+        });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, gy: &Tensor) -> Result<Option<Tensor>> {
-        Activation::Relu.grad_through(gy, y)
+        let g = with_f32(gy, "relu backward", |gys| {
+            with_f32(y, "relu backward", |ys| Ok(relu_grad(gys, ys)))
+        })?;
+        Tensor::from_vec(g, gy.shape(), gy.device()).map(Some)
     }
 }
 

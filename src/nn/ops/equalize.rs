@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::standardize::{lane_sum, Geom, Grouping};
-use super::{cpu_f32, use_cpu_kernels, with_f32};
+use super::{cpu_f32, par_fill, use_cpu_kernels, with_f32};
 
 /// `x / max(sqrt(Σx² / d), floor)` per sample of `x` (N, C, L), with `d` = C·L when `mean`
 /// (the RMS) and 1 otherwise (the l2 norm, `F.normalize`); gradients flow through the divisor
@@ -78,17 +78,12 @@ impl CustomOp1 for Equalize {
             .iter()
             .map(|r| (1.0 / r.max(self.floor)) as f32)
             .collect();
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(g.l)
-            .zip(x.par_chunks(g.l))
-            .with_min_len(g.min_planes())
-            .enumerate()
-            .for_each(|(p, (yp, xp))| {
-                let s = scale[p / g.c];
-                for (yv, xv) in yp.iter_mut().zip(xp) {
-                    *yv = xv * s;
-                }
-            });
+        let y = par_fill(x.len(), g.l, g.min_planes(), |p, yp| {
+            let s = scale[p / g.c];
+            for (yv, xv) in yp.iter_mut().zip(&x[p * g.l..]) {
+                yv.write(xv * s);
+            }
+        });
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.c, g.l))))
     }
 
@@ -114,18 +109,14 @@ impl CustomOp1 for Equalize {
                         }
                     })
                     .collect();
-                let mut gx = vec![0f32; xs.len()];
-                gx.par_chunks_mut(g.l)
-                    .zip(xs.par_chunks(g.l).zip(gys.par_chunks(g.l)))
-                    .with_min_len(g.min_planes())
-                    .enumerate()
-                    .for_each(|(p, (o, (xp, gp)))| {
-                        let (a, b) = coef[p / g.c];
-                        for ((ov, xv), dv) in o.iter_mut().zip(xp).zip(gp) {
-                            *ov = a * dv + b * xv;
-                        }
-                    });
-                Ok(gx)
+                Ok(par_fill(xs.len(), g.l, g.min_planes(), |p, o| {
+                    let (a, b) = coef[p / g.c];
+                    let at = p * g.l;
+                    let (xp, gp) = (&xs[at..at + g.l], &gys[at..at + g.l]);
+                    for ((ov, xv), dv) in o.iter_mut().zip(xp).zip(gp) {
+                        ov.write(a * dv + b * xv);
+                    }
+                }))
             })
         })?;
         Tensor::from_vec(gx, x.shape(), x.device()).map(Some)

@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_f32, use_cpu_kernels, with_f32, Activation};
+use super::{cpu_f32, par_fill, use_cpu_kernels, with_f32, Activation};
 
 /// Which values share one mean and variance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,20 +300,15 @@ impl CustomOp3 for StandardizeOp {
         let beta = cpu_f32(s3, l3, "standardize")?;
         let stats = group_stats(x, g);
         let istd = stats.inv_std(self.eps);
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(g.l)
-            .zip(x.par_chunks(g.l))
-            .with_min_len(g.min_planes())
-            .enumerate()
-            .for_each(|(p, (yp, xp))| {
-                let s = g.group_of(p);
-                let (m, a) = (stats.mean[s], coef_at(gamma, g.c, p) * istd[s]);
-                let b = coef_at(beta, g.c, p);
-                let act = self.act;
-                for (yv, xv) in yp.iter_mut().zip(xp) {
-                    *yv = act.eval((xv - m) * a + b);
-                }
-            });
+        let act = self.act;
+        let y = par_fill(x.len(), g.l, g.min_planes(), |p, yp| {
+            let s = g.group_of(p);
+            let (m, a) = (stats.mean[s], coef_at(gamma, g.c, p) * istd[s]);
+            let b = coef_at(beta, g.c, p);
+            for (yv, xv) in yp.iter_mut().zip(&x[p * g.l..]) {
+                yv.write(act.eval((xv - m) * a + b));
+            }
+        });
         // A second forward of the same op (never done by candle) would keep the first stats.
         let _ = self.stats.set(stats);
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.c, g.l))))
@@ -330,10 +325,7 @@ impl CustomOp3 for StandardizeOp {
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = self.geom;
-        let gy = &self
-            .act
-            .grad_through(gy, res)?
-            .unwrap_or_else(|| gy.clone());
+        let act = self.act;
         let Some(stats) = self.stats.get() else {
             bail!("standardize backward: no statistics from the forward pass");
         };
@@ -341,18 +333,18 @@ impl CustomOp3 for StandardizeOp {
         let need_gx = x.track_op();
         let (gx, dgamma, dbeta) = with_f32(x, "standardize backward", |xs| {
             with_f32(gamma, "standardize backward", |gs| {
-                with_f32(gy, "standardize backward", |gys| {
-                    // Per plane: Σ∂y and Σ∂y·x̂.
+                with_planes(gy, res, "standardize backward", |gys, ys| {
+                    // Per plane: Σ∂z and Σ∂z·x̂, ∂z the gradient before the activation.
                     let sums: Vec<(f64, f64)> = xs
                         .par_chunks(g.l)
-                        .zip(gys.par_chunks(g.l))
+                        .zip(gys.par_chunks(g.l).zip(ys.par_chunks(g.l)))
                         .with_min_len(g.min_planes())
                         .enumerate()
-                        .map(|(p, (xp, gp))| {
+                        .map(|(p, (xp, (gp, yp)))| {
                             let s = g.group_of(p);
                             let m = stats.mean[s];
-                            let dy = lane_sum(g.l, |i| gp[i]);
-                            let dyx = lane_sum(g.l, |i| gp[i] * (xp[i] - m));
+                            let dy = lane_sum(g.l, |i| gp[i] * act.slope(yp[i]));
+                            let dyx = lane_sum(g.l, |i| gp[i] * act.slope(yp[i]) * (xp[i] - m));
                             (dy, dyx * istd[s] as f64)
                         })
                         .collect();
@@ -366,7 +358,14 @@ impl CustomOp3 for StandardizeOp {
                             a[s] += gp * f[p];
                             b[s] += gp * e[p];
                         }
-                        input_grad(xs, gys, gs, stats, &istd, &a, &b, &g)
+                        let k = GradCoefs {
+                            gamma: gs,
+                            stats,
+                            istd: &istd,
+                            a: &a,
+                            b: &b,
+                        };
+                        input_grad(xs, gys, ys, act, &k, &g)
                     });
                     Ok((
                         gx,
@@ -391,37 +390,49 @@ impl CustomOp3 for StandardizeOp {
     }
 }
 
-/// ∂x = k1·∂y + k2·(x − μ) + k3 per plane, with k1 = γr, k2 = −r²·B/M, k3 = −r·A/M where
-/// A = Σγ∂y and B = Σγ∂y·x̂ over the plane's group.
-#[allow(clippy::too_many_arguments)]
+/// What the input gradient needs per group: γ, the statistics, and A = Σγ∂z, B = Σγ∂z·x̂.
+struct GradCoefs<'a> {
+    gamma: &'a [f32],
+    stats: &'a GroupStats,
+    istd: &'a [f32],
+    a: &'a [f64],
+    b: &'a [f64],
+}
+
+/// ∂x = k1·∂z + k2·(x − μ) + k3 per plane, with k1 = γr, k2 = −r²·B/M, k3 = −r·A/M, and ∂z the
+/// incoming gradient times the activation's slope at the output `ys`.
 fn input_grad(
     xs: &[f32],
     gys: &[f32],
-    gamma: &[f32],
-    stats: &GroupStats,
-    istd: &[f32],
-    a: &[f64],
-    b: &[f64],
+    ys: &[f32],
+    act: Activation,
+    k: &GradCoefs,
     g: &Geom,
 ) -> Vec<f32> {
     let count = g.count() as f64;
-    let mut gx = vec![0f32; xs.len()];
-    gx.par_chunks_mut(g.l)
-        .zip(xs.par_chunks(g.l).zip(gys.par_chunks(g.l)))
-        .with_min_len(g.min_planes())
-        .enumerate()
-        .for_each(|(p, (gxp, (xp, gp)))| {
-            let s = g.group_of(p);
-            let r = istd[s] as f64;
-            let k1 = (coef_at(gamma, g.c, p) as f64 * r) as f32;
-            let k2 = (-r * r * b[s] / count) as f32;
-            let k3 = (-r * a[s] / count) as f32;
-            let m = stats.mean[s];
-            for ((o, xv), dy) in gxp.iter_mut().zip(xp).zip(gp) {
-                *o = k1 * dy + k2 * (xv - m) + k3;
-            }
-        });
-    gx
+    par_fill(xs.len(), g.l, g.min_planes(), |p, gxp| {
+        let s = g.group_of(p);
+        let r = k.istd[s] as f64;
+        let k1 = (coef_at(k.gamma, g.c, p) as f64 * r) as f32;
+        let k2 = (-r * r * k.b[s] / count) as f32;
+        let k3 = (-r * k.a[s] / count) as f32;
+        let m = k.stats.mean[s];
+        let at = p * g.l;
+        let (xp, gp, yp) = (&xs[at..at + g.l], &gys[at..at + g.l], &ys[at..at + g.l]);
+        for (((o, xv), dy), yv) in gxp.iter_mut().zip(xp).zip(gp).zip(yp) {
+            o.write(k1 * dy * act.slope(*yv) + k2 * (xv - m) + k3);
+        }
+    })
+}
+
+/// Runs `f` on the contiguous data of the incoming gradient and of the op's output.
+fn with_planes<R>(
+    gy: &Tensor,
+    y: &Tensor,
+    op: &str,
+    f: impl FnOnce(&[f32], &[f32]) -> Result<R>,
+) -> Result<R> {
+    with_f32(gy, op, |gys| with_f32(y, op, |ys| f(gys, ys)))
 }
 
 struct AffineOp {
@@ -447,18 +458,13 @@ impl CustomOp3 for AffineOp {
         let x = cpu_f32(s1, l1, "plane_affine")?;
         let sc = cpu_f32(s2, l2, "plane_affine")?;
         let sh = cpu_f32(s3, l3, "plane_affine")?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(g.l)
-            .zip(x.par_chunks(g.l))
-            .with_min_len(g.min_planes())
-            .enumerate()
-            .for_each(|(p, (yp, xp))| {
-                let (a, b) = (coef_at(sc, g.c, p), coef_at(sh, g.c, p));
-                let act = self.act;
-                for (yv, xv) in yp.iter_mut().zip(xp) {
-                    *yv = act.eval(xv * a + b);
-                }
-            });
+        let act = self.act;
+        let y = par_fill(x.len(), g.l, g.min_planes(), |p, yp| {
+            let (a, b) = (coef_at(sc, g.c, p), coef_at(sh, g.c, p));
+            for (yv, xv) in yp.iter_mut().zip(&x[p * g.l..]) {
+                yv.write(act.eval(xv * a + b));
+            }
+        });
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.c, g.l))))
     }
 
@@ -472,33 +478,27 @@ impl CustomOp3 for AffineOp {
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = self.geom;
-        let gy = &self
-            .act
-            .grad_through(gy, res)?
-            .unwrap_or_else(|| gy.clone());
+        let act = self.act;
         let (gx, ds, dt) = with_f32(x, "plane_affine backward", |xs| {
             with_f32(s, "plane_affine backward", |ss| {
-                with_f32(gy, "plane_affine backward", |gys| {
+                with_planes(gy, res, "plane_affine backward", |gys, ys| {
                     let gx = x.track_op().then(|| {
-                        let mut gx = vec![0f32; xs.len()];
-                        gx.par_chunks_mut(g.l)
-                            .zip(gys.par_chunks(g.l))
-                            .with_min_len(g.min_planes())
-                            .enumerate()
-                            .for_each(|(p, (o, gp))| {
-                                let a = coef_at(ss, g.c, p);
-                                for (ov, dy) in o.iter_mut().zip(gp) {
-                                    *ov = a * dy;
-                                }
-                            });
-                        gx
+                        par_fill(xs.len(), g.l, g.min_planes(), |p, o| {
+                            let a = coef_at(ss, g.c, p);
+                            let at = p * g.l;
+                            let (gp, yp) = (&gys[at..at + g.l], &ys[at..at + g.l]);
+                            for ((ov, dy), yv) in o.iter_mut().zip(gp).zip(yp) {
+                                ov.write(a * dy * act.slope(*yv));
+                            }
+                        })
                     });
                     let sums: Vec<(f64, f64)> = xs
                         .par_chunks(g.l)
-                        .zip(gys.par_chunks(g.l))
+                        .zip(gys.par_chunks(g.l).zip(ys.par_chunks(g.l)))
                         .with_min_len(g.min_planes())
-                        .map(|(xp, gp)| {
-                            (lane_sum(g.l, |i| gp[i] * xp[i]), lane_sum(g.l, |i| gp[i]))
+                        .map(|(xp, (gp, yp))| {
+                            let dz = |i: usize| gp[i] * act.slope(yp[i]);
+                            (lane_sum(g.l, |i| dz(i) * xp[i]), lane_sum(g.l, dz))
                         })
                         .collect();
                     let (e, f): (Vec<f64>, Vec<f64>) = sums.into_iter().unzip();
