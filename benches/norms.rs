@@ -3,11 +3,20 @@
 //! of sum(y·r), eval forward. Median of `ASC_BENCH_REPS` (default 3) runs, in ms.
 //!
 //! Then one full training step (train forward, loss, backward, AdamW update) of each model with
-//! each norm, batch 16: `cnn` on 1×64×63 (the quickstart input), `cp-mobile` on 1×256×65 (the
-//! DCASE 2024 input), with clips per second.
+//! each norm at batch 32 (issue 9): `cnn` on 1×128×431 (10 s at the dcase2020 preset) and on
+//! 1×64×216, `cp-mobile` on 1×256×65 (the DCASE 2024 input); next to each, PyTorch's step of
+//! the same model and norm in float32 (benches/train_torch.py, run here in the same invocation;
+//! skipped with a message when python3 or torch is missing), the ratio ours/torch, each side's
+//! cost relative to its BN step, and both peak RSS.
 //!
-//! `cargo bench --bench norms`; `ASC_BENCH_SHAPE=8,16,128,431` and `ASC_BENCH_NORMS=bn,gn`
-//! shrink the run; `ASC_BENCH_PART=layers|models` runs one part.
+//! `cargo bench --bench norms`. Knobs: `ASC_BENCH_PART=layers|models` runs one part;
+//! `ASC_BENCH_NORMS=bn,gn` picks norms; `ASC_BENCH_SHAPE=8,16,128,431` the layer activation;
+//! `ASC_BENCH_MODELS=cnn-431,cnn-216,cp-mobile` the step configurations (`cnn-431` alone takes
+//! minutes); `ASC_BENCH_BATCH=8` overrides the batch of 32; `ASC_BENCH_TORCH_THREADS` (default
+//! 2, as this machine) torch's threads; ours uses rayon's pool (`RAYON_NUM_THREADS`).
+
+#[path = "common/peers.rs"]
+mod peers;
 
 use std::time::Instant;
 
@@ -29,13 +38,53 @@ fn selected(name: &str) -> bool {
         .unwrap_or(true)
 }
 
-/// Median ms of one training step of `model` with `norm` on a batch of `input` (N, 1, H, W).
-fn train_step_ms(
+/// One training-step configuration: `model` on batches of `input` (N, 1, H, W); `key` is its
+/// name in `ASC_BENCH_MODELS`.
+struct StepCase {
+    key: &'static str,
+    model: &'static str,
+    input: (usize, usize, usize),
+}
+
+/// Issue 9's rows: the `cnn` on 10 s at the dcase2020 preset (128 × 431, heavy: several seconds
+/// a step) and on 64 × 216, `cp-mobile` on the DCASE 2024 input (256 × 65), batch 32.
+const STEP_CASES: [StepCase; 3] = [
+    StepCase {
+        key: "cnn-431",
+        model: "cnn",
+        input: (32, 128, 431),
+    },
+    StepCase {
+        key: "cnn-216",
+        model: "cnn",
+        input: (32, 64, 216),
+    },
+    StepCase {
+        key: "cp-mobile",
+        model: "cp-mobile",
+        input: (32, 256, 65),
+    },
+];
+
+/// One side's figures for a configuration: median ms per step, RSS (MiB) when the model starts
+/// being built and its peak until the last step.
+#[derive(Clone, Copy)]
+struct StepFigures {
+    ms: f64,
+    start_rss: Option<f64>,
+    peak_rss: Option<f64>,
+}
+
+/// Our training step, as `asc train` runs it (`Session`, `soft_cross_entropy`, `Optimizer`
+/// with the default AdamW): one warm-up step, then the median of `reps`.
+fn train_step(
     model: &str,
     norm: &str,
     input: (usize, usize, usize),
     reps: usize,
-) -> candle_core::Result<f64> {
+) -> candle_core::Result<StepFigures> {
+    peers::reset_peak_rss();
+    let start_rss = peers::rss_mib();
     let (n, h, w) = input;
     let mut c = TrainConfig::defaults(model, norm, "-".into(), "-".into());
     c.labels = (0..10).map(|i| format!("c{i}")).collect();
@@ -53,21 +102,173 @@ fn train_step_ms(
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    Ok(median_ms(times))
+    Ok(StepFigures {
+        ms: median_ms(times),
+        start_rss,
+        peak_rss: peers::peak_rss_mib(),
+    })
 }
 
+/// Environment variable that makes this bench run one step configuration, "model,norm,N,H,W",
+/// print its [`StepFigures`] as JSON and exit: each configuration runs in a fresh process, as
+/// PyTorch's does, so that memory the allocator kept from an earlier one counts in neither the
+/// time nor the peak RSS.
+const CHILD_VAR: &str = "ASC_BENCH_STEP";
+
+/// [`train_step`] in a child process (see [`CHILD_VAR`]).
+fn our_step(
+    model: &str,
+    norm: &str,
+    input: (usize, usize, usize),
+    reps: usize,
+) -> candle_core::Result<StepFigures> {
+    let (n, h, w) = input;
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .env(CHILD_VAR, format!("{model},{norm},{n},{h},{w}"))
+        .env("ASC_BENCH_REPS", reps.to_string())
+        .output()?;
+    let fail = |why: String| candle_core::Error::Msg(format!("{model}/{norm} step: {why}"));
+    if !out.status.success() {
+        return Err(fail(String::from_utf8_lossy(&out.stderr).trim().into()));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| fail(e.to_string()))?;
+    figures(&v).ok_or_else(|| fail(format!("no \"ms\" in {v}")))
+}
+
+/// The child's side of [`our_step`]: `spec` is [`CHILD_VAR`]'s value.
+fn child_step(spec: &str, reps: usize) -> candle_core::Result<()> {
+    let parts: Vec<&str> = spec.split(',').collect();
+    let dims: Vec<usize> = parts[2..].iter().filter_map(|d| d.parse().ok()).collect();
+    if parts.len() != 5 || dims.len() != 3 {
+        candle_core::bail!("{CHILD_VAR}={spec:?}: expected model,norm,N,H,W");
+    }
+    let f = train_step(parts[0], parts[1], (dims[0], dims[1], dims[2]), reps)?;
+    let v = serde_json::json!({
+        "ms": f.ms,
+        "start_rss_mib": f.start_rss,
+        "peak_rss_mib": f.peak_rss,
+    });
+    println!("{v}");
+    Ok(())
+}
+
+/// [`StepFigures`] from the JSON both sides print (`ms`, `start_rss_mib`, `peak_rss_mib`).
+fn figures(v: &serde_json::Value) -> Option<StepFigures> {
+    Some(StepFigures {
+        ms: v["ms"].as_f64()?,
+        start_rss: v["start_rss_mib"].as_f64(),
+        peak_rss: v["peak_rss_mib"].as_f64(),
+    })
+}
+
+/// PyTorch's step of the same model, norm and input (benches/train_torch.py, a fresh process
+/// per configuration); `None` where python3 or torch is missing.
+fn torch_step(
+    model: &str,
+    norm: &str,
+    input: (usize, usize, usize),
+    reps: usize,
+    threads: &str,
+) -> Option<StepFigures> {
+    let (n, h, w) = input;
+    let v = peers::python(
+        "train_torch.py",
+        &[
+            "--model",
+            model,
+            "--input",
+            &format!("{n},{h},{w}"),
+            "--norms",
+            norm,
+            "--reps",
+            &reps.to_string(),
+            "--threads",
+            threads,
+        ],
+    )?;
+    figures(&v["rows"][0])
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.into())
+}
+
+fn mib(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.0}"))
+}
+
+/// `a / b` to two places, "-" where a side is missing.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}", a / b),
+        _ => "-".into(),
+    }
+}
+
+/// Training step of each selected model, input and norm, ours and PyTorch's side by side.
 fn models(reps: usize) -> candle_core::Result<()> {
-    println!("\ntraining step, batch 16, median of {reps} after one warm-up step");
+    let keys = env_or("ASC_BENCH_MODELS", "cnn-431,cnn-216,cp-mobile");
+    let batch: Option<usize> = std::env::var("ASC_BENCH_BATCH")
+        .ok()
+        .map(|b| b.parse().expect("ASC_BENCH_BATCH: an integer"));
+    let threads = env_or("ASC_BENCH_TORCH_THREADS", "2");
     println!(
-        "{:<10} {:<8} {:>10} {:>10}",
-        "model", "norm", "ms/step", "clips/s"
+        "\ntraining step (train forward, soft cross-entropy, backward, AdamW), median ms of {reps} \
+         after one warm-up step; ours: {} rayon thread(s) on {} CPU(s); torch: \
+         benches/train_torch.py, {threads} thread(s), BN/GN/LN/IN statistics through torch's \
+         kernels; each configuration in a fresh process on both sides; RSS in MiB: peak \
+         (VmHWM) and its rise (Δ) over the RSS before the model is built (runtime and libraries)",
+        rayon::current_num_threads(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
-    for (model, input) in [("cnn", (16, 64, 63)), ("cp-mobile", (16, 256, 65))] {
+    println!(
+        "{:<10} {:<11} {:<7} {:>9} {:>9} {:>6} {:>7} {:>8} {:>8} {:>9} {:>7} {:>8}",
+        "model",
+        "input",
+        "norm",
+        "ours ms",
+        "torch ms",
+        "ratio",
+        "ours/BN",
+        "torch/BN",
+        "rss ours",
+        "rss torch",
+        "Δ ours",
+        "Δ torch"
+    );
+    let mut torch_ok = true;
+    for case in STEP_CASES
+        .iter()
+        .filter(|c| keys.split(',').any(|k| k == c.key))
+    {
+        let (n, h, w) = case.input;
+        let input = (batch.unwrap_or(n), h, w);
+        let mut bn: Option<(StepFigures, Option<StepFigures>)> = None;
         for name in NORM_NAMES.iter().filter(|n| selected(n)) {
-            let ms = train_step_ms(model, name, input, reps)?;
+            let ours = our_step(case.model, name, input, reps)?;
+            // After one failure (python3 or torch missing) the torch column stays empty.
+            let torch = torch_ok
+                .then(|| torch_step(case.model, name, input, reps, &threads))
+                .flatten();
+            torch_ok = torch.is_some();
+            if *name == "bn" {
+                bn = Some((ours, torch));
+            }
+            let rise = |f: &StepFigures| f.peak_rss.zip(f.start_rss).map(|(p, s)| p - s);
             println!(
-                "{model:<10} {name:<8} {ms:>10.1} {:>10.1}",
-                input.0 as f64 / ms * 1e3
+                "{:<10} {:<11} {name:<7} {:>9.1} {:>9} {:>6} {:>7} {:>8} {:>8} {:>9} {:>7} {:>8}",
+                case.model,
+                format!("{}x{h}x{w}", input.0),
+                ours.ms,
+                torch.map_or("-".into(), |t| format!("{:.1}", t.ms)),
+                ratio(Some(ours.ms), torch.map(|t| t.ms)),
+                ratio(Some(ours.ms), bn.map(|b| b.0.ms)),
+                ratio(torch.map(|t| t.ms), bn.and_then(|b| b.1).map(|t| t.ms)),
+                mib(ours.peak_rss),
+                mib(torch.and_then(|t| t.peak_rss)),
+                mib(rise(&ours)),
+                mib(torch.as_ref().and_then(rise)),
             );
         }
     }
@@ -80,6 +281,9 @@ fn main() -> candle_core::Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
+    if let Ok(spec) = std::env::var(CHILD_VAR) {
+        return child_step(&spec, reps);
+    }
     if part != "models" {
         layers(reps)?;
     }
