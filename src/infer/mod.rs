@@ -285,7 +285,7 @@ impl Classifier {
     fn run(&self, input: Tensor) -> Result<Vec<f32>, InferError> {
         let n = input.shape().first().copied().unwrap_or(1);
         if n <= 1 {
-            return run_alone(|| self.run_one(input));
+            return self.run_one(input);
         }
         use rayon::prelude::*;
         let rows: Vec<Vec<f32>> = (0..n)
@@ -334,19 +334,6 @@ impl Classifier {
             .insert(shape.to_vec(), plan.clone());
         Ok(plan)
     }
-}
-
-/// Runs `f`, one example alone, with tract's matrix products spread over rayon's threads when
-/// the `multithread-mm` feature is on (a batch keeps them busy with one example each instead).
-fn run_alone<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(feature = "multithread-mm")]
-    {
-        use tract_linalg::multithread::{multithread_tract_scope, Executor};
-        if rayon::current_num_threads() > 1 {
-            return multithread_tract_scope(Executor::RayonGlobal, f);
-        }
-    }
-    f()
 }
 
 fn argmax(v: &[f32]) -> usize {
