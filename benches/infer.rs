@@ -3,6 +3,9 @@
 //! threads); and the end-to-end pipeline, decode → log-mel → model over a folder of 10 s WAVs,
 //! ours (`asc classify`'s library path, rayon over files) vs librosa + onnxruntime in Python
 //! (benches/pipeline_python.py). Run: `cargo bench --bench infer`.
+//!
+//! Each model row also gives the peak RSS of each side over loading the model and the runs
+//! (`VmHWM`, reset through `/proc/self/clear_refs` first) and its growth over the RSS before.
 
 mod common;
 
@@ -58,6 +61,30 @@ fn median_ms<F: FnMut()>(runs: usize, mut f: F) -> f64 {
     t[t.len() / 2]
 }
 
+/// A field of /proc/self/status in MiB (NaN where there is none, e.g. not on Linux).
+fn status_mb(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Hands freed heap back to the system, so the next row's growth is not hidden by memory an
+/// earlier row left in malloc's pools, then resets VmHWM to the current RSS (Linux ≥ 4.0;
+/// ignored elsewhere).
+fn reset_peak_rss() {
+    // SAFETY: malloc_trim only releases free memory of glibc's allocator.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 fn python(script: &str, args: &[&str]) -> Option<serde_json::Value> {
     let path = format!("{}/benches/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("python3").arg(path).args(args).output().ok()?;
@@ -74,13 +101,13 @@ fn python(script: &str, args: &[&str]) -> Option<serde_json::Value> {
 fn model_rows(dir: &Path) {
     let threads = rayon::current_num_threads();
     println!("\nmodel inference, ms per batch (median of 7); tract: Classifier, {threads} rayon thread(s) over the batch");
+    println!("peak RSS in MiB over load + runs (growth over the RSS before); ort: 1 thread");
     println!(
-        "{:<10} {:>5} {:>10} {:>12} {:>12} {:>10}",
-        "model", "batch", "tract", "ort 1 thr", "ort 2 thr", "tract/ort1"
+        "{:<10} {:>5} {:>10} {:>12} {:>12} {:>10} {:>16} {:>16}",
+        "model", "batch", "tract", "ort 1 thr", "ort 2 thr", "tract/ort1", "tract RSS", "ort RSS"
     );
     for (model, preset, frames) in CASES {
         let (path, meta) = export_model(dir, model, preset);
-        let c = Classifier::from_onnx(&path).unwrap();
         let m = meta.frontend.n_mels;
         for batch in [1usize, 32] {
             let spec = Spectrogram {
@@ -91,9 +118,16 @@ fn model_rows(dir: &Path) {
                     .collect(),
             };
             let specs = vec![spec; batch];
+            reset_peak_rss();
+            let rss_before = status_mb("VmRSS");
+            // A fresh Classifier per row, so its plan is built inside the measured span, as
+            // onnxruntime's session is on the Python side.
+            let c = Classifier::from_onnx(&path).unwrap();
             let tract = median_ms(7, || {
                 std::hint::black_box(c.classify_spectrograms(&specs).unwrap());
             });
+            drop(c);
+            let tract_peak = status_mb("VmHWM");
             let ort = python(
                 "infer_onnxruntime.py",
                 &[
@@ -103,12 +137,17 @@ fn model_rows(dir: &Path) {
                     &frames.to_string(),
                 ],
             );
-            let (o1, o2) = ort
-                .map(|v| (v["ms_1"].as_f64().unwrap(), v["ms_2"].as_f64().unwrap()))
-                .unwrap_or((f64::NAN, f64::NAN));
+            let f = |v: &Option<serde_json::Value>, k: &str| {
+                v.as_ref().and_then(|v| v[k].as_f64()).unwrap_or(f64::NAN)
+            };
+            let (o1, o2) = (f(&ort, "ms_1"), f(&ort, "ms_2"));
             println!(
-                "{model:<10} {batch:>5} {tract:>7.2} ms {o1:>9.2} ms {o2:>9.2} ms {:>9.2}x",
-                tract / o1
+                "{model:<10} {batch:>5} {tract:>7.2} ms {o1:>9.2} ms {o2:>9.2} ms {:>9.2}x {:>8.0} (+{:>4.0}) {:>8.0} (+{:>4.0})",
+                tract / o1,
+                tract_peak,
+                tract_peak - rss_before,
+                f(&ort, "peak_mb_1"),
+                f(&ort, "growth_mb_1"),
             );
         }
     }

@@ -1,10 +1,11 @@
 //! Small layers the architectures share: convolution (through our ops), linear, dropout with a
 //! reproducible mask, and counting of parameters and MACs (`dcase.md`, torchinfo convention).
 
+use super::norm::Norm;
 use super::ops;
 use crate::dataset::rng::mix64 as mix;
 use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
-use candle_core::{Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -65,15 +66,45 @@ impl Conv {
         )
     }
 
-    /// ONNX `Conv` (no bias) on the NCHW value `x`; depthwise as `group = C`.
-    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
-        let dims: Vec<i64> = self.weight.dims().iter().map(|&d| d as i64).collect();
-        let w = g.add_tensor("conv_w", &self.weight, &dims)?;
+    /// ONNX `Conv` on the NCHW value `x` (depthwise as `group = C`) followed by `norm` in eval
+    /// mode. A norm that is a per-channel affine there ([`Norm::eval_affine`], BN) is folded
+    /// in: each output channel's weights scaled, the shift as the bias, one `Conv` node for
+    /// the pair (issue 9). Other norms follow the convolution as their own nodes.
+    pub fn emit_onnx(&self, g: &mut OnnxGraph, x: &str, norm: &dyn Norm) -> Result<String> {
+        match norm.eval_affine()? {
+            Some((scale, shift)) => {
+                let out_c = self.weight.dim(0)?;
+                let weight = self
+                    .weight
+                    .to_dtype(DType::F32)?
+                    .broadcast_mul(&scale.to_dtype(DType::F32)?.reshape((out_c, 1, 1, 1))?)?;
+                self.emit_conv(g, x, &weight, Some(&shift))
+            }
+            None => {
+                let y = self.emit_conv(g, x, &self.weight, None)?;
+                norm.emit_onnx(g, &y)
+            }
+        }
+    }
+
+    fn emit_conv(
+        &self,
+        g: &mut OnnxGraph,
+        x: &str,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<String> {
+        let dims: Vec<i64> = weight.dims().iter().map(|&d| d as i64).collect();
+        let mut inputs = vec![x.to_string(), g.add_tensor("conv_w", weight, &dims)?];
+        if let Some(b) = bias {
+            inputs.push(g.add_tensor("conv_b", b, &dims[..1])?);
+        }
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let (ph, pw) = (self.padding.0 as i64, self.padding.1 as i64);
         let group = if self.depthwise { dims[0] } else { 1 };
         Ok(g.add_node(
             "Conv",
-            &[x, &w],
+            &inputs,
             vec![
                 attr_ints("kernel_shape", &dims[2..]),
                 attr_ints("strides", &[self.stride.0 as i64, self.stride.1 as i64]),
@@ -228,4 +259,91 @@ fn pool_attrs(
 /// Counts the elements of trainable tensors.
 pub fn count_params(vars: &[candle_core::Var]) -> usize {
     vars.iter().map(|v| v.elem_count()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::graph::Dim;
+    use crate::nn::norm::{build_norm, NormBuilder, NormConfig, NORM_NAMES};
+    use candle_core::Device;
+    use candle_nn::VarMap;
+    use prost::Message;
+    use tract_onnx::prelude::*;
+
+    /// The exported conv → norm pair (folded where the norm allows it) computes what the
+    /// candle eval forward computes, for every norm and a plain and a depthwise conv, to
+    /// float rounding; BN, and only BN, is folded into the convolution.
+    #[test]
+    fn conv_and_norm_export_matches_eval_forward() {
+        let dev = Device::Cpu;
+        let (n, c, h, w) = (2, 8, 9, 11);
+        let x = candle_core::Tensor::randn(0f32, 1., (n, c, h, w), &dev).unwrap();
+        let mut folded = Vec::new();
+        for name in NORM_NAMES {
+            for depthwise in [false, true] {
+                let (pm, bm) = (VarMap::new(), VarMap::new());
+                let vb = VarBuilder::from_varmap(&pm, DType::F32, &dev);
+                let nb = NormBuilder::new(
+                    VarBuilder::from_varmap(&pm, DType::F32, &dev).pp("norm"),
+                    VarBuilder::from_varmap(&bm, DType::F32, &dev).pp("norm"),
+                );
+                let conv = Conv::new(vb.pp("conv"), c, c, (3, 3), (1, 2), depthwise).unwrap();
+                let norm = build_norm(name, c, &NormConfig::default(), &nb).unwrap();
+                // Parameters off their initial values, running statistics moved by training
+                // forwards on shifted data: every term of the eval forward matters.
+                for v in pm.all_vars() {
+                    v.set(&(v.randn_like(0.3, 0.5).unwrap())).unwrap();
+                }
+                for _ in 0..3 {
+                    let xt = ((x.randn_like(0., 2.).unwrap()) + 0.7).unwrap();
+                    norm.forward_t(&conv.forward(&xt).unwrap(), true).unwrap();
+                }
+                let want = norm.forward_t(&conv.forward(&x).unwrap(), false).unwrap();
+
+                let mut g = OnnxGraph::new();
+                let dims = [n, c, h, w].map(|d| Dim::Fixed(d as i64));
+                g.add_input("x", &dims);
+                let y = conv.emit_onnx(&mut g, "x", norm.as_ref()).unwrap();
+                let out_dims: Vec<Dim> =
+                    want.dims().iter().map(|&d| Dim::Fixed(d as i64)).collect();
+                g.add_output(&y, &out_dims);
+                if norm.eval_affine().unwrap().is_some() {
+                    assert_eq!(g.op_types(), ["Conv"], "{name}: folded");
+                    folded.push(name);
+                }
+                let bytes = g.to_model().encode_to_vec();
+                let plan = tract_onnx::onnx()
+                    .model_for_read(&mut bytes.as_slice())
+                    .unwrap()
+                    .into_optimized()
+                    .unwrap()
+                    .into_runnable()
+                    .unwrap();
+                let xv: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+                let input = tract_ndarray::Array4::from_shape_vec((n, c, h, w), xv)
+                    .unwrap()
+                    .into_tensor();
+                let got = plan.run(tvec!(input.into())).unwrap();
+                let got: Vec<f32> = got[0]
+                    .to_plain_array_view::<f32>()
+                    .unwrap()
+                    .iter()
+                    .copied()
+                    .collect();
+                let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
+                assert_eq!(got.len(), want.len());
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst <= 1e-5,
+                    "{name}, depthwise {depthwise}: max rel |Δ| = {worst}"
+                );
+            }
+        }
+        assert_eq!(folded, ["bn", "bn"], "norms folded into the conv");
+    }
 }

@@ -83,8 +83,7 @@ impl Model for Cnn {
     fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
         let mut x = input.to_string();
         for (i, (conv, norm)) in self.convs.iter().enumerate() {
-            let y = conv.emit_onnx(g, &x)?;
-            x = norm.emit_onnx(g, &y)?;
+            x = conv.emit_onnx(g, &x, norm.as_ref())?;
             if i == 1 {
                 // max(relu(v)) = relu(max(v)): pooling first lets ReLU run on 1/25 of the data
                 // (design.md, "tract on CPU").

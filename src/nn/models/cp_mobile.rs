@@ -95,8 +95,7 @@ impl ConvNorm {
     }
 
     fn emit_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
-        let y = self.conv.emit_onnx(g, x)?;
-        let y = self.norm.emit_onnx(g, &y)?;
+        let y = self.conv.emit_onnx(g, x, self.norm.as_ref())?;
         Ok(if self.relu {
             g.add_node("Relu", &[&y], vec![])
         } else {

@@ -42,4 +42,12 @@ impl Norm for BatchNorm {
     fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
         self.stats.emit(g, input, Some((&self.weight, &self.bias)))
     }
+
+    /// γ·(x − μ)/√(σ² + ε) + β with the running μ, σ², as the eval forward applies it.
+    fn eval_affine(&self) -> Result<Option<(Tensor, Tensor)>> {
+        let (a, b) = self.stats.fold()?;
+        let scale = (&self.weight * &a)?;
+        let shift = ((&self.weight * &b)? + &self.bias)?;
+        Ok(Some((scale, shift)))
+    }
 }

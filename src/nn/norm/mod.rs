@@ -39,6 +39,13 @@ pub trait Norm: Send + Sync + std::fmt::Debug {
     /// Appends the eval-mode decomposition (opset 17) for a rank-4 input named `input` and
     /// returns the name of the output value.
     fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String>;
+    /// The eval-mode layer as one per-channel affine `y = scale·x + shift` (each of length C),
+    /// where it is one: the exporter then folds it into the convolution before it and emits no
+    /// norm node (issue 9). `None`, the default, for layers with per-sample statistics or
+    /// gates, whose output is not an affine function of each channel alone.
+    fn eval_affine(&self) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(None)
+    }
 }
 
 /// How L2BN scales each sample before BN (norms.md §3.3).
