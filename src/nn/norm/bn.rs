@@ -45,9 +45,8 @@ impl Norm for BatchNorm {
 
     /// γ·(x − μ)/√(σ² + ε) + β with the running μ, σ², as the eval forward applies it.
     fn eval_affine(&self) -> Result<Option<(Tensor, Tensor)>> {
-        let (a, b) = self.stats.fold()?;
-        let scale = (&self.weight * &a)?;
-        let shift = ((&self.weight * &b)? + &self.bias)?;
-        Ok(Some((scale, shift)))
+        self.stats
+            .eval_affine(Some((&self.weight, &self.bias)))
+            .map(Some)
     }
 }

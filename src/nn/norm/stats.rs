@@ -144,14 +144,20 @@ impl RunningStats {
                 x.dims()
             );
         }
+        let (scale, shift) = self.eval_affine(affine)?;
+        channel_affine(x, &scale, &shift, act)
+    }
+
+    /// The eval-mode normalization as one affine: (γ·a, γ·b + β) with [`RunningStats::fold`]'s
+    /// a, b; (a, b) without `affine`. γ, β per channel (C) or per sample and channel (N, C).
+    pub fn eval_affine(&self, affine: Option<(&Tensor, &Tensor)>) -> Result<(Tensor, Tensor)> {
         let (a, b) = self.fold()?;
         match affine {
-            None => channel_affine(x, &a, &b, act),
-            Some((gamma, beta)) => {
-                let scale = gamma.broadcast_mul(&a)?;
-                let shift = gamma.broadcast_mul(&b)?.broadcast_add(beta)?;
-                channel_affine(x, &scale, &shift, act)
-            }
+            None => Ok((a, b)),
+            Some((gamma, beta)) => Ok((
+                gamma.broadcast_mul(&a)?,
+                gamma.broadcast_mul(&b)?.broadcast_add(beta)?,
+            )),
         }
     }
 
