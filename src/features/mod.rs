@@ -3,9 +3,11 @@
 
 mod cache;
 mod config;
+mod ln;
 mod logmel;
 mod mel;
 pub mod npy;
+mod spectrum;
 
 pub use cache::FeatureCache;
 pub use config::{ClipNorm, FrontendConfig, LogScale, MelNorm, PadMode, PRESET_NAMES};
