@@ -28,7 +28,7 @@ pub struct SpectrumScratch {
 
 impl PowerSpectrum {
     pub fn new(n_fft: usize) -> Self {
-        let even = n_fft % 2 == 0;
+        let even = n_fft.is_multiple_of(2);
         let len = if even { n_fft / 2 } else { n_fft };
         let fft = FftPlanner::new().plan_fft_forward(len);
         let twiddles = if even { 0..n_fft / 2 } else { 0..0 };
@@ -54,7 +54,7 @@ impl PowerSpectrum {
         debug_assert_eq!(frame.len(), self.n_fft);
         debug_assert_eq!(window.len(), self.n_fft);
         debug_assert_eq!(power.len(), self.n_fft / 2 + 1);
-        if self.n_fft % 2 == 1 {
+        if !self.n_fft.is_multiple_of(2) {
             for ((z, &x), &w) in s.buffer.iter_mut().zip(frame).zip(window) {
                 *z = Complex::new(x * w, 0.0);
             }
