@@ -3,10 +3,9 @@
 //! so a dataset pays for them once; it is `Sync` and is shared across rayon workers.
 
 use super::config::{ClipNorm, FrontendConfig, LogScale, PadMode};
+use super::ln::ln_in_place;
 use super::mel::{filterbank, Band, MelSpec};
-use realfft::num_complex::Complex;
-use realfft::{RealFftPlanner, RealToComplex};
-use std::sync::Arc;
+use super::spectrum::{PowerSpectrum, SpectrumScratch};
 
 /// A log-mel spectrogram, `n_mels` rows of `frames` values (row-major, librosa's layout).
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +18,7 @@ pub struct Spectrogram {
 /// A ready-to-run front end.
 pub struct LogMel {
     config: FrontendConfig,
-    fft: Arc<dyn RealToComplex<f32>>,
+    spectrum: PowerSpectrum,
     window: Vec<f32>,
     bands: Vec<Band>,
 }
@@ -34,16 +33,16 @@ impl std::fmt::Debug for LogMel {
 
 /// Reusable buffers for one thread.
 struct Scratch {
-    frame: Vec<f32>,
-    spectrum: Vec<Complex<f32>>,
-    fft_scratch: Vec<Complex<f32>>,
+    /// A frame overlapping the padding, assembled.
+    edge: Vec<f32>,
+    spectrum: SpectrumScratch,
     power: Vec<f32>,
 }
 
 impl LogMel {
     pub fn new(config: FrontendConfig) -> Result<Self, String> {
         config.validate()?;
-        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(config.n_fft);
+        let spectrum = PowerSpectrum::new(config.n_fft);
         let bands = filterbank(&MelSpec {
             sr: config.sr,
             n_fft: config.n_fft,
@@ -56,7 +55,7 @@ impl LogMel {
         let window = hann_padded(config.win_length, config.n_fft);
         Ok(Self {
             config,
-            fft,
+            spectrum,
             window,
             bands,
         })
@@ -86,9 +85,8 @@ impl LogMel {
 
     fn scratch(&self) -> Scratch {
         Scratch {
-            frame: self.fft.make_input_vec(),
-            spectrum: self.fft.make_output_vec(),
-            fft_scratch: self.fft.make_scratch_vec(),
+            edge: vec![0.0; self.config.n_fft],
+            spectrum: self.spectrum.scratch(),
             power: vec![0.0; self.config.n_fft / 2 + 1],
         }
     }
@@ -96,30 +94,15 @@ impl LogMel {
     /// Log-mel of mono `samples` at the configured rate.
     pub fn compute(&self, samples: &[f32]) -> Spectrogram {
         let c = &self.config;
-        let padded = self.pad(samples);
         let frames = c.frames(samples.len());
         let mut data = vec![0.0f32; c.n_mels * frames];
         let mut s = self.scratch();
         for t in 0..frames {
-            let start = t * c.hop_length;
-            for ((dst, &x), &w) in s
-                .frame
-                .iter_mut()
-                .zip(&padded[start..start + c.n_fft])
-                .zip(&self.window)
-            {
-                *dst = x * w;
-            }
-            self.fft
-                .process_with_scratch(&mut s.frame, &mut s.spectrum, &mut s.fft_scratch)
-                .expect("buffer sizes come from the plan");
-            for (p, z) in s.power.iter_mut().zip(&s.spectrum) {
-                *p = z.re * z.re + z.im * z.im;
-            }
+            let frame = self.frame(samples, t, &mut s.edge);
+            self.spectrum
+                .power(frame, &self.window, &mut s.spectrum, &mut s.power);
             for (m, band) in self.bands.iter().enumerate() {
-                let bins = &s.power[band.start..band.start + band.weights.len()];
-                let energy: f32 = bins.iter().zip(&band.weights).map(|(p, w)| p * w).sum();
-                data[m * frames + t] = energy;
+                data[m * frames + t] = band.energy(&s.power);
             }
         }
         self.compress(&mut data);
@@ -130,29 +113,35 @@ impl LogMel {
         }
     }
 
-    /// Centre padding (`frontend.md` step 2); the result always holds at least one frame.
-    fn pad(&self, samples: &[f32]) -> Vec<f32> {
+    /// The samples of frame `t`. Frames that lie inside the signal are borrowed in place; only
+    /// those overlapping the centre padding (`frontend.md` step 2) are assembled in `edge`, so
+    /// the padded signal is never built.
+    fn frame<'a>(&self, samples: &'a [f32], t: usize, edge: &'a mut [f32]) -> &'a [f32] {
         let c = &self.config;
-        if !c.center {
-            return samples.to_vec();
+        let shift = if c.center { c.n_fft / 2 } else { 0 };
+        let start = (t * c.hop_length) as isize - shift as isize;
+        if start >= 0 && start as usize + c.n_fft <= samples.len() {
+            return &samples[start as usize..start as usize + c.n_fft];
         }
-        let half = c.n_fft / 2;
-        let mut out = vec![0.0f32; samples.len() + 2 * half];
-        out[half..half + samples.len()].copy_from_slice(samples);
-        if c.pad_mode == PadMode::Reflect && samples.len() == 1 {
-            out.fill(samples[0]);
-        } else if c.pad_mode == PadMode::Reflect && samples.len() > 1 {
-            reflect_edges(&mut out, half, samples.len());
+        for (i, dst) in edge.iter_mut().enumerate() {
+            *dst = padded_sample(samples, start + i as isize, c.pad_mode);
         }
-        out
+        edge
     }
 
     fn compress(&self, data: &mut [f32]) {
         match self.config.log {
-            LogScale::Ln { offset } => data.iter_mut().for_each(|v| *v = (*v + offset).ln()),
-            LogScale::PowerToDb { amin } => data
-                .iter_mut()
-                .for_each(|v| *v = 10.0 * v.max(amin).log10()),
+            LogScale::Ln { offset } => {
+                data.iter_mut().for_each(|v| *v += offset);
+                ln_in_place(data);
+            }
+            LogScale::PowerToDb { amin } => {
+                data.iter_mut().for_each(|v| *v = v.max(amin));
+                ln_in_place(data);
+                // 10·log10(x) = ln(x) · 10/ln(10).
+                let scale = 10.0 / std::f32::consts::LN_10;
+                data.iter_mut().for_each(|v| *v *= scale);
+            }
         }
         if self.config.clip_norm == ClipNorm::Minmax && !data.is_empty() {
             let (lo, hi) = data
@@ -166,23 +155,22 @@ impl LogMel {
     }
 }
 
-/// Mirrors the signal into `half` samples on each side without repeating the edge sample
-/// (`np.pad(mode="reflect")`), reflecting repeatedly when the signal is shorter than `half`.
-fn reflect_edges(out: &mut [f32], half: usize, len: usize) {
-    let period = 2 * (len - 1);
-    let source = |i: isize| -> usize {
-        let m = i.rem_euclid(period as isize) as usize;
-        if m < len {
-            m
-        } else {
-            period - m
+/// Sample `i` of the centre-padded signal, `i` counted from the first real sample: zero outside
+/// for `constant`; for `reflect`, a mirror that does not repeat the edge sample
+/// (`np.pad(mode="reflect")`), reflecting repeatedly when the signal is shorter than the padding.
+fn padded_sample(samples: &[f32], i: isize, mode: PadMode) -> f32 {
+    let len = samples.len();
+    if (0..len as isize).contains(&i) {
+        return samples[i as usize];
+    }
+    match (mode, len) {
+        (PadMode::Constant, _) | (PadMode::Reflect, 0) => 0.0,
+        (PadMode::Reflect, 1) => samples[0],
+        (PadMode::Reflect, _) => {
+            let period = 2 * (len - 1);
+            let m = i.rem_euclid(period as isize) as usize;
+            samples[if m < len { m } else { period - m }]
         }
-    };
-    for j in 0..half {
-        let left = source(j as isize - half as isize);
-        out[j] = out[half + left];
-        let right = source((len + j) as isize);
-        out[half + len + j] = out[half + right];
     }
 }
 
@@ -205,9 +193,18 @@ mod tests {
     #[test]
     fn reflect_matches_numpy_rule() {
         // np.pad([1,2,3,4], 3, mode="reflect") = [4,3,2,1,2,3,4,3,2,1]
-        let mut out = vec![0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0];
-        reflect_edges(&mut out, 3, 4);
+        let signal = [1.0, 2.0, 3.0, 4.0];
+        let out: Vec<f32> = (-3..7)
+            .map(|i| padded_sample(&signal, i, PadMode::Reflect))
+            .collect();
         assert_eq!(out, vec![4.0, 3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 1.0]);
+        // Shorter than the padding: the mirror repeats; one sample repeats itself.
+        let out: Vec<f32> = (-4..6)
+            .map(|i| padded_sample(&signal[..2], i, PadMode::Reflect))
+            .collect();
+        assert_eq!(out, vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+        assert_eq!(padded_sample(&[5.0], -3, PadMode::Reflect), 5.0);
+        assert_eq!(padded_sample(&signal, -1, PadMode::Constant), 0.0);
     }
 
     #[test]

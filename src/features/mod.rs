@@ -3,9 +3,11 @@
 
 mod cache;
 mod config;
+mod ln;
 mod logmel;
 mod mel;
 pub mod npy;
+mod spectrum;
 
 pub use cache::FeatureCache;
 pub use config::{ClipNorm, FrontendConfig, LogScale, MelNorm, PadMode, PRESET_NAMES};
@@ -52,8 +54,9 @@ pub fn file_features_keyed(
 /// Mono samples of a WAV file's bytes at `rate`.
 pub fn samples_at_rate(path: &Path, bytes: &[u8], rate: u32) -> Result<Vec<f32>, FileError> {
     let decoded = audio::decode_bytes(path, bytes)?;
-    let mono = audio::downmix(&decoded.samples, decoded.info.channels as usize);
-    audio::resample(&mono, decoded.info.sample_rate, rate).map_err(|e| FileError::new(path, e))
+    let (samples, _) =
+        audio::into_mono(decoded, Some(rate)).map_err(|e| FileError::new(path, e))?;
+    Ok(samples)
 }
 
 /// Features of many files, in parallel over files, in input order; `on_done` is called once per
