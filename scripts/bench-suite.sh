@@ -7,6 +7,7 @@
 #
 #   scripts/bench-suite.sh              # all of it (the cnn at 128 x 431 alone takes minutes)
 #   ASC_BENCH_MODELS=cnn-216 ASC_BENCH_NORMS=bn,none scripts/bench-suite.sh   # a quick pass
+#   ASC_BENCH_SUITE="norms ops" scripts/bench-suite.sh                        # some benches
 #
 # The benches' own knobs (ASC_BENCH_*) pass through; see the head of each benches/*.rs.
 set -uo pipefail
@@ -19,7 +20,7 @@ header() {
     echo "# bench suite, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (uncommitted changes)')"
     echo "cpus: $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), load: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "$(rustc --version)"
+    rustc --version
     python3 - <<'EOF' 2>&1
 import importlib
 import sys
@@ -36,7 +37,7 @@ EOF
 suite() {
     local status=0
     header
-    for bench in frontend infer norms ops; do
+    for bench in ${ASC_BENCH_SUITE:-frontend infer norms ops}; do
         echo
         echo "## cargo bench --bench $bench"
         cargo bench --bench "$bench" 2>&1 || { echo "cargo bench --bench $bench failed"; status=1; }
