@@ -81,6 +81,14 @@ impl DwGeom {
         })
     }
 
+    /// Per kernel column j, the output columns `lo..hi` whose input column is inside the plane
+    /// (computed once per call: per row it cost two divisions, on rows of 17 values).
+    fn col_ranges(&self) -> Vec<(usize, usize)> {
+        (0..self.kw)
+            .map(|j| valid_range(self.ow, self.w, self.sw, self.pw, j))
+            .collect()
+    }
+
     /// Calls `f(oh, ih, i)` for every output row `oh` and kernel row `i` that reads input row `ih`.
     #[inline]
     fn for_rows(&self, mut f: impl FnMut(usize, usize, usize)) {
@@ -99,13 +107,13 @@ impl DwGeom {
 /// One input plane of the batch: its index and, when the input needs a gradient, its slice of it.
 type PlaneSlot<'a> = (usize, Option<&'a mut [f32]>);
 
-fn forward_plane(x: &[f32], k: &[f32], g: &DwGeom, y: &mut [f32]) {
+fn forward_plane(x: &[f32], k: &[f32], g: &DwGeom, cols: &[(usize, usize)], y: &mut [f32]) {
     g.for_rows(|oh, ih, i| {
         let xr = &x[ih * g.w..(ih + 1) * g.w];
         let yr = &mut y[oh * g.ow..(oh + 1) * g.ow];
         for j in 0..g.kw {
             let kv = k[i * g.kw + j];
-            let (lo, hi) = valid_range(g.ow, g.w, g.sw, g.pw, j);
+            let (lo, hi) = cols[j];
             if lo == hi {
                 continue;
             }
@@ -130,6 +138,7 @@ fn backward_plane(
     k: &[f32],
     gy: &[f32],
     g: &DwGeom,
+    cols: &[(usize, usize)],
     gx: Option<&mut [f32]>,
     gk: &mut [f64],
 ) {
@@ -139,7 +148,7 @@ fn backward_plane(
             let gxr = &mut gx[ih * g.w..(ih + 1) * g.w];
             for j in 0..g.kw {
                 let kv = k[i * g.kw + j];
-                let (lo, hi) = valid_range(g.ow, g.w, g.sw, g.pw, j);
+                let (lo, hi) = cols[j];
                 if lo == hi {
                     continue;
                 }
@@ -161,7 +170,7 @@ fn backward_plane(
         let gyr = &gy[oh * g.ow..(oh + 1) * g.ow];
         let xr = &x[ih * g.w..(ih + 1) * g.w];
         for j in 0..g.kw {
-            let (lo, hi) = valid_range(g.ow, g.w, g.sw, g.pw, j);
+            let (lo, hi) = cols[j];
             if lo == hi {
                 continue;
             }
@@ -201,12 +210,19 @@ impl CustomOp2 for DepthwiseOp {
         let x = cpu_f32(s1, l1, "depthwise_conv2d")?;
         let w = cpu_f32(s2, l2, "depthwise_conv2d")?;
         let (hw, ohw, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        let cols = g.col_ranges();
         let mut y = vec![0f32; g.n * g.c * ohw];
         y.par_chunks_mut(ohw.max(1))
             .enumerate()
             .for_each(|(p, yp)| {
                 let c = p % g.c;
-                forward_plane(&x[p * hw..(p + 1) * hw], &w[c * kk..(c + 1) * kk], g, yp);
+                forward_plane(
+                    &x[p * hw..(p + 1) * hw],
+                    &w[c * kk..(c + 1) * kk],
+                    g,
+                    &cols,
+                    yp,
+                );
             });
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.c, g.oh, g.ow))))
     }
@@ -220,6 +236,7 @@ impl CustomOp2 for DepthwiseOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = self.geom;
         let (hw, ohw, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        let cols = g.col_ranges();
         let need_gx = x.track_op();
         let need_gw = w.track_op();
         let (gx, gw) = with_f32(x, "depthwise backward", |xs| {
@@ -254,6 +271,7 @@ impl CustomOp2 for DepthwiseOp {
                                     k,
                                     &gys[p * ohw..(p + 1) * ohw],
                                     &g,
+                                    &cols,
                                     gxp,
                                     &mut gk,
                                 );
