@@ -7,7 +7,7 @@
 //! strides (2, 2), (1, 2), (2, 1) (`models.md` § cp-mobile). The 1×1 stride-1 unpadded case (the
 //! expand/project convs) skips im2col: the input plane already is the column matrix.
 
-use super::{cpu_f32, out_len, use_cpu_kernels, valid_range, with_f32};
+use super::{cpu_f32, grad_tensor, out_len, use_cpu_kernels, valid_range, with_f32};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -419,13 +419,7 @@ impl CustomOp2 for Conv2dOp {
                 })
             })
         })?;
-        let gx = gx
-            .map(|v| Tensor::from_vec(v, x.shape(), x.device()))
-            .transpose()?;
-        let gw = gw
-            .map(|v| Tensor::from_vec(v, w.shape(), w.device()))
-            .transpose()?;
-        Ok((gx, gw))
+        Ok((grad_tensor(x, gx)?, grad_tensor(w, gw)?))
     }
 }
 

@@ -8,7 +8,7 @@
 //! gradient over channels, summed in f64 across the batch.
 
 use super::standardize::lane_sum;
-use super::{cpu_f32, out_len, use_cpu_kernels, valid_range, with_f32};
+use super::{cpu_f32, grad_tensor, out_len, use_cpu_kernels, valid_range, with_f32};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -283,13 +283,7 @@ impl CustomOp2 for DepthwiseOp {
                 })
             })
         })?;
-        let gx = gx
-            .map(|v| Tensor::from_vec(v, x.shape(), x.device()))
-            .transpose()?;
-        let gw = gw
-            .map(|v| Tensor::from_vec(v, w.shape(), w.device()))
-            .transpose()?;
-        Ok((gx, gw))
+        Ok((grad_tensor(x, gx)?, grad_tensor(w, gw)?))
     }
 }
 

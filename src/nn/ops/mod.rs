@@ -67,6 +67,14 @@ pub(crate) fn with_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> Result
     }
 }
 
+/// A backward's result for argument `t`: `v` shaped like `t`, or `None` where `t` is not part of
+/// a graph (a constant needs no gradient) or none was computed.
+pub(crate) fn grad_tensor(t: &Tensor, v: Option<Vec<f32>>) -> Result<Option<Tensor>> {
+    v.filter(|_| t.track_op())
+        .map(|v| Tensor::from_vec(v, t.shape(), t.device()))
+        .transpose()
+}
+
 /// A vector of `len` values written by `fill(chunk index, chunk)` over chunks of `chunk` values
 /// in parallel (at least `min_chunks` per task), without zeroing the memory first: the memset of
 /// `vec![0; len]` was 12% of a training step. `fill` must write every element of its chunk.

@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_f32, par_fill, use_cpu_kernels, with_f32, Activation};
+use super::{cpu_f32, grad_tensor, par_fill, use_cpu_kernels, with_f32, Activation};
 
 /// Which values share one mean and variance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -375,18 +375,11 @@ impl CustomOp3 for StandardizeOp {
                 })
             })
         })?;
-        let gx = gx
-            .map(|v| Tensor::from_vec(v, x.shape(), x.device()))
-            .transpose()?;
-        let dgamma = gamma
-            .track_op()
-            .then(|| Tensor::from_vec(dgamma, gamma.shape(), gamma.device()))
-            .transpose()?;
-        let dbeta = beta
-            .track_op()
-            .then(|| Tensor::from_vec(dbeta, beta.shape(), beta.device()))
-            .transpose()?;
-        Ok((gx, dgamma, dbeta))
+        Ok((
+            grad_tensor(x, gx)?,
+            grad_tensor(gamma, Some(dgamma))?,
+            grad_tensor(beta, Some(dbeta))?,
+        ))
     }
 }
 
@@ -510,18 +503,11 @@ impl CustomOp3 for AffineOp {
                 })
             })
         })?;
-        let gx = gx
-            .map(|v| Tensor::from_vec(v, x.shape(), x.device()))
-            .transpose()?;
-        let ds = s
-            .track_op()
-            .then(|| Tensor::from_vec(ds, s.shape(), s.device()))
-            .transpose()?;
-        let dt = t
-            .track_op()
-            .then(|| Tensor::from_vec(dt, t.shape(), t.device()))
-            .transpose()?;
-        Ok((gx, ds, dt))
+        Ok((
+            grad_tensor(x, gx)?,
+            grad_tensor(s, Some(ds))?,
+            grad_tensor(t, Some(dt))?,
+        ))
     }
 }
 
