@@ -8,6 +8,8 @@
 //! (`VmHWM`, reset through `/proc/self/clear_refs` first) and its growth over the RSS before.
 
 mod common;
+#[path = "common/peers.rs"]
+mod peers;
 
 use asc::export::{self, InputKind, ModelMetadata};
 use asc::features::{FrontendConfig, Spectrogram};
@@ -16,7 +18,6 @@ use asc::train::{Session, TrainConfig};
 use candle_core::Device;
 use prost::Message;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 /// (model, front end, frames): the `cnn` on 10 s at the dcase2020 preset, `cp-mobile` on 1 s at
@@ -61,43 +62,6 @@ fn median_ms<F: FnMut()>(runs: usize, mut f: F) -> f64 {
     t[t.len() / 2]
 }
 
-/// A field of /proc/self/status in MiB (NaN where there is none, e.g. not on Linux).
-fn status_mb(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-/// Hands freed heap back to the system, so the next row's growth is not hidden by memory an
-/// earlier row left in malloc's pools, then resets VmHWM to the current RSS (Linux ≥ 4.0;
-/// ignored elsewhere).
-fn reset_peak_rss() {
-    // SAFETY: malloc_trim only releases free memory of glibc's allocator.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn python(script: &str, args: &[&str]) -> Option<serde_json::Value> {
-    let path = format!("{}/benches/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("python3").arg(path).args(args).output().ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "{script} skipped: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
 fn model_rows(dir: &Path) {
     let threads = rayon::current_num_threads();
     println!("\nmodel inference, ms per batch (median of 7); tract: Classifier, {threads} rayon thread(s) over the batch");
@@ -118,8 +82,8 @@ fn model_rows(dir: &Path) {
                     .collect(),
             };
             let specs = vec![spec; batch];
-            reset_peak_rss();
-            let rss_before = status_mb("VmRSS");
+            peers::reset_peak_rss();
+            let rss_before = peers::rss_mib().unwrap_or(f64::NAN);
             // A fresh Classifier per row, so its plan is built inside the measured span, as
             // onnxruntime's session is on the Python side.
             let c = Classifier::from_onnx(&path).unwrap();
@@ -127,8 +91,8 @@ fn model_rows(dir: &Path) {
                 std::hint::black_box(c.classify_spectrograms(&specs).unwrap());
             });
             drop(c);
-            let tract_peak = status_mb("VmHWM");
-            let ort = python(
+            let tract_peak = peers::peak_rss_mib().unwrap_or(f64::NAN);
+            let ort = peers::python(
                 "infer_onnxruntime.py",
                 &[
                     path.to_str().unwrap(),
@@ -165,7 +129,7 @@ fn pipeline_row(dir: &Path) {
         let r = infer::classify_all(&c, &files, &|| {});
         assert!(r.iter().all(|x| x.1.is_ok()));
     });
-    let py = python(
+    let py = peers::python(
         "pipeline_python.py",
         &[path.to_str().unwrap(), wavs.to_str().unwrap()],
     )

@@ -29,10 +29,16 @@ pub fn python(script: &str, args: &[&str]) -> Option<serde_json::Value> {
         .ok()
 }
 
-/// Resets the kernel's peak-RSS mark (VmHWM) to the current RSS: writing "5" to
-/// /proc/self/clear_refs (Linux ≥ 4.0). Elsewhere nothing happens and [`peak_rss_mib`] reports
-/// the peak since the start.
+/// Hands freed heap back to the system (so a measurement's growth is not hidden by memory an
+/// earlier one left in malloc's pools), then resets the kernel's peak-RSS mark (VmHWM) to the
+/// current RSS: writing "5" to /proc/self/clear_refs (Linux ≥ 4.0). Elsewhere only the trim
+/// happens and [`peak_rss_mib`] reports the peak since the start.
 pub fn reset_peak_rss() {
+    // SAFETY: malloc_trim only releases free memory of glibc's allocator.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
