@@ -11,10 +11,10 @@
 use candle_core::{bail, Result, Tensor};
 use candle_nn::{ops::sigmoid, Init};
 
-use super::stats::{as_ncl, channel_affine, emit_group_norm, group_normalize, RunningStats};
+use super::stats::{as_ncl, emit_group_norm, group_normalize, RunningStats};
 use super::{GnPlusVariant, Norm, NormBuilder, NormConfig};
 use crate::export::graph::OnnxGraph;
-use crate::nn::ops::Activation;
+use crate::nn::ops::{plane_affine, Activation};
 
 /// γ, β (C) and λ (1): 2C + 1 parameters; the deployable variant adds running mean/var (C).
 #[derive(Debug)]
@@ -83,25 +83,25 @@ impl Norm for GnPlus {
     fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
         let (x3, dims) = as_ncl(x, self.weight.elem_count(), "gnplus")?;
         let (n, c, l) = x3.dims3()?;
-        let y = match &self.stats {
+        let id = Activation::Identity;
+        let (g_s, g_rest) = self.mix_weights()?;
+        // (xg, the BN part already scaled by (1−s)·γ and shifted by β).
+        let (xg, xb) = match &self.stats {
             Some(stats) => {
-                let id = Activation::Identity;
-                let (g_s, g_rest) = self.mix_weights()?;
                 let xg = group_normalize(&x3, self.groups, self.eps, None, id)?;
-                // The BN part carries (1−s)·γ and β inside its own kernel.
+                // The BN kernel carries the mixing weight and β itself.
                 let xb = stats.forward_t(&xg, Some((&g_rest, &self.bias)), train, id)?;
-                (channel_affine(&xg, &g_s, &self.bias.zeros_like()?, id)? + xb)?
+                (xg, xb)
             }
             None => {
                 let xg = x3.reshape((n, self.groups, (c / self.groups) * l))?;
                 let xg = normalize_unbiased(&xg, 2, self.eps, "a group")?.reshape((n, c, l))?;
                 let xb = normalize_unbiased(&xg, 0, self.eps, "the batch axis")?;
-                let (g_s, g_rest) = self.mix_weights()?;
-                let id = Activation::Identity;
-                (channel_affine(&xg, &g_s, &self.bias.zeros_like()?, id)?
-                    + channel_affine(&xb, &g_rest, &self.bias, id)?)?
+                let xb = plane_affine(&xb, &g_rest, &self.bias, id)?;
+                (xg, xb)
             }
         };
+        let y = (plane_affine(&xg, &g_s, &self.bias.zeros_like()?, id)? + xb)?;
         act.apply(&y)?.reshape(dims)
     }
 

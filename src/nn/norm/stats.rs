@@ -27,17 +27,6 @@ pub fn gap(x: &Tensor) -> Result<Tensor> {
     x.mean_keepdim(2)
 }
 
-/// `act(x·γ_c + β_c)` for (N, C, L) input and (C) parameters (also (N, C) ones: per-sample
-/// gates).
-pub fn channel_affine(
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    act: Activation,
-) -> Result<Tensor> {
-    plane_affine(x, gamma, beta, act)
-}
-
 /// Per-sample group normalization (norms.md §2.2): statistics over the C/G channels of each
 /// group and all of L, biased variance, ε inside the square root; `affine` = (γ, β) of shape (C).
 pub fn group_normalize(
@@ -145,7 +134,7 @@ impl RunningStats {
             );
         }
         let (scale, shift) = self.eval_affine(affine)?;
-        channel_affine(x, &scale, &shift, act)
+        plane_affine(x, &scale, &shift, act)
     }
 
     /// The eval-mode normalization as one affine: (γ·a, γ·b + β) with [`RunningStats::fold`]'s

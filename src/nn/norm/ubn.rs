@@ -14,10 +14,10 @@
 use candle_core::{bail, DType, Result, Tensor, Var};
 use candle_nn::{ops::sigmoid, Init};
 
-use super::stats::{as_ncl, channel_affine, emit_gap_gate, gap, RunningStats};
+use super::stats::{as_ncl, emit_gap_gate, gap, RunningStats};
 use super::{BnetInit, FctMode, Norm, NormBuilder, NormConfig};
 use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
-use crate::nn::ops::{depthwise_conv2d, Activation};
+use crate::nn::ops::{depthwise_conv2d, plane_affine, Activation};
 
 /// `torch.nn.functional.cosine_similarity` eps.
 const COS_EPS: f64 = 1e-8;
@@ -143,7 +143,7 @@ impl Norm for UnifiedBn {
         let shift = gap(&x3)?
             .reshape((n, c))?
             .broadcast_mul(&self.center_weight)?;
-        let x1 = channel_affine(
+        let x1 = plane_affine(
             &x3,
             &self.center_weight.ones_like()?,
             &shift,
@@ -161,7 +161,7 @@ impl Norm for UnifiedBn {
         let z = depthwise_conv2d(&xh.reshape(dims.as_slice())?, &self.kernel, (1, 1), (p, p))?;
         // g·(z + b_k) = z·g + g·b_k: the BNET bias and the gate in one per-plane affine.
         let shift = g.broadcast_mul(&self.kernel_bias)?;
-        channel_affine(&z.reshape((n, c, ()))?, &g, &shift, act)?.reshape(dims)
+        plane_affine(&z.reshape((n, c, ()))?, &g, &shift, act)?.reshape(dims)
     }
 
     fn name(&self) -> &'static str {

@@ -5,6 +5,8 @@
 //! eight passes over the activation, and it made L2BN the slowest BN-like layer in CP-Mobile;
 //! here it is one read and one write each way.
 
+use std::sync::OnceLock;
+
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -24,7 +26,12 @@ pub fn equalize_samples(x: &Tensor, mean: bool, floor: f64) -> Result<Tensor> {
         return x.broadcast_div(&r);
     }
     let x = x.contiguous()?;
-    let op = Equalize { geom, d, floor };
+    let op = Equalize {
+        geom,
+        d,
+        floor,
+        norms: OnceLock::new(),
+    };
     if x.track_op() {
         x.apply_op1(op)
     } else {
@@ -36,6 +43,8 @@ struct Equalize {
     geom: Geom,
     d: f64,
     floor: f64,
+    /// The per-sample divisors of the forward pass, kept for the backward (no second read of x).
+    norms: OnceLock<Vec<f64>>,
 }
 
 impl Equalize {
@@ -73,8 +82,8 @@ impl CustomOp1 for Equalize {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = &self.geom;
         let x = cpu_f32(s, l, "equalize_samples")?;
-        let scale: Vec<f32> = self
-            .norms(x)
+        let norms = self.norms(x);
+        let scale: Vec<f32> = norms
             .iter()
             .map(|r| (1.0 / r.max(self.floor)) as f32)
             .collect();
@@ -84,6 +93,8 @@ impl CustomOp1 for Equalize {
                 yv.write(xv * s);
             }
         });
+        // A second forward of the same op (never done by candle) would keep the first divisors.
+        let _ = self.norms.set(norms);
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.c, g.l))))
     }
 
@@ -92,7 +103,9 @@ impl CustomOp1 for Equalize {
         let g = self.geom;
         let gx = with_f32(x, "equalize backward", |xs| {
             with_f32(gy, "equalize backward", |gys| {
-                let r = self.norms(xs);
+                let Some(r) = self.norms.get() else {
+                    candle_core::bail!("equalize backward: no divisors from the forward pass");
+                };
                 let dot = self.per_sample(|p| {
                     let (xp, gp) = (&xs[p * g.l..(p + 1) * g.l], &gys[p * g.l..(p + 1) * g.l]);
                     lane_sum(g.l, |i| xp[i] * gp[i])
