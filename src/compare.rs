@@ -27,7 +27,8 @@ pub struct Options {
 pub struct Cell {
     pub seed: u64,
     pub best_epoch: u64,
-    pub val_macro_accuracy: f64,
+    /// None when the run had no validation split.
+    pub val_macro_accuracy: Option<f64>,
     pub test: Metrics,
     pub clips_per_second: f64,
 }
@@ -77,8 +78,8 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Row>> {
             };
             let run_opts = RunOptions {
                 resume: true,
-                stop_after_epochs: None,
                 quiet: opts.quiet,
+                ..RunOptions::default()
             };
             let s = train::train(cfg, &run_dir, opts.device.clone(), &run_opts)?;
             let test = evaluate::evaluate(&run_dir, None, Split::Test, opts.device.clone())?;
@@ -99,6 +100,79 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Row>> {
 
 fn stat(row: &Row, f: impl Fn(&Cell) -> f64) -> (f64, f64) {
     mean_std(&row.cells.iter().map(f).collect::<Vec<_>>())
+}
+
+/// Two-sided 95 % quantile of Student's t with `df` degrees of freedom (df ≥ 1; the normal
+/// quantile beyond the table).
+fn t95(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    TABLE.get(df.wrapping_sub(1)).copied().unwrap_or(1.960)
+}
+
+/// A norm against the reference norm over the seeds both ran: the per-seed differences in test
+/// macro accuracy (same seed = same data order, augmentation and shared initial weights, so the
+/// pairing removes most of the seed noise).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paired {
+    pub norm: String,
+    pub seeds: usize,
+    pub mean_diff: f64,
+    pub std_diff: f64,
+    /// Half-width of the 95 % confidence interval of the mean difference (Student's t).
+    pub ci95: f64,
+}
+
+impl Paired {
+    /// Whether the difference is larger than the seed noise: the 95 % interval excludes 0.
+    pub fn clear(&self) -> bool {
+        self.seeds >= 2 && self.mean_diff.abs() > self.ci95
+    }
+}
+
+/// Paired differences of every other norm against `reference`.
+pub fn paired(rows: &[Row], reference: &str) -> Vec<Paired> {
+    let Some(base) = rows.iter().find(|r| r.norm == reference) else {
+        return Vec::new();
+    };
+    rows.iter()
+        .filter(|r| r.norm != reference)
+        .map(|r| {
+            let diffs: Vec<f64> = r
+                .cells
+                .iter()
+                .filter_map(|c| {
+                    let b = base.cells.iter().find(|b| b.seed == c.seed)?;
+                    Some(c.test.macro_accuracy - b.test.macro_accuracy)
+                })
+                .collect();
+            let (mean_diff, std_diff) = mean_std(&diffs);
+            let n = diffs.len();
+            let ci95 = if n >= 2 {
+                t95(n - 1) * std_diff / (n as f64).sqrt()
+            } else {
+                f64::NAN
+            };
+            Paired {
+                norm: r.norm.clone(),
+                seeds: n,
+                mean_diff,
+                std_diff,
+                ci95,
+            }
+        })
+        .collect()
+}
+
+/// The norm the paired table compares against: BN when it is in the comparison.
+fn reference_norm(rows: &[Row]) -> Option<&str> {
+    rows.iter()
+        .find(|r| r.norm == "bn")
+        .or(rows.first())
+        .map(|r| r.norm.as_str())
 }
 
 /// The Markdown table: one line per norm, mean ± std over seeds.
@@ -124,11 +198,50 @@ pub fn markdown(opts: &Options, rows: &[Row]) -> String {
             pm(stat(r, |c| c.test.accuracy)),
             pm(stat(r, |c| c.test.macro_accuracy)),
             pm(stat(r, |c| c.test.log_loss)),
-            pm(stat(r, |c| c.val_macro_accuracy)),
+            val_cell(r),
             stat(r, |c| c.clips_per_second).0
         );
     }
+    if let Some(reference) = reference_norm(rows) {
+        let pairs = paired(rows, reference);
+        if !pairs.is_empty() {
+            let _ = write!(
+                s,
+                "\nPaired against {reference} (same seeds): test macro accuracy difference, \
+                 mean ± std over seeds and the 95 % confidence interval of the mean (Student's t).\n\n\
+                 | norm | seeds | difference | 95 % interval | larger than the seed noise |\n\
+                 |---|---|---|---|---|\n"
+            );
+            for p in pairs {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:+.3} ± {:.3} | [{:+.3}, {:+.3}] | {} |",
+                    p.norm,
+                    p.seeds,
+                    p.mean_diff,
+                    p.std_diff,
+                    p.mean_diff - p.ci95,
+                    p.mean_diff + p.ci95,
+                    if p.clear() { "yes" } else { "no" }
+                );
+            }
+        }
+    }
     s
+}
+
+/// Validation macro accuracy, mean ± std over the runs that had a validation split.
+fn val_cell(r: &Row) -> String {
+    let v: Vec<f64> = r
+        .cells
+        .iter()
+        .filter_map(|c| c.val_macro_accuracy)
+        .collect();
+    if v.is_empty() {
+        return "– (no split)".into();
+    }
+    let (m, sd) = mean_std(&v);
+    format!("{m:.3} ± {sd:.3}")
 }
 
 /// One CSV line per run, for the reader's own statistics.
@@ -140,12 +253,13 @@ pub fn csv(rows: &[Row]) -> String {
         for c in &r.cells {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.2}",
+                "{},{},{},{},{},{:.6},{:.6},{:.6},{:.2}",
                 r.norm,
                 c.seed,
                 r.params,
                 c.best_epoch,
-                c.val_macro_accuracy,
+                c.val_macro_accuracy
+                    .map_or(String::new(), |v| format!("{v:.6}")),
                 c.test.accuracy,
                 c.test.macro_accuracy,
                 c.test.log_loss,
@@ -180,7 +294,7 @@ fn write_results(opts: &Options, rows: &[Row]) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::mean_std;
+    use super::*;
 
     #[test]
     fn sample_standard_deviation() {
@@ -188,5 +302,45 @@ mod tests {
         assert_eq!(m, 2.5);
         assert!((s - 1.290_994_448_7).abs() < 1e-9);
         assert_eq!(mean_std(&[0.7]), (0.7, 0.0));
+    }
+
+    fn row(norm: &str, accs: &[f64]) -> Row {
+        Row {
+            norm: norm.into(),
+            params: 0,
+            cells: accs
+                .iter()
+                .enumerate()
+                .map(|(seed, &a)| Cell {
+                    seed: seed as u64,
+                    best_epoch: 1,
+                    val_macro_accuracy: None,
+                    test: Metrics {
+                        macro_accuracy: a,
+                        ..Metrics::default()
+                    },
+                    clips_per_second: 0.0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn paired_differences_use_matching_seeds() {
+        // Differences +0.10, +0.12, +0.08, +0.10, +0.10: mean 0.10, sd sqrt(0.0002) = 0.01414,
+        // interval half-width 2.776 * 0.01414 / sqrt(5) = 0.01756.
+        let bn = row("bn", &[0.50, 0.40, 0.60, 0.45, 0.55]);
+        let ubn = row("ubn", &[0.60, 0.52, 0.68, 0.55, 0.65]);
+        let gn = row("gn", &[0.60, 0.30, 0.70, 0.35, 0.55]);
+        let p = paired(&[bn, ubn, gn], "bn");
+        assert_eq!(p.len(), 2);
+        assert!((p[0].mean_diff - 0.10).abs() < 1e-12);
+        assert!((p[0].ci95 - 0.017_56).abs() < 1e-4, "{}", p[0].ci95);
+        assert!(p[0].clear());
+        // gn: +0.10, -0.10, +0.10, -0.10, 0: mean 0, not clear.
+        assert!(p[1].mean_diff.abs() < 1e-12);
+        assert!(!p[1].clear());
+        assert_eq!(t95(4), 2.776);
+        assert_eq!(t95(100), 1.960);
     }
 }

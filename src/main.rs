@@ -1,7 +1,5 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = asc_cli::Cli::parse();
+    let cli = asc_cli::parse();
     match asc_cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

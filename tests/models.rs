@@ -14,6 +14,7 @@ fn session(model: &str, norm: &str, n_classes: usize, seed: u64) -> Session {
     let mut c = TrainConfig::defaults(model, norm, "-".into(), "-".into());
     c.labels = (0..n_classes).map(|i| format!("c{i}")).collect();
     c.model.n_classes = n_classes;
+    c.frontend.n_mels = 32;
     c.seed = seed;
     Session::build(c, Device::Cpu).unwrap()
 }

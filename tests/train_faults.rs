@@ -7,8 +7,6 @@
 mod child;
 
 use asc::train::checkpoint;
-use asc::train::schedule::Schedule;
-use asc::train::TrainConfig;
 use candle_core::Device;
 use std::collections::HashMap;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -27,31 +25,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let out = child::run(
-            child::asc()
-                .args(["synth", "--clips-per-class", "10", "--seconds", "0.25"])
-                .args(["--sample-rate", "16000", "--out"])
-                .arg(&data),
-        );
-        assert_eq!(out.code, Some(0), "{}", out.describe());
-        let mut cfg = TrainConfig::defaults("cnn", "bn", data.clone(), data.join(".asc-cache"));
-        cfg.frontend.sr = 16_000;
-        cfg.frontend.n_fft = 512;
-        cfg.frontend.win_length = 512;
-        cfg.frontend.hop_length = 256;
-        cfg.frontend.n_mels = 32;
-        cfg.frontend.fmax = 8_000.0;
-        cfg.augment.freq_mask = 4;
-        cfg.augment.time_mask = 2;
-        cfg.epochs = EPOCHS;
-        cfg.batch_size = 8;
-        cfg.schedule = Schedule::Cosine {
-            warmup_steps: 2,
-            min_factor: 0.01,
-        };
-        let config = dir.path().join("train.json");
-        std::fs::write(&config, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+        let config = child::tiny_training_set(dir.path(), EPOCHS);
         Self { dir, config }
     }
 

@@ -43,6 +43,21 @@ pub enum Command {
     Quickstart(quickstart::Args),
 }
 
+/// The command line with the help texts that are computed from the library's defaults.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+        .mut_subcommand("train", train::with_defaults)
+        .mut_subcommand("compare", train::with_defaults)
+}
+
+/// Parses the process arguments (exits with clap's usage message and status 2 on a bad one).
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Info(a) => info::run(a),

@@ -1,6 +1,9 @@
 use anyhow::Context;
 use asc::dataset::Split;
+use asc::nn::models::MODEL_NAMES;
 use asc::synth::{self, SynthConfig};
+use asc::train::config::{Overrides, Validation};
+use asc::train::optim::OptimizerConfig;
 use asc::train::{self, evaluate, session, RunOptions, TrainConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,43 +45,68 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The experiment flags `train` and `compare` share.
+/// The experiment flags `train` and `compare` share. Their help texts carry the defaults of
+/// `TrainConfig::defaults` ([`with_defaults`]), so `--help` cannot drift from the code.
 #[derive(clap::Args, Debug)]
 pub struct ExperimentArgs {
     /// Data set root (DCASE layout with meta.csv, or ROOT/<label>/*.wav).
     #[arg(long)]
     data: PathBuf,
-    /// Architecture: cnn or cp-mobile.
     #[arg(long, default_value = "cnn")]
     model: String,
     #[arg(long)]
     epochs: Option<u64>,
     #[arg(long)]
     batch_size: Option<usize>,
+    /// DCASE fold number K of evaluation_setup/foldK_*.csv [default: 1].
     #[arg(long)]
     fold: Option<u32>,
     /// Training list in evaluation_setup/ instead of foldK_train.csv (e.g. split25.csv, DCASE 2024).
     #[arg(long)]
     train_list: Option<String>,
-    /// Peak learning rate.
     #[arg(long)]
     lr: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+    #[arg(long, value_parser = ["constant", "cosine"])]
+    schedule: Option<String>,
     /// cpu, or cuda (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Front-end preset (default: dcase2020 for cnn, cpjku for cp-mobile).
+    /// Front-end preset: dcase2020, cpjku or librosa [default: dcase2020 for cnn, cpjku for cp-mobile].
     #[arg(long)]
     preset: Option<String>,
-    /// Random time crop length in frames.
+    /// Random time crop length in frames for training [default: whole clips].
     #[arg(long)]
     crop_frames: Option<usize>,
-    /// Draw classes uniformly in each batch.
+    /// Draw classes uniformly in each batch [default: every clip once per epoch].
     #[arg(long)]
     class_balanced: bool,
-    /// A JSON file with a whole TrainConfig (flags above override its fields).
+    #[arg(long, value_parser = ["auto", "split", "none"])]
+    validation: Option<String>,
+    #[arg(long)]
+    validation_fraction: Option<f64>,
+    /// Feed the model raw log-mels instead of standardising each mel band with the training
+    /// set's mean and std [default: standardised].
+    #[arg(long)]
+    no_standardize: bool,
+    /// Turn every augmentation off (single ones can be turned back on with the flags below).
+    #[arg(long)]
+    no_augment: bool,
+    #[arg(long)]
+    mixup: Option<f32>,
+    #[arg(long)]
+    freq_mask: Option<usize>,
+    #[arg(long)]
+    time_mask: Option<usize>,
+    #[arg(long)]
+    mixstyle: Option<f32>,
+    /// A JSON file with a whole TrainConfig (flags given override its fields).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Feature cache folder (default: <data>/.asc-cache).
+    /// Feature cache folder [default: <data>/.asc-cache].
     #[arg(long)]
     cache: Option<PathBuf>,
     /// Leave out bad list rows (malformed, unknown label, missing audio, duplicate, path outside
@@ -86,6 +114,107 @@ pub struct ExperimentArgs {
     /// stopping at the first.
     #[arg(long)]
     skip_bad: bool,
+}
+
+/// The help texts of the experiment flags whose defaults live in `TrainConfig::defaults`.
+pub fn with_defaults(cmd: clap::Command) -> clap::Command {
+    let d = TrainConfig::defaults("cnn", "bn", PathBuf::new(), PathBuf::new());
+    let aug = &d.augment;
+    let warmup = d.schedule.warmup_steps();
+    let weight_decay = match d.optimizer {
+        OptimizerConfig::AdamW { weight_decay, .. } | OptimizerConfig::Sgd { weight_decay, .. } => {
+            weight_decay
+        }
+    };
+    let texts = [
+        (
+            "model",
+            format!("Architecture: {}", MODEL_NAMES.join(" or ")),
+        ),
+        ("epochs", format!("Training epochs [default: {}]", d.epochs)),
+        (
+            "batch_size",
+            format!("Clips per batch [default: {}]", d.batch_size),
+        ),
+        (
+            "lr",
+            format!("Peak learning rate of AdamW [default: {}]", d.lr),
+        ),
+        (
+            "schedule",
+            format!(
+                "Learning-rate schedule after the warm-up: constant, or cosine down to 1 % of the \
+                 peak at the last step [default: {}]",
+                d.schedule.kind()
+            ),
+        ),
+        (
+            "weight_decay",
+            format!("AdamW's decoupled weight decay [default: {weight_decay}]"),
+        ),
+        (
+            "warmup_steps",
+            format!("Steps of linear learning-rate warm-up [default: {warmup}]"),
+        ),
+        (
+            "validation",
+            format!(
+                "How the run's model is chosen. split: hold out --validation-fraction of the \
+                 training list by recording location and keep the best epoch by validation macro \
+                 accuracy; none: train on the whole list and keep the last epoch; auto: split \
+                 when the list has at least {} clips and the split stays near the fraction, \
+                 none otherwise [default: {}]",
+                Validation::AUTO_MIN_CLIPS,
+                validation_name(d.validation)
+            ),
+        ),
+        (
+            "validation_fraction",
+            format!(
+                "Share held out when a validation split is made [default: {}]",
+                d.validation_fraction
+            ),
+        ),
+        (
+            "mixup",
+            format!(
+                "Mixup Beta(a, a) parameter; 0 turns it off [default: {}]",
+                aug.mixup_alpha
+            ),
+        ),
+        (
+            "freq_mask",
+            format!(
+                "Widest frequency mask in mel bins; 0: none [default: {}]",
+                aug.freq_mask
+            ),
+        ),
+        (
+            "time_mask",
+            format!(
+                "Widest time mask in frames; 0: none [default: {}]",
+                aug.time_mask
+            ),
+        ),
+        (
+            "mixstyle",
+            format!(
+                "Probability of frequency-MixStyle per batch (Beta({}, {})); 0: none [default: {}]",
+                aug.mixstyle_alpha, aug.mixstyle_alpha, aug.mixstyle_p
+            ),
+        ),
+    ];
+    texts
+        .into_iter()
+        .fold(cmd, |cmd, (arg, text)| cmd.mut_arg(arg, |a| a.help(text)))
+}
+
+fn validation_name(v: Validation) -> &'static str {
+    match v {
+        Validation::Auto => "auto",
+        Validation::Split => "split",
+        Validation::None => "none",
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -98,6 +227,7 @@ pub struct TrainArgs {
     /// Run folder (config, checkpoints, metrics, plots).
     #[arg(long)]
     out: PathBuf,
+    /// Seed of the initial weights, the batch order, augmentation and dropout [default: 0].
     #[arg(long)]
     seed: Option<u64>,
     /// Continue the run in --out from its last checkpoint.
@@ -106,6 +236,10 @@ pub struct TrainArgs {
     /// Stop after this many epochs of this invocation (resume later with --resume).
     #[arg(long, hide = true)]
     stop_after: Option<u64>,
+    /// Score the test list after every epoch into metrics.jsonl and curves.png (diagnosis only:
+    /// it never chooses the model).
+    #[arg(long)]
+    watch_test: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -129,7 +263,7 @@ pub struct CompareArgs {
 
 pub fn build_config(a: &ExperimentArgs, norm: &str) -> anyhow::Result<TrainConfig> {
     let cache = a.cache.clone().unwrap_or_else(|| a.data.join(".asc-cache"));
-    let mut cfg = match &a.config {
+    let mut base = match &a.config {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -137,33 +271,38 @@ pub fn build_config(a: &ExperimentArgs, norm: &str) -> anyhow::Result<TrainConfi
         }
         None => TrainConfig::defaults(&a.model, norm, a.data.clone(), cache.clone()),
     };
-    cfg.data = a.data.clone();
-    cfg.cache = cache;
-    cfg.norm = norm.to_string();
-    if let Some(v) = a.epochs {
-        cfg.epochs = v;
-    }
-    if let Some(v) = a.batch_size {
-        cfg.batch_size = v;
-    }
-    if let Some(v) = a.fold {
-        cfg.fold = v;
-    }
-    if a.train_list.is_some() {
-        cfg.train_list = a.train_list.clone();
-    }
-    if let Some(v) = a.lr {
-        cfg.lr = v;
-    }
-    if let Some(p) = &a.preset {
-        cfg.frontend = asc::features::FrontendConfig::preset(p).map_err(anyhow::Error::msg)?;
-    }
-    if a.crop_frames.is_some() {
-        cfg.crop_frames = a.crop_frames;
-    }
-    cfg.class_balanced |= a.class_balanced;
-    cfg.skip_bad |= a.skip_bad;
-    Ok(cfg)
+    base.data = a.data.clone();
+    base.cache = cache;
+    base.norm = norm.to_string();
+    let overrides = Overrides {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        fold: a.fold,
+        train_list: a.train_list.clone(),
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        warmup_steps: a.warmup_steps,
+        schedule: a.schedule.clone(),
+        preset: a.preset.clone(),
+        crop_frames: a.crop_frames,
+        class_balanced: a.class_balanced.then_some(true),
+        validation: a
+            .validation
+            .as_deref()
+            .map(Validation::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        validation_fraction: a.validation_fraction,
+        standardize_input: a.no_standardize.then_some(false),
+        mixup_alpha: a.mixup,
+        freq_mask: a.freq_mask,
+        time_mask: a.time_mask,
+        mixstyle_p: a.mixstyle,
+        no_augment: a.no_augment,
+        skip_bad: a.skip_bad.then_some(true),
+        seed: None,
+    };
+    overrides.apply(base).map_err(anyhow::Error::msg)
 }
 
 pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
@@ -194,6 +333,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
         resume: a.resume,
         stop_after_epochs: a.stop_after,
         quiet: false,
+        watch_test: a.watch_test,
     };
     let summary = train::train(cfg, &a.out, device, &opts).map_err(|e| match &e {
         train::TrainError::Dataset(d) if d.is_row_error() => {
@@ -201,11 +341,19 @@ pub fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
         }
         _ => e.into(),
     })?;
+    let chosen = match summary.best_val_macro_accuracy {
+        Some(v) => format!(
+            "best validation macro accuracy {v:.3} at epoch {}",
+            summary.best_epoch.unwrap_or(0)
+        ),
+        None => format!(
+            "no validation split, model of the last epoch ({})",
+            summary.best_epoch.unwrap_or(0)
+        ),
+    };
     println!(
-        "trained {} epochs; best validation macro accuracy {:.3} at epoch {}; {} parameters; {:.1} clips/s; {} bad rows or clips skipped; run in {}",
+        "trained {} epochs; {chosen}; {} parameters; {:.1} clips/s; {} bad rows or clips skipped; run in {}",
         summary.epochs_done,
-        summary.best_val_macro_accuracy,
-        summary.best_epoch.unwrap_or(0),
         summary.params,
         summary.clips_per_second,
         summary.skipped,

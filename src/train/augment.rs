@@ -145,21 +145,24 @@ fn freq_mixstyle(batch: &mut HostBatch, alpha: f32, rng: &mut SplitMix64) {
     }
 }
 
-/// One frequency and one time mask per example, widths uniform in [0, max], filled with zeros.
+/// One frequency and one time mask per example, widths uniform in [0, max], filled with the
+/// example's mean (SpecAugment masks with the mean). A log-mel is far from zero (ln(x + 1e-8)
+/// is about −10 on quiet bands), so a zero fill would paint a loud band, not a missing one.
 fn masks(batch: &mut HostBatch, freq: usize, time: usize, rng: &mut SplitMix64) {
     let (m, t) = (batch.m, batch.t);
     for i in 0..batch.b {
         let plane = &mut batch.x[i * m * t..(i + 1) * m * t];
+        let fill = (plane.iter().map(|&v| v as f64).sum::<f64>() / plane.len() as f64) as f32;
         if freq > 0 {
             let w = (rng.below(freq.min(m) as u64 + 1)) as usize;
             let f0 = rng.below((m - w + 1) as u64) as usize;
-            plane[f0 * t..(f0 + w) * t].fill(0.0);
+            plane[f0 * t..(f0 + w) * t].fill(fill);
         }
         if time > 0 {
             let w = (rng.below(time.min(t) as u64 + 1)) as usize;
             let t0 = rng.below((t - w + 1) as u64) as usize;
             for f in 0..m {
-                plane[f * t + t0..f * t + t0 + w].fill(0.0);
+                plane[f * t + t0..f * t + t0 + w].fill(fill);
             }
         }
     }
@@ -201,11 +204,24 @@ mod tests {
     }
 
     #[test]
-    fn masks_zero_bands_and_are_deterministic() {
+    fn masks_fill_with_the_example_mean_and_are_deterministic() {
         let mut a = batch();
         let mut b = batch();
         masks(&mut a, 2, 2, &mut SplitMix64::new(9));
         masks(&mut b, 2, 2, &mut SplitMix64::new(9));
         assert_eq!(a.x, b.x);
+        let orig = batch();
+        let plane = orig.m * orig.t;
+        for i in 0..orig.b {
+            // Example i holds i*15 .. i*15+14: mean i*15 + 7.
+            let mean = (i * plane) as f32 + 7.0;
+            for (new, old) in a.x[i * plane..(i + 1) * plane]
+                .iter()
+                .zip(&orig.x[i * plane..(i + 1) * plane])
+            {
+                assert!(new == old || *new == mean, "example {i}: {new} (was {old})");
+            }
+        }
+        assert_ne!(a.x, orig.x, "no mask was drawn");
     }
 }

@@ -28,7 +28,7 @@ pub struct DeviceMetrics {
     pub log_loss: f64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Metrics {
     pub count: usize,
     /// Micro accuracy: correct / total.

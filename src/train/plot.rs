@@ -170,7 +170,8 @@ fn panel(
     c.line((px0, py0), (px0, py1), BLACK, 1);
     c.line((px0, py1), (px1, py1), BLACK, 1);
     let mut legend_x = px0 + 10;
-    for (k, (name, pts)) in series.iter().enumerate() {
+    // Colours follow the series' position, so a series keeps its colour when another is empty.
+    for (k, (name, pts)) in series.iter().enumerate().filter(|(_, s)| !s.1.is_empty()) {
         let colour = PALETTE[k % PALETTE.len()];
         for pair in pts.windows(2) {
             c.line(
@@ -192,10 +193,11 @@ fn panel(
 /// Learning curves: loss and accuracy per epoch, train and validation.
 pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<(), FileError> {
     let mut c = Canvas::new(1000, 420);
-    let pts = |f: &dyn Fn(&EpochRecord) -> f64| {
+    // A series with no value in any epoch (no validation split, test not watched) is empty.
+    let pts = |f: &dyn Fn(&EpochRecord) -> Option<f64>| {
         history
             .iter()
-            .map(|r| (r.epoch as f64, f(r)))
+            .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
             .collect::<Vec<_>>()
     };
     panel(
@@ -204,8 +206,9 @@ pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<(), FileError> {
         (500, 400),
         "loss",
         &[
-            ("train", pts(&|r| r.train_loss)),
+            ("train", pts(&|r| Some(r.train_loss))),
             ("validation", pts(&|r| r.val_loss)),
+            ("test", pts(&|r| r.test_loss)),
         ],
     );
     panel(
@@ -214,9 +217,10 @@ pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<(), FileError> {
         (500, 400),
         "accuracy",
         &[
-            ("train", pts(&|r| r.train_accuracy)),
+            ("train", pts(&|r| Some(r.train_accuracy))),
             ("val", pts(&|r| r.val_accuracy)),
             ("val macro", pts(&|r| r.val_macro_accuracy)),
+            ("test macro", pts(&|r| r.test_macro_accuracy)),
         ],
     );
     c.text(420, 402, "epoch", 2, BLACK);

@@ -4,13 +4,16 @@
 
 use super::augment::HostBatch;
 use super::checkpoint;
-use super::config::TrainConfig;
+use super::config::{TrainConfig, Validation};
 use super::data::FeatureStore;
 use super::metrics::{self, Metrics, Scored};
 use super::optim::Optimizer;
 use super::session::Session;
 use crate::dataset::rng::{mix64, SplitMix64};
-use crate::dataset::{BatchSampler, ClassBalancedSampler, Dataset, LoadOptions, ShuffledSampler};
+use crate::dataset::{
+    BatchSampler, ClassBalancedSampler, Dataset, LoadOptions, ShuffledSampler, Split,
+    ValidationSplit,
+};
 use crate::features::{FeatureCache, LogMel};
 use crate::fsutil::write_atomic;
 use candle_core::{DType, Device, Tensor, D};
@@ -55,16 +58,27 @@ fn kept_note(last_good: u64, run_dir: &Path) -> String {
     }
 }
 
-/// One epoch's figures (a line of `metrics.jsonl`).
+/// One epoch's figures (a line of `metrics.jsonl`). Validation figures are absent when the run
+/// holds out no validation split; test figures are present only when the test list is watched
+/// (`RunOptions::watch_test`), and never choose anything.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochRecord {
     pub epoch: u64,
     pub lr: f64,
     pub train_loss: f64,
     pub train_accuracy: f64,
-    pub val_loss: f64,
-    pub val_accuracy: f64,
-    pub val_macro_accuracy: f64,
+    #[serde(default)]
+    pub val_loss: Option<f64>,
+    #[serde(default)]
+    pub val_accuracy: Option<f64>,
+    #[serde(default)]
+    pub val_macro_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_macro_accuracy: Option<f64>,
     pub seconds: f64,
     pub clips_per_second: f64,
 }
@@ -75,8 +89,12 @@ pub struct TrainState {
     /// Epochs completed.
     pub epochs_done: u64,
     pub step: u64,
+    /// The epoch saved as `best.safetensors`: the best by validation macro accuracy, or the
+    /// last one when the run has no validation split.
     pub best_epoch: Option<u64>,
-    pub best_val_macro_accuracy: f64,
+    /// Its validation macro accuracy (none without a validation split).
+    #[serde(default)]
+    pub best_val_macro_accuracy: Option<f64>,
     pub history: Vec<EpochRecord>,
 }
 
@@ -87,6 +105,9 @@ pub struct RunOptions {
     /// Stop after this many epochs in this invocation (for tests of interruption).
     pub stop_after_epochs: Option<u64>,
     pub quiet: bool,
+    /// Score the test list after every epoch and record it in `metrics.jsonl` (learning curves
+    /// for diagnosis, e.g. the recipe-parity check). It never chooses an epoch.
+    pub watch_test: bool,
 }
 
 /// What a finished run reports.
@@ -97,7 +118,8 @@ pub struct RunSummary {
     pub macs: u64,
     pub epochs_done: u64,
     pub best_epoch: Option<u64>,
-    pub best_val_macro_accuracy: f64,
+    /// None when the run had no validation split (its model is the last epoch's).
+    pub best_val_macro_accuracy: Option<f64>,
     pub clips_per_second: f64,
     /// Bad rows and clips left out under `skip_bad`.
     pub skipped: usize,
@@ -107,10 +129,57 @@ pub struct RunSummary {
 pub struct RunData {
     pub dataset: Dataset,
     pub train: Vec<usize>,
+    /// Empty when the run holds out no validation split.
     pub validation: Vec<usize>,
+    /// Why there is no validation split although one could have been made (`Validation::Auto`).
+    pub validation_note: Option<String>,
     pub store: FeatureStore,
     /// What `config.skip_bad` left out, one message per list row or clip, in file order.
     pub skipped: Vec<String>,
+}
+
+/// The validation split `config.validation` asks for, and why none was made under `Auto`.
+fn choose_validation(
+    config: &TrainConfig,
+    dataset: &Dataset,
+) -> Result<(ValidationSplit, Option<String>), TrainError> {
+    let everything = || ValidationSplit {
+        train: dataset.train.clone(),
+        validation: Vec::new(),
+    };
+    let n = dataset.train.len();
+    match config.validation {
+        Validation::None => Ok((everything(), None)),
+        Validation::Split => Ok((
+            dataset.validation_split(config.validation_fraction, config.seed)?,
+            None,
+        )),
+        Validation::Auto if n < Validation::AUTO_MIN_CLIPS => Ok((
+            everything(),
+            Some(format!(
+                "the training list has {n} clips (fewer than {}): training on all of them and \
+                 keeping the last epoch (--validation split holds some out)",
+                Validation::AUTO_MIN_CLIPS
+            )),
+        )),
+        Validation::Auto => {
+            let split = dataset.validation_split(config.validation_fraction, config.seed)?;
+            let share = split.validation.len() as f64 / n as f64;
+            let cap = Validation::AUTO_MAX_OVERSHOOT * config.validation_fraction;
+            if split.validation.is_empty() || share > cap {
+                let note = format!(
+                    "a location-disjoint split would hold out {:.0} % of the training list \
+                     (asked: {:.0} %): too few locations per class; training on all clips and \
+                     keeping the last epoch (--validation split forces it)",
+                    100.0 * share,
+                    100.0 * config.validation_fraction
+                );
+                Ok((everything(), Some(note)))
+            } else {
+                Ok((split, None))
+            }
+        }
+    }
 }
 
 impl RunData {
@@ -131,7 +200,7 @@ impl RunData {
             .iter()
             .map(|w| w.to_string())
             .collect();
-        let split = dataset.validation_split(config.validation_fraction, config.seed)?;
+        let (split, validation_note) = choose_validation(config, &dataset)?;
         let cache = FeatureCache::open(&config.cache, frontend.config())?;
         let mut all: Vec<usize> = split.train.clone();
         all.extend(&split.validation);
@@ -165,6 +234,7 @@ impl RunData {
         Ok(Self {
             train,
             validation,
+            validation_note,
             dataset,
             store,
             skipped,
@@ -240,9 +310,87 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
     Ok(write_atomic(path, &text)?)
 }
 
+/// The config a run continues with: on `--resume` the saved one (with the epoch count asked for
+/// now, so a finished run can be extended); a fresh run may not overwrite another.
+fn resolve_config(
+    config: TrainConfig,
+    run_dir: &Path,
+    checkpoint_path: &Path,
+    opts: &RunOptions,
+) -> Result<TrainConfig, TrainError> {
+    if opts.resume && checkpoint_path.exists() {
+        let saved = super::session::read_config(run_dir)?;
+        Ok(TrainConfig {
+            epochs: config.epochs,
+            ..saved
+        })
+    } else if checkpoint_path.exists() {
+        Err(TrainError::Config(format!(
+            "{} already holds a run; pass --resume to continue it or choose another --out",
+            run_dir.display()
+        )))
+    } else {
+        Ok(config)
+    }
+}
+
+/// The batches of each epoch. A last partial batch is kept (on a small training list dropping
+/// it loses a large share of the clips every epoch), unless it would hold a single clip, whose
+/// batch statistics a batch norm cannot form.
+fn make_sampler(
+    config: &TrainConfig,
+    train: &[usize],
+    classes: &[usize],
+) -> Result<Box<dyn BatchSampler>, TrainError> {
+    let drop_last = train.len() % config.batch_size == 1;
+    Ok(if config.class_balanced {
+        Box::new(ClassBalancedSampler::new(
+            train,
+            classes,
+            config.batch_size,
+            drop_last,
+            config.seed,
+        )?)
+    } else {
+        Box::new(ShuffledSampler::new(
+            train.to_vec(),
+            config.batch_size,
+            drop_last,
+            config.seed,
+        )?)
+    })
+}
+
+/// `split.json`: which clips trained and which validated, by file name, and why there is no
+/// validation split when there is none.
+fn write_split(run_dir: &Path, data: &RunData) -> Result<(), TrainError> {
+    let names = |list: &[usize]| -> Vec<&str> {
+        list.iter()
+            .map(|&i| data.dataset.clips[i].filename.as_str())
+            .collect()
+    };
+    write_json(
+        &run_dir.join("split.json"),
+        &serde_json::json!({
+            "train": names(&data.train),
+            "validation": names(&data.validation),
+            "note": data.validation_note,
+        }),
+    )
+}
+
+/// Figures of one pass over the training batches.
+#[derive(Default)]
+struct EpochTotals {
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+    lr: f64,
+}
+
 /// Trains `config` into `run_dir` (or resumes the run there).
 pub fn train(
-    mut config: TrainConfig,
+    config: TrainConfig,
     run_dir: &Path,
     device: Device,
     opts: &RunOptions,
@@ -252,32 +400,26 @@ pub fn train(
     // The run folder is this run's alone: a killed invocation's half-written files go.
     crate::fsutil::remove_stale_temps(run_dir)?;
     let checkpoint_path = run_dir.join("checkpoint.safetensors");
-    if opts.resume && checkpoint_path.exists() {
-        let saved = super::session::read_config(run_dir)?;
-        if saved.epochs != config.epochs {
-            config = TrainConfig {
-                epochs: config.epochs,
-                ..saved
-            };
-        } else {
-            config = saved;
-        }
-    } else if checkpoint_path.exists() {
-        return Err(TrainError::Config(format!(
-            "{} already holds a run; pass --resume to continue it or choose another --out",
-            run_dir.display()
-        )));
-    }
+    let resuming = opts.resume && checkpoint_path.exists();
+    let mut config = resolve_config(config, run_dir, &checkpoint_path, opts)?;
     let frontend = LogMel::new(config.frontend.clone()).map_err(TrainError::Config)?;
     let data = RunData::open(&config, &frontend)?;
-    if !opts.quiet && !data.skipped.is_empty() {
-        for warning in &data.skipped {
-            eprintln!("warning: skipped {warning}");
+    let warn = |text: &str| {
+        if !opts.quiet {
+            eprintln!("warning: {text}");
         }
-        eprintln!(
-            "warning: skipped {} bad rows or clips (--skip-bad)",
+    };
+    for skipped in &data.skipped {
+        warn(&format!("skipped {skipped}"));
+    }
+    if !data.skipped.is_empty() {
+        warn(&format!(
+            "skipped {} bad rows or clips (--skip-bad)",
             data.skipped.len()
-        );
+        ));
+    }
+    if let Some(note) = &data.validation_note {
+        warn(note);
     }
     config.labels = data.dataset.labels.names().to_vec();
     config.model.n_classes = config.labels.len();
@@ -285,35 +427,24 @@ pub fn train(
         config.clip_frames = Some(config.crop_frames.unwrap_or(data.store.frames(first)));
     }
     write_json(&run_dir.join("config.json"), &config)?;
+    write_split(run_dir, &data)?;
 
     let session = Session::build(config.clone(), device)?;
     let mut optimizer = Optimizer::new(config.optimizer.clone(), session.named_params())?;
     let mut state = TrainState::default();
-    if opts.resume && checkpoint_path.exists() {
+    if resuming {
         let loaded = session.load_weights(&checkpoint_path)?;
         state = serde_json::from_value(loaded.state["train"].clone()).map_err(|e| {
             TrainError::Config(format!("{}: bad state: {e}", checkpoint_path.display()))
         })?;
         optimizer.load_state(&loaded.group("extra.optim."), state.step)?;
+    } else if let Some(input_norm) = session.model.input_stats() {
+        let (mean, std) = data.store.band_stats(&data.train)?;
+        input_norm.set_stats(&mean, &std)?;
     }
 
     let classes = data.dataset.classes_of(&data.train)?;
-    let sampler: Box<dyn BatchSampler> = if config.class_balanced {
-        Box::new(ClassBalancedSampler::new(
-            &data.train,
-            &classes,
-            config.batch_size,
-            true,
-            config.seed,
-        )?)
-    } else {
-        Box::new(ShuffledSampler::new(
-            data.train.clone(),
-            config.batch_size,
-            true,
-            config.seed,
-        )?)
-    };
+    let sampler = make_sampler(&config, &data.train, &classes)?;
     let label_of: std::collections::HashMap<usize, usize> = data
         .train
         .iter()
@@ -321,7 +452,14 @@ pub fn train(
         .zip(classes.iter().copied())
         .collect();
     let per_epoch = sampler.batches_per_epoch() as u64;
-    let total_steps = per_epoch * config.epochs;
+    if per_epoch <= 2 {
+        warn(&format!(
+            "an epoch is only {per_epoch} step(s) of batch size {} over {} clips: a smaller \
+             --batch-size gives the optimiser more steps",
+            config.batch_size,
+            data.train.len()
+        ));
+    }
     let input_frames = config
         .crop_frames
         .unwrap_or_else(|| data.store.frames(data.train[0]));
@@ -340,7 +478,12 @@ pub fn train(
             config.labels.len()
         );
     }
-    let k = config.labels.len();
+    let test_clips = if opts.watch_test {
+        watchable_test(&data, &warn)
+    } else {
+        Vec::new()
+    };
+    let total_steps = per_epoch * config.epochs;
     let mut epochs_this_run = 0;
     let mut last_rate = 0.0;
     while state.epochs_done < config.epochs {
@@ -354,83 +497,61 @@ pub fn train(
         } else {
             crate::progress::bar(per_epoch, &format!("epoch {}/{}", epoch + 1, config.epochs))
         };
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        let mut lr = 0.0;
+        let mut totals = EpochTotals::default();
         for batch_ids in sampler.batches(epoch) {
             let step = state.step;
-            let mut rng = SplitMix64::derive(config.seed, mix64(step ^ 0xA5A5));
             let labels: Vec<usize> = batch_ids.iter().map(|i| label_of[i]).collect();
-            let frames = config
-                .crop_frames
-                .unwrap_or_else(|| data.store.frames(batch_ids[0]));
-            let batch = data.store.batch(
-                &batch_ids,
-                &labels,
-                k,
-                frames,
-                Some(&mut rng),
-                Some(&config.augment),
-            )?;
-            let (x, y) = to_tensor(&batch, &session.device)?;
-            session.model.reseed(mix64(config.seed ^ mix64(step)));
-            let logits = session.model.forward_t(&x, true)?;
-            let loss = soft_cross_entropy(&logits, &y)?;
-            let loss_value = loss.to_scalar::<f32>()?;
-            if !loss_value.is_finite() {
-                bar.abandon();
-                return Err(TrainError::NonFinite {
-                    step,
-                    epoch: epoch + 1,
-                    loss: loss_value,
-                    last_good: state.epochs_done,
-                    run_dir: run_dir.to_path_buf(),
-                });
-            }
-            lr = config.schedule.lr(config.lr, step, total_steps);
-            optimizer.backward_step(&loss, lr)?;
-            let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            correct += predicted
-                .iter()
-                .zip(&labels)
-                .filter(|(p, l)| **p as usize == **l)
-                .count();
-            seen += labels.len();
-            loss_sum += loss_value as f64 * labels.len() as f64;
+            totals.lr = config.schedule.lr(config.lr, step, total_steps);
+            let step_in = StepInput {
+                batch_ids: &batch_ids,
+                labels: &labels,
+                step,
+                lr: totals.lr,
+            };
+            let (loss_value, correct) = train_step(&session, &data, &mut optimizer, &step_in)
+                .and_then(|r| finite(r, step, epoch, &state, run_dir))
+                .inspect_err(|_| bar.abandon())?;
+            totals.correct += correct;
+            totals.seen += labels.len();
+            totals.loss_sum += loss_value as f64 * labels.len() as f64;
             state.step += 1;
             bar.set_message(format!(
                 "epoch {}/{} loss {:.3} acc {:.3}",
                 epoch + 1,
                 config.epochs,
-                loss_sum / seen as f64,
-                correct as f64 / seen as f64
+                totals.loss_sum / totals.seen as f64,
+                totals.correct as f64 / totals.seen as f64
             ));
             bar.inc(1);
         }
         bar.finish_and_clear();
         let train_seconds = started.elapsed().as_secs_f64();
-        let val = score(&session, &data, &data.validation, config.batch_size)?;
-        last_rate = seen as f64 / train_seconds;
+        last_rate = totals.seen as f64 / train_seconds;
+        let val = scored(&session, &data, &data.validation, config.batch_size)?;
+        let test = scored(&session, &data, &test_clips, config.batch_size)?;
         let record = EpochRecord {
             epoch: epoch + 1,
-            lr,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: correct as f64 / seen.max(1) as f64,
-            val_loss: val.log_loss,
-            val_accuracy: val.accuracy,
-            val_macro_accuracy: val.macro_accuracy,
+            lr: totals.lr,
+            train_loss: totals.loss_sum / totals.seen.max(1) as f64,
+            train_accuracy: totals.correct as f64 / totals.seen.max(1) as f64,
+            val_loss: val.as_ref().map(|m| m.log_loss),
+            val_accuracy: val.as_ref().map(|m| m.accuracy),
+            val_macro_accuracy: val.as_ref().map(|m| m.macro_accuracy),
+            test_loss: test.as_ref().map(|m| m.log_loss),
+            test_accuracy: test.as_ref().map(|m| m.accuracy),
+            test_macro_accuracy: test.as_ref().map(|m| m.macro_accuracy),
             seconds: started.elapsed().as_secs_f64(),
             clips_per_second: last_rate,
         };
         if !opts.quiet {
-            eprintln!(
-                "epoch {:>3}/{}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} macro {:.3} | {:.1} clips/s",
-                record.epoch, config.epochs, record.train_loss, record.train_accuracy,
-                record.val_loss, record.val_accuracy, record.val_macro_accuracy, record.clips_per_second
-            );
+            eprintln!("{}", epoch_line(&record, config.epochs));
         }
         state.epochs_done += 1;
-        let improved =
-            state.best_epoch.is_none() || record.val_macro_accuracy > state.best_val_macro_accuracy;
+        // Without validation the last epoch is the run's model.
+        let improved = match (record.val_macro_accuracy, state.best_val_macro_accuracy) {
+            (Some(v), Some(best)) => v > best,
+            _ => true,
+        };
         if improved {
             state.best_epoch = Some(state.epochs_done);
             state.best_val_macro_accuracy = record.val_macro_accuracy;
@@ -460,6 +581,121 @@ pub fn train(
         clips_per_second: last_rate,
         skipped: data.skipped.len(),
     })
+}
+
+/// The test clips that can be watched: all of the test list when every clip has a label (an
+/// evaluation set's has none, and is then not watched).
+fn watchable_test(data: &RunData, warn: &dyn Fn(&str)) -> Vec<usize> {
+    let test = data.dataset.split(Split::Test);
+    if test.is_empty() || data.dataset.classes_of(test).is_err() {
+        warn("--watch-test: the test list is empty or has unlabelled clips; not watched");
+        return Vec::new();
+    }
+    test.to_vec()
+}
+
+/// Metrics of `clips`, or none for an empty list.
+fn scored(
+    session: &Session,
+    data: &RunData,
+    clips: &[usize],
+    batch_size: usize,
+) -> Result<Option<Metrics>, TrainError> {
+    if clips.is_empty() {
+        return Ok(None);
+    }
+    score(session, data, clips, batch_size).map(Some)
+}
+
+/// The progress line of a finished epoch.
+fn epoch_line(r: &EpochRecord, epochs: u64) -> String {
+    let mut line = format!(
+        "epoch {:>3}/{epochs}: train loss {:.4} acc {:.3}",
+        r.epoch, r.train_loss, r.train_accuracy
+    );
+    if let (Some(loss), Some(acc), Some(macro_acc)) =
+        (r.val_loss, r.val_accuracy, r.val_macro_accuracy)
+    {
+        line += &format!(" | val loss {loss:.4} acc {acc:.3} macro {macro_acc:.3}");
+    }
+    if let (Some(acc), Some(macro_acc)) = (r.test_accuracy, r.test_macro_accuracy) {
+        line += &format!(" | test acc {acc:.3} macro {macro_acc:.3}");
+    }
+    line + &format!(" | {:.1} clips/s", r.clips_per_second)
+}
+
+/// What one optimiser step works on.
+struct StepInput<'a> {
+    batch_ids: &'a [usize],
+    labels: &'a [usize],
+    step: u64,
+    lr: f64,
+}
+
+/// One optimiser step on a batch: returns the loss and the number of correct predictions. A
+/// non-finite loss updates nothing (the caller stops the run).
+fn train_step(
+    session: &Session,
+    data: &RunData,
+    optimizer: &mut Optimizer,
+    input: &StepInput,
+) -> Result<(f32, usize), TrainError> {
+    let StepInput {
+        batch_ids,
+        labels,
+        step,
+        lr,
+    } = *input;
+    let config = &session.config;
+    let mut rng = SplitMix64::derive(config.seed, mix64(step ^ 0xA5A5));
+    let frames = config
+        .crop_frames
+        .unwrap_or_else(|| data.store.frames(batch_ids[0]));
+    let batch = data.store.batch(
+        batch_ids,
+        labels,
+        config.labels.len(),
+        frames,
+        Some(&mut rng),
+        Some(&config.augment),
+    )?;
+    let (x, y) = to_tensor(&batch, &session.device)?;
+    session.model.reseed(mix64(config.seed ^ mix64(step)));
+    let logits = session.model.forward_t(&x, true)?;
+    let loss = soft_cross_entropy(&logits, &y)?;
+    let loss_value = loss.to_scalar::<f32>()?;
+    if !loss_value.is_finite() {
+        return Ok((loss_value, 0));
+    }
+    optimizer.backward_step(&loss, lr)?;
+    let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    let correct = predicted
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| **p as usize == **l)
+        .count();
+    Ok((loss_value, correct))
+}
+
+/// Stops the run on a non-finite loss, naming the step and the checkpoint it leaves.
+fn finite(
+    (loss, correct): (f32, usize),
+    step: u64,
+    epoch: u64,
+    state: &TrainState,
+    run_dir: &Path,
+) -> Result<(f32, usize), TrainError> {
+    if loss.is_finite() {
+        Ok((loss, correct))
+    } else {
+        Err(TrainError::NonFinite {
+            step,
+            epoch: epoch + 1,
+            loss,
+            last_good: state.epochs_done,
+            run_dir: run_dir.to_path_buf(),
+        })
+    }
 }
 
 /// `metrics.jsonl` (one line per epoch), `state.json` and the learning curves, rewritten from

@@ -20,6 +20,65 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// The warm-up steps of any schedule.
+    pub fn warmup_steps(&self) -> u64 {
+        match *self {
+            Schedule::Constant { warmup_steps }
+            | Schedule::Cosine { warmup_steps, .. }
+            | Schedule::WarmRestarts { warmup_steps, .. } => warmup_steps,
+        }
+    }
+
+    /// The schedule named `kind` (`constant` or `cosine`, decaying to 1 % of the peak) with this
+    /// one's warm-up.
+    pub fn with_kind(self, kind: &str) -> Result<Self, String> {
+        let warmup_steps = self.warmup_steps();
+        match kind {
+            "constant" => Ok(Schedule::Constant { warmup_steps }),
+            "cosine" => Ok(Schedule::Cosine {
+                warmup_steps,
+                min_factor: match self {
+                    Schedule::Cosine { min_factor, .. } => min_factor,
+                    _ => 0.01,
+                },
+            }),
+            other => Err(format!("unknown schedule '{other}' (constant or cosine)")),
+        }
+    }
+
+    /// The name `with_kind` takes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Schedule::Constant { .. } => "constant",
+            Schedule::Cosine { .. } => "cosine",
+            Schedule::WarmRestarts { .. } => "warm-restarts",
+        }
+    }
+
+    /// The same schedule with `steps` of linear warm-up.
+    pub fn with_warmup(self, steps: u64) -> Self {
+        match self {
+            Schedule::Constant { .. } => Schedule::Constant {
+                warmup_steps: steps,
+            },
+            Schedule::Cosine { min_factor, .. } => Schedule::Cosine {
+                warmup_steps: steps,
+                min_factor,
+            },
+            Schedule::WarmRestarts {
+                first_cycle_steps,
+                t_mult,
+                min_factor,
+                ..
+            } => Schedule::WarmRestarts {
+                warmup_steps: steps,
+                first_cycle_steps,
+                t_mult,
+                min_factor,
+            },
+        }
+    }
+
     /// The rate at `step` (0-based) of `total` steps, for peak rate `peak`.
     pub fn lr(&self, peak: f64, step: u64, total: u64) -> f64 {
         let warm = |w: u64| {

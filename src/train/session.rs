@@ -5,7 +5,7 @@ use super::checkpoint::{self, Weights};
 use super::config::TrainConfig;
 use crate::error::FileError;
 use crate::nn::init::seeded_builder;
-use crate::nn::models::{self, Model};
+use crate::nn::models::{self, Model, Standardized};
 use crate::nn::norm;
 use candle_core::{DType, Device, Result, Var};
 use candle_nn::VarMap;
@@ -28,8 +28,8 @@ impl Session {
         // Initial weights are a function of the config's seed (`nn::init`).
         let pvb = seeded_builder(&params, config.seed, DType::F32, &device);
         let bvb = seeded_builder(&buffers, config.seed, DType::F32, &device);
-        let builder = norm::NormBuilder::new(pvb.clone(), bvb);
-        let model = {
+        let builder = norm::NormBuilder::new(pvb.clone(), bvb.clone());
+        let mut model = {
             let factory = norm::NormFactory {
                 name: &config.norm,
                 config: &config.norm_config,
@@ -37,6 +37,10 @@ impl Session {
             };
             models::build(&config.model, pvb.clone(), &factory)?
         };
+        if config.model.standardize_input {
+            let n_mels = config.frontend.n_mels;
+            model = Box::new(Standardized::new(model, bvb.pp("input_norm"), n_mels)?);
+        }
         Ok(Self {
             config,
             device,

@@ -107,3 +107,34 @@ fn own_peak_rss_mib() -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0)
 }
+
+/// A tiny synthetic DCASE-layout set in `dir/data` (`asc synth`: 6 classes × 10 clips of 0.25 s
+/// at 16 kHz) and a training config for it in `dir/train.json` (32 mel bands, batch 8, `epochs`
+/// epochs of a cosine schedule with 2 warm-up steps): a whole run in seconds.
+pub fn tiny_training_set(dir: &std::path::Path, epochs: u64) -> std::path::PathBuf {
+    let data = dir.join("data");
+    let out = run(asc()
+        .args(["synth", "--clips-per-class", "10", "--seconds", "0.25"])
+        .args(["--sample-rate", "16000", "--out"])
+        .arg(&data));
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let mut cfg =
+        asc::train::TrainConfig::defaults("cnn", "bn", data.clone(), data.join(".asc-cache"));
+    cfg.frontend.sr = 16_000;
+    cfg.frontend.n_fft = 512;
+    cfg.frontend.win_length = 512;
+    cfg.frontend.hop_length = 256;
+    cfg.frontend.n_mels = 32;
+    cfg.frontend.fmax = 8_000.0;
+    cfg.augment.freq_mask = 4;
+    cfg.augment.time_mask = 2;
+    cfg.epochs = epochs;
+    cfg.batch_size = 8;
+    cfg.schedule = asc::train::schedule::Schedule::Cosine {
+        warmup_steps: 2,
+        min_factor: 0.01,
+    };
+    let config = dir.join("train.json");
+    std::fs::write(&config, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    config
+}

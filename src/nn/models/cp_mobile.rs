@@ -325,6 +325,7 @@ mod tests {
     fn instance_norm_head_keeps_the_input_signal() {
         let mut cfg = TrainConfig::defaults("cp-mobile", "in", PathBuf::new(), PathBuf::new());
         cfg.model.n_classes = 10;
+        cfg.frontend.n_mels = 33;
         let s = Session::build(cfg, Device::Cpu).unwrap();
         let names: Vec<String> = s.named_params().into_iter().map(|(n, _)| n).collect();
         assert!(

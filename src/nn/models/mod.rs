@@ -3,9 +3,11 @@
 
 mod cnn;
 mod cp_mobile;
+pub mod input_norm;
 
 pub use cnn::Cnn;
 pub use cp_mobile::CpMobile;
+pub use input_norm::Standardized;
 
 pub use super::norm::NormFactory;
 use crate::export::graph::OnnxGraph;
@@ -28,6 +30,10 @@ pub struct ModelConfig {
     /// Dropout probability (the `cnn` baseline uses 0.3; `cp-mobile` none).
     #[serde(default)]
     pub dropout: f32,
+    /// Standardise each mel band of the input with the training set's statistics
+    /// ([`input_norm`]); configs written before it existed have none.
+    #[serde(default)]
+    pub standardize_input: bool,
 }
 
 fn one() -> usize {
@@ -42,6 +48,7 @@ impl ModelConfig {
             n_classes,
             in_channels: 1,
             dropout,
+            standardize_input: false,
         }
     }
 }
@@ -58,6 +65,10 @@ pub trait Model: Send + Sync {
     /// Appends the eval-mode network to `g`, reading the NCHW value `input`; returns the name
     /// of the logits value (N, n_classes). Dropout is the identity at inference and emits nothing.
     fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String>;
+    /// The input standardisation in front of the network, if the model has one.
+    fn input_stats(&self) -> Option<&Standardized> {
+        None
+    }
 }
 
 /// Builds the model named in `config`; parameters come from `vb` (the optimiser's VarMap),

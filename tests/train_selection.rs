@@ -1,0 +1,243 @@
+//! How a run chooses its model, and what it learns from the training list before the first
+//! step, run as a user would (`asc train` on a tiny synthetic set):
+//! - without a validation split the run's model (`best.safetensors`) is the last epoch's, the
+//!   epoch lines carry no validation figures, and `metrics.jsonl` records none (not zeros);
+//! - `auto` holds out nothing on a small list and says why; `split` holds out whole locations;
+//! - `split.json` names the clips of each side;
+//! - the input standardisation statistics are the per-band mean and std of the training
+//!   clips' features, computed here independently from `asc features` output;
+//! - `asc train --help` shows the defaults the library uses.
+
+mod child;
+
+use asc::train::checkpoint;
+use asc::train::TrainConfig;
+use candle_core::Device;
+use std::path::{Path, PathBuf};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    config: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = child::tiny_training_set(dir.path(), 2);
+        let data = dir.path().join("data");
+        Self { dir, data, config }
+    }
+
+    /// `asc train` into `name` with `extra` flags; returns the run folder and stderr.
+    fn train(&self, name: &str, extra: &[&str]) -> (PathBuf, String) {
+        let run = self.dir.path().join(name);
+        let out = child::run(
+            child::asc()
+                .args(["train", "--data"])
+                .arg(&self.data)
+                .arg("--config")
+                .arg(&self.config)
+                .arg("--out")
+                .arg(&run)
+                .args(extra),
+        );
+        assert_eq!(out.code, Some(0), "{}", out.describe());
+        (run, out.stderr)
+    }
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn epochs(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The weights (parameters and buffers) of a checkpoint file, by name.
+fn weights(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let loaded = checkpoint::load(path, &Device::Cpu).unwrap();
+    let mut v: Vec<(String, Vec<f32>)> = loaded
+        .tensors
+        .iter()
+        .filter(|(k, _)| !k.starts_with("extra."))
+        .map(|(k, t)| (k.clone(), t.flatten_all().unwrap().to_vec1().unwrap()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn without_validation_the_last_epoch_is_the_model() {
+    let f = Fixture::new();
+    let (run, stderr) = f.train("none", &["--validation", "none", "--watch-test"]);
+    assert!(!stderr.contains("val "), "no validation figures: {stderr}");
+    assert!(stderr.contains("test acc"), "{stderr}");
+    for e in epochs(&run) {
+        assert!(e["val_macro_accuracy"].is_null(), "{e}");
+        assert!(e["test_macro_accuracy"].as_f64().is_some(), "{e}");
+    }
+    let state = json(&run.join("state.json"));
+    assert_eq!(state["best_epoch"], 2);
+    assert!(state["best_val_macro_accuracy"].is_null());
+    assert_eq!(
+        weights(&run.join("best.safetensors")),
+        weights(&run.join("checkpoint.safetensors")),
+        "best.safetensors holds the last epoch's weights"
+    );
+    let split = json(&run.join("split.json"));
+    assert_eq!(split["validation"].as_array().unwrap().len(), 0);
+    let meta = std::fs::read_to_string(f.data.join("evaluation_setup/fold1_train.csv")).unwrap();
+    assert_eq!(
+        split["train"].as_array().unwrap().len(),
+        meta.lines().count() - 1,
+        "every clip of the training list trains"
+    );
+}
+
+#[test]
+fn auto_holds_out_nothing_on_a_small_list_and_says_why() {
+    let f = Fixture::new();
+    let (run, stderr) = f.train("auto", &[]);
+    assert!(
+        stderr.contains("fewer than 1000") && stderr.contains("last epoch"),
+        "{stderr}"
+    );
+    assert_eq!(json(&run.join("config.json"))["validation"], "auto");
+    assert!(json(&run.join("split.json"))["validation"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn split_holds_out_whole_locations_and_chooses_on_them() {
+    let f = Fixture::new();
+    let (run, stderr) = f.train("split", &["--validation", "split"]);
+    assert!(stderr.contains("val loss"), "{stderr}");
+    let split = json(&run.join("split.json"));
+    let names = |side: &str| -> Vec<String> {
+        split[side]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (train, val) = (names("train"), names("validation"));
+    assert!(!val.is_empty());
+    // The location is the identifier column of meta.csv.
+    let meta = std::fs::read_to_string(f.data.join("meta.csv")).unwrap();
+    let location = |file: &str| -> String {
+        meta.lines()
+            .find(|l| l.starts_with(&format!("{file}\t")))
+            .map(|l| l.split('\t').nth(2).unwrap().to_string())
+            .unwrap()
+    };
+    for v in &val {
+        assert!(
+            train.iter().all(|t| location(t) != location(v)),
+            "{v} shares its location with a training clip"
+        );
+    }
+    for e in epochs(&run) {
+        assert!(e["val_macro_accuracy"].as_f64().is_some(), "{e}");
+    }
+}
+
+#[test]
+fn input_statistics_are_those_of_the_training_features() {
+    let f = Fixture::new();
+    let (run, _) = f.train("std", &["--validation", "split"]);
+    // The training clips' log-mels as `asc features` writes them, with the run's front end.
+    let cfg = json(&run.join("config.json"));
+    let frontend = f.dir.path().join("frontend.json");
+    std::fs::write(&frontend, cfg["frontend"].to_string()).unwrap();
+    let feats = f.dir.path().join("feats");
+    let out = child::run(
+        child::asc()
+            .arg("features")
+            .arg(f.data.join("audio"))
+            .arg("--out")
+            .arg(&feats)
+            .arg("--frontend")
+            .arg(&frontend),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let m = cfg["frontend"]["n_mels"].as_u64().unwrap() as usize;
+    let (mut sum, mut sq, mut n) = (vec![0f64; m], vec![0f64; m], 0f64);
+    for clip in json(&run.join("split.json"))["train"].as_array().unwrap() {
+        let stem = Path::new(clip.as_str().unwrap()).file_stem().unwrap();
+        let spec = npy_f32(&feats.join(stem).with_extension("npy"));
+        let frames = spec.len() / m;
+        for (b, row) in spec.chunks(frames).enumerate() {
+            sum[b] += row.iter().map(|&v| v as f64).sum::<f64>();
+            sq[b] += row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>();
+        }
+        n += frames as f64;
+    }
+    let w: std::collections::HashMap<_, _> =
+        weights(&run.join("best.safetensors")).into_iter().collect();
+    let (mean, std) = (&w["buffer.input_norm.mean"], &w["buffer.input_norm.std"]);
+    for b in 0..m {
+        let mu = sum[b] / n;
+        let sd = (sq[b] / n - mu * mu).max(0.0).sqrt().max(1e-2);
+        assert!(
+            (mean[b] as f64 - mu).abs() <= 1e-4 * mu.abs().max(1.0),
+            "band {b}: mean {} vs {mu}",
+            mean[b]
+        );
+        assert!(
+            (std[b] as f64 - sd).abs() <= 1e-4 * sd.max(1.0),
+            "band {b}: std {} vs {sd}",
+            std[b]
+        );
+    }
+}
+
+/// A little-endian float32 `.npy` file's data (the header is skipped).
+fn npy_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[test]
+fn train_help_shows_the_library_defaults() {
+    let out = child::run(child::asc().args(["train", "--help"]));
+    assert_eq!(out.code, Some(0));
+    let d = TrainConfig::defaults("cnn", "bn", PathBuf::new(), PathBuf::new());
+    let help = out.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (flag, value) in [
+        ("--epochs", d.epochs.to_string()),
+        ("--batch-size", d.batch_size.to_string()),
+        ("--lr", d.lr.to_string()),
+        ("--warmup-steps", d.schedule.warmup_steps().to_string()),
+        ("--schedule", d.schedule.kind().to_string()),
+        ("--mixup", d.augment.mixup_alpha.to_string()),
+        ("--freq-mask", d.augment.freq_mask.to_string()),
+        ("--time-mask", d.augment.time_mask.to_string()),
+        ("--mixstyle", d.augment.mixstyle_p.to_string()),
+        ("--validation-fraction", d.validation_fraction.to_string()),
+    ] {
+        let at = help
+            .find(&format!("{flag} <"))
+            .unwrap_or_else(|| panic!("{flag} missing: {help}"));
+        let next = help[at + 2..]
+            .find(" --")
+            .map_or(help.len(), |i| at + 2 + i);
+        assert!(
+            help[at..next].contains(&format!("[default: {value}]")),
+            "{flag} should show [default: {value}]: {}",
+            &help[at..next]
+        );
+    }
+}
