@@ -112,7 +112,7 @@ def native_gn(x, p, b, cfg, train):
 
 def native_ln(x, p, b, cfg, train):
     y = F.layer_norm(x, x.shape[1:], eps=gen_norms.EPS)
-    return y * gen_norms.chan(p["weight"]) + gen_norms.chan(p["bias"])
+    return y * gen_norms.chan(p["weight"], x) + gen_norms.chan(p["bias"], x)
 
 
 def native_in(x, p, b, cfg, train):

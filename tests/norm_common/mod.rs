@@ -89,12 +89,41 @@ pub fn variants() -> Vec<(&'static str, &'static str, NormConfig)> {
     ]
 }
 
+/// The input shapes of tests/fixtures/gen_norms.py (`SHAPES`), by index `s` of `<stem>_s<s>`.
+pub const SHAPES: [&[usize]; 6] = [
+    &[4, 8, 6, 5],
+    &[3, 16, 5, 7],
+    &[18, 9, 2, 3],
+    &[1, 48, 4, 3],
+    &[5, 12, 7],
+    &[6, 33],
+];
+
+/// The shape indices with a fixture for layer `name` with `cfg` (gen_norms.py `applies`): UBN
+/// only at rank 4, faithful GN+ only with N >= 2, IN only at rank >= 3.
+pub fn shape_indices(name: &str, cfg: &NormConfig) -> Vec<usize> {
+    (0..SHAPES.len())
+        .filter(|&s| {
+            let shape = SHAPES[s];
+            let faithful = name == "gnplus" && cfg.gnplus_variant == GnPlusVariant::Faithful;
+            !(name == "ubn" && shape.len() != 4)
+                && !(faithful && shape[0] < 2)
+                && !(name == "in" && shape.len() < 3)
+        })
+        .collect()
+}
+
 pub fn fixture(stem: &str, shape_idx: usize) -> HashMap<String, Tensor> {
     fixture_on(stem, shape_idx, &Device::Cpu)
 }
 
 /// [`fixture`] with every tensor on `dev`.
 pub fn fixture_on(stem: &str, shape_idx: usize, dev: &Device) -> HashMap<String, Tensor> {
+    fixture_file(&format!("{stem}_s{shape_idx}"), dev)
+}
+
+/// tests/fixtures/norms/`name`.safetensors with every tensor on `dev`.
+pub fn fixture_file(name: &str, dev: &Device) -> HashMap<String, Tensor> {
     // The checkout the test was built in, else the working directory: scripts/gpu-check.sh runs
     // a test binary built on another machine from the repository root.
     let built_in = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -103,9 +132,7 @@ pub fn fixture_on(stem: &str, shape_idx: usize, dev: &Device) -> HashMap<String,
     } else {
         std::path::Path::new(".")
     };
-    let path = root.join(format!(
-        "tests/fixtures/norms/{stem}_s{shape_idx}.safetensors"
-    ));
+    let path = root.join(format!("tests/fixtures/norms/{name}.safetensors"));
     candle_core::safetensors::load(&path, dev).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -125,6 +152,22 @@ pub fn set_params(b: &mut Built, fx: &HashMap<String, Tensor>) -> Vec<String> {
     names
 }
 
+/// Copies every `b0.<name>` tensor of a fixture into the buffer store (the initial running
+/// statistics and moving cosine of the fixture); returns the names set.
+pub fn set_initial_buffers(b: &mut Built, fx: &HashMap<String, Tensor>) -> Vec<String> {
+    let mut names = vec![];
+    for (k, v) in fx {
+        if let Some(name) = k.strip_prefix("b0.") {
+            b.buffers
+                .set_one(name, v)
+                .unwrap_or_else(|e| panic!("set buffer {name}: {e}"));
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    names
+}
+
 /// max|a − b| / max(max|b|, 1e-6).
 pub fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
     if a.dims() != b.dims() {
@@ -133,6 +176,38 @@ pub fn rel_err(a: &Tensor, b: &Tensor) -> Result<f32> {
     let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
     let scale = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-6);
     Ok(diff / scale)
+}
+
+/// The element-wise check: the largest |a − b| / (rtol·|b| + atol·S) over the elements, where
+/// S is the largest |b| of the element's plane (sample, channel) for rank >= 3, of its row for
+/// rank 2 and of the whole tensor below; ≤ 1 passes. Unlike [`rel_err`] it sees an error
+/// confined to small values (a channel or sample of small variance, where ε matters, next to
+/// large ones), while values near 0 inside a plane are still judged on the plane's scale.
+pub fn elementwise_err(a: &Tensor, b: &Tensor, rtol: f32, atol: f32) -> Result<f32> {
+    if a.dims() != b.dims() {
+        candle_core::bail!("shape {:?} vs {:?}", a.dims(), b.dims());
+    }
+    let dims = b.dims();
+    let plane = match dims.len() {
+        0 | 1 => b.elem_count().max(1),
+        2 => dims[1],
+        _ => dims[2..].iter().product::<usize>().max(1),
+    };
+    let av = a.flatten_all()?.to_vec1::<f32>()?;
+    let bv = b.flatten_all()?.to_vec1::<f32>()?;
+    let mut worst = 0f32;
+    for (ap, bp) in av.chunks(plane).zip(bv.chunks(plane)) {
+        let scale = bp.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (x, y) in ap.iter().zip(bp) {
+            let diff = (x - y).abs();
+            let allowed = rtol * y.abs() + atol * scale;
+            let e = if diff == 0.0 { 0.0 } else { diff / allowed };
+            if e.is_nan() || e > worst {
+                worst = if e.is_nan() { f32::INFINITY } else { e };
+            }
+        }
+    }
+    Ok(worst)
 }
 
 /// Deterministic pseudo-random tensor (LCG) of the given shape, values in [lo, hi).
@@ -174,10 +249,11 @@ pub struct Output {
     pub got: Option<Tensor>,
 }
 
-/// The protocol of tests/fixtures/gen_norms.py for fixture `stem`_s`s` run on `dev`: train
-/// output, gradients of sum(y·r) w.r.t. input and every parameter, buffers after 3 train
-/// steps, eval output at N and (where the fixture has it) at N = 1. Also returns the fixture
-/// (on the CPU). Panics when parameter or buffer names differ from the fixture's.
+/// The protocol of tests/fixtures/gen_norms.py for fixture `stem`_s`s` run on `dev`: the
+/// fixture's parameters and initial buffers set, train output of step 1, gradients of sum(y·r)
+/// w.r.t. input and every parameter, buffers after step 1, train outputs of steps 2 and 3,
+/// buffers after them, eval output at N and (where the fixture has it) at N = 1. Also returns
+/// the fixture (on the CPU). Panics when parameter or buffer names differ from the fixture's.
 pub fn run_protocol(
     stem: &str,
     name: &str,
@@ -187,14 +263,23 @@ pub fn run_protocol(
 ) -> Result<(HashMap<String, Tensor>, Vec<Output>)> {
     let fx = fixture_on(stem, s, dev);
     let x = &fx["x"];
+    assert_eq!(x.dims(), SHAPES[s], "{stem}_s{s}: input shape");
     let mut b = build_on(name, x.dim(1)?, cfg, dev);
     let set = set_params(&mut b, &fx);
     let mut own: Vec<String> = b.params.data().lock().unwrap().keys().cloned().collect();
     own.sort();
     assert_eq!(own, set, "{stem}: parameter names differ from the fixture");
+    let mut bufs: Vec<String> = b.buffers.data().lock().unwrap().keys().cloned().collect();
+    bufs.sort();
+    let initial = set_initial_buffers(&mut b, &fx);
+    assert_eq!(
+        bufs, initial,
+        "{stem}: buffer names differ from the fixture"
+    );
     let mut out = vec![];
     let mut push = |what: String, key: String, got: Option<&Tensor>| -> Result<()> {
-        let got = got.map(|t| t.to_device(&Device::Cpu)).transpose()?;
+        // A copy: the buffers are overwritten in place by the next step.
+        let got = got.map(|t| t.to_device(&Device::Cpu)?.copy()).transpose()?;
         out.push(Output { what, key, got });
         Ok(())
     };
@@ -207,16 +292,22 @@ pub fn run_protocol(
         let t = var_tensor(&b.params, p);
         push(format!("grad {p}"), format!("g.{p}"), grads.get(&t))?;
     }
-    b.layer.forward_t(&fx["x2"], true)?;
-    b.layer.forward_t(&fx["x3"], true)?;
-    let mut bufs: Vec<String> = b.buffers.data().lock().unwrap().keys().cloned().collect();
-    bufs.sort();
-    let mut want: Vec<String> = fx
-        .keys()
-        .filter_map(|k| k.strip_prefix("b.").map(String::from))
-        .collect();
-    want.sort();
-    assert_eq!(bufs, want, "{stem}: buffer names differ from the fixture");
+    for k in &bufs {
+        let t = var_tensor(&b.buffers, k);
+        push(
+            format!("buffer {k} after step 1"),
+            format!("b1.{k}"),
+            Some(&t),
+        )?;
+    }
+    for (step, key) in [(2, "x2"), (3, "x3")] {
+        let y = b.layer.forward_t(&fx[key], true)?;
+        push(
+            format!("y_train step {step}"),
+            format!("y_train{step}"),
+            Some(&y),
+        )?;
+    }
     for k in &bufs {
         let t = var_tensor(&b.buffers, k);
         push(format!("buffer {k}"), format!("b.{k}"), Some(&t))?;
