@@ -278,3 +278,35 @@ fn loading_refuses_missing_and_extra_names() {
         "{err}"
     );
 }
+
+/// Whether `names` hold a variable of cp-mobile's head norm.
+fn has_head_norm<'a>(mut names: impl Iterator<Item = &'a String>) -> bool {
+    names.any(|n| n.starts_with("head.norm."))
+}
+
+/// The norm between cp-mobile's head conv and its global average pool: the reference keeps or
+/// drops it by probing the layer's definition numerically (does the pooled output depend on the
+/// input? tests/fixtures/gen_models.py, `Net.norm_before_gap`), the model by its own rule
+/// (`norm::standardizes_each_map`). They must agree for every norm; a disagreement is named
+/// here rather than as a list of missing variables.
+#[test]
+fn cp_mobile_head_norm_agrees_with_the_reference() {
+    let word = |kept: bool| if kept { "keeps" } else { "drops" };
+    let mut disagree = Vec::new();
+    for (stem, norm, cfg) in variants() {
+        let fx = fixture("cp-mobile", stem);
+        let theirs = has_head_norm(fixture_names(&fx, "param.").iter())
+            || has_head_norm(fixture_names(&fx, "buffer.").iter());
+        let s = session("cp-mobile", norm, &cfg);
+        let ours = has_head_norm(s.params.data().lock().expect("varmap lock").keys())
+            || has_head_norm(s.buffers.data().lock().expect("varmap lock").keys());
+        if ours != theirs {
+            disagree.push(format!(
+                "{stem}: the reference {} the head norm, the model {} it",
+                word(theirs),
+                word(ours)
+            ));
+        }
+    }
+    assert!(disagree.is_empty(), "{}", disagree.join("\n"));
+}
