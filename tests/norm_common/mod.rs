@@ -106,9 +106,10 @@ pub fn shape_indices(name: &str, cfg: &NormConfig) -> Vec<usize> {
         .filter(|&s| {
             let shape = SHAPES[s];
             let faithful = name == "gnplus" && cfg.gnplus_variant == GnPlusVariant::Faithful;
-            !(name == "ubn" && shape.len() != 4)
-                && !(faithful && shape[0] < 2)
-                && !(name == "in" && shape.len() < 3)
+            let skip = (name == "ubn" && shape.len() != 4)
+                || (faithful && shape[0] < 2)
+                || (name == "in" && shape.len() < 3);
+            !skip
         })
         .collect()
 }
@@ -139,28 +140,22 @@ pub fn fixture_file(name: &str, dev: &Device) -> HashMap<String, Tensor> {
 /// Copies every `p.<name>` tensor of a fixture into the parameter store (in place, so the
 /// layer sees it); returns the names set.
 pub fn set_params(b: &mut Built, fx: &HashMap<String, Tensor>) -> Vec<String> {
-    let mut names = vec![];
-    for (k, v) in fx {
-        if let Some(name) = k.strip_prefix("p.") {
-            b.params
-                .set_one(name, v)
-                .unwrap_or_else(|e| panic!("set {name}: {e}"));
-            names.push(name.to_string());
-        }
-    }
-    names.sort();
-    names
+    set_from(&mut b.params, fx, "p.")
 }
 
 /// Copies every `b0.<name>` tensor of a fixture into the buffer store (the initial running
 /// statistics and moving cosine of the fixture); returns the names set.
 pub fn set_initial_buffers(b: &mut Built, fx: &HashMap<String, Tensor>) -> Vec<String> {
+    set_from(&mut b.buffers, fx, "b0.")
+}
+
+/// Copies every `<prefix><name>` tensor of a fixture into `map`, in place; the sorted names.
+fn set_from(map: &mut VarMap, fx: &HashMap<String, Tensor>, prefix: &str) -> Vec<String> {
     let mut names = vec![];
     for (k, v) in fx {
-        if let Some(name) = k.strip_prefix("b0.") {
-            b.buffers
-                .set_one(name, v)
-                .unwrap_or_else(|e| panic!("set buffer {name}: {e}"));
+        if let Some(name) = k.strip_prefix(prefix) {
+            map.set_one(name, v)
+                .unwrap_or_else(|e| panic!("set {prefix}{name}: {e}"));
             names.push(name.to_string());
         }
     }
