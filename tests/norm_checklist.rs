@@ -164,6 +164,8 @@ fn eval_is_batch_independent_except_faithful_gnplus() {
 #[test]
 fn running_stats_follow_the_pytorch_rule() {
     // norms.md §7.3: rm = 0.1·μ_B, rv = 0.9 + 0.1·σ²_B·M/(M−1) after one step from (0, 1).
+    // Every layer with running statistics is held to the same rule from random initial
+    // buffers by the fixtures (b1.*, tests/norm_parity.rs).
     let (n, c, h, w) = (5, 3, 4, 6);
     let x = rand_tensor(&[n, c, h, w], 31, -1.0, 4.0);
     let b = build("bn", c, &NormConfig::default());

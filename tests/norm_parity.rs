@@ -1,5 +1,5 @@
 //! Parity of every layer with the PyTorch float64 reference of tests/fixtures/gen_norms.py
-//! (written from norms.md): train output, gradients of sum(y·r) w.r.t. input and every
+//! (written from docs/norms.md): train output, gradients of sum(y·r) w.r.t. input and every
 //! parameter, buffers after the first and the third train step (from random initial buffers),
 //! train outputs of steps 2 and 3, eval output at N and at N = 1, on six shapes per layer.
 //!
@@ -193,7 +193,7 @@ fn ks_statistic(a: &[f32], b: &[f32]) -> f64 {
     d
 }
 
-/// UBN's BNET conv at its reference init (norms.md §5.1) against PyTorch's
+/// UBN's BNET conv at its reference init (docs/norms.md §5.1) against PyTorch's
 /// (tests/fixtures/norms/ubn_init.safetensors): the bias drawn like nn.Conv2d's default,
 /// U(−1/√fan_in, 1/√fan_in) with PyTorch's fan_in, the kernel with kaiming_normal_(fan_out,
 /// relu)'s std, for k = 3 and 5.
