@@ -1,7 +1,8 @@
 //! Parity of every layer with the PyTorch float64 reference of tests/fixtures/gen_norms.py
 //! (written from docs/norms.md): train output, gradients of sum(y·r) w.r.t. input and every
 //! parameter, buffers after the first and the third train step (from random initial buffers),
-//! train outputs of steps 2 and 3, eval output at N and at N = 1, on six shapes per layer.
+//! train outputs of steps 2 and 3, eval output at N and at N = 1, and the buffers once more
+//! after eval (which must leave them alone), on six shapes per layer.
 //!
 //! Each value passes two checks: the largest error relative to the largest reference element
 //! ([`rel_err`], `TOL`), and the element-wise check of [`elementwise_err`] (`RTOL` of the element

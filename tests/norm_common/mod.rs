@@ -247,7 +247,8 @@ pub struct Output {
 /// The protocol of tests/fixtures/gen_norms.py for fixture `stem`_s`s` run on `dev`: the
 /// fixture's parameters and initial buffers set, train output of step 1, gradients of sum(y·r)
 /// w.r.t. input and every parameter, buffers after step 1, train outputs of steps 2 and 3,
-/// buffers after them, eval output at N and (where the fixture has it) at N = 1. Also returns
+/// buffers after them, eval output at N and (where the fixture has it) at N = 1, and the
+/// buffers again after eval (unchanged). Also returns
 /// the fixture (on the CPU). Panics when parameter or buffer names differ from the fixture's.
 pub fn run_protocol(
     stem: &str,
@@ -312,6 +313,12 @@ pub fn run_protocol(
     if fx.contains_key("y_eval1") {
         let y1 = b.layer.forward_t(&x.narrow(0, 0, 1)?, false)?;
         push("y_eval N=1".into(), "y_eval1".into(), Some(&y1))?;
+    }
+    // Eval mode leaves every buffer as the train steps left it (UBN's moving cosine included,
+    // docs/norms.md §5.6.4).
+    for k in &bufs {
+        let t = var_tensor(&b.buffers, k);
+        push(format!("buffer {k} after eval"), format!("b.{k}"), Some(&t))?;
     }
     let fx = fx
         .into_iter()
