@@ -7,7 +7,7 @@ pub mod input_norm;
 
 pub use cnn::Cnn;
 pub use cp_mobile::CpMobile;
-pub use input_norm::Standardized;
+pub use input_norm::{InputNorm, Standardized};
 
 pub use super::norm::NormFactory;
 use crate::export::graph::OnnxGraph;
@@ -30,10 +30,10 @@ pub struct ModelConfig {
     /// Dropout probability (the `cnn` baseline uses 0.3; `cp-mobile` none).
     #[serde(default)]
     pub dropout: f32,
-    /// Standardise each mel band of the input with the training set's statistics
-    /// ([`input_norm`]); configs written before it existed have none.
+    /// Input standardisation with the training set's statistics ([`input_norm`]); configs
+    /// written before it existed have none.
     #[serde(default)]
-    pub standardize_input: bool,
+    pub input_norm: InputNorm,
 }
 
 fn one() -> usize {
@@ -48,7 +48,7 @@ impl ModelConfig {
             n_classes,
             in_channels: 1,
             dropout,
-            standardize_input: false,
+            input_norm: InputNorm::None,
         }
     }
 }
