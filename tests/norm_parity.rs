@@ -1,5 +1,5 @@
 //! Parity of every layer with the PyTorch float64 reference of tests/fixtures/gen_norms.py
-//! (written from norms.md): train output, gradients of sum(y·r) w.r.t. input and every
+//! (written from docs/norms.md): train output, gradients of sum(y·r) w.r.t. input and every
 //! parameter, buffers after 3 train steps, eval output at N and at N = 1.
 
 mod norm_common;

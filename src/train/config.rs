@@ -1,5 +1,5 @@
 //! The experiment as one file (`RUN_DIR/config.json`): everything needed to rebuild the model
-//! and its front end, and to replay the run (`style.md`: an experiment is one config).
+//! and its front end, and to replay the run (`docs/style.md`: an experiment is one config).
 
 use super::augment::AugmentConfig;
 use super::optim::OptimizerConfig;

@@ -1,4 +1,4 @@
-//! The architectures of `models.md`, each built from a [`ModelConfig`] and a norm factory, so
+//! The architectures of `docs/models.md`, each built from a [`ModelConfig`] and a norm factory, so
 //! every model takes every normalization layer by name.
 
 mod cnn;
@@ -59,8 +59,8 @@ pub trait Model: Send + Sync {
     /// Seeds the dropout masks of the next training step (reproducible runs and resumes).
     fn reseed(&self, seed: u64);
     /// Multiply-accumulates of one forward pass on a 1 × C × H × W input, torchinfo's convention
-    /// (`dcase.md`): convolutions (Cin/groups)·Cout·kh·kw·Hout·Wout, linear layers their weight
-    /// and bias counts, and 2C per norm layer, as for BatchNorm.
+    /// (`docs/datasets.md`): convolutions (Cin/groups)·Cout·kh·kw·Hout·Wout, linear layers their
+    /// weight and bias counts, and 2C per norm layer, as for BatchNorm.
     fn macs(&self, input_hw: (usize, usize)) -> u64;
     /// Appends the eval-mode network to `g`, reading the NCHW value `input`; returns the name
     /// of the logits value (N, n_classes). Dropout is the identity at inference and emits nothing.
