@@ -1,8 +1,8 @@
 //! Forward and forward+backward time of `asc::nn::ops` against candle's own ops on the shapes of
-//! the baseline CNN's first layers (batch 32 × 16 × 128 × 431, `design.md` § "Known performance
-//! facts") and of CP-Mobile's depthwise convs. Run: `cargo bench --bench ops` (release profile),
-//! or with `-- --quick` for one repetition. Prints a markdown table; times are the minimum over
-//! the repetitions, in milliseconds.
+//! the baseline CNN's first layers (batch 32 × 16 × 128 × 431, `docs/architecture.md` § "Known
+//! performance facts") and of CP-Mobile's depthwise convs. Run: `cargo bench --bench ops` (release
+//! profile), or with `-- --quick` for one repetition. Prints a markdown table; times are the
+//! minimum over the repetitions, in milliseconds.
 use asc::nn::ops;
 use candle_core::{Device, Result, Tensor, Var};
 use std::time::Instant;

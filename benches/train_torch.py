@@ -3,8 +3,8 @@
 with each normalization layer, timed like benches/norms.rs `train_step_ms`.
 
 The models are not re-implemented here: `cnn` and `cp-mobile` come from
-tests/fixtures/gen_models.py (built from shared/docs/models.md) with the layers of
-tests/fixtures/gen_norms.py (norms.md), run in float32. Two changes make the comparison fair:
+tests/fixtures/gen_models.py (built from docs/models.md) with the layers of
+tests/fixtures/gen_norms.py (docs/norms.md), run in float32. Two changes make the comparison fair:
 
 * The fixture generator's bookkeeping on every ReLU and max pool (distance to a kink, for
   choosing a batch) is left out, and the `cnn` gets its dropout (p = 0.3 after the max pool, as
@@ -13,7 +13,7 @@ tests/fixtures/gen_norms.py (norms.md), run in float32. Two changes make the com
 * With `--impl native` (the default) what PyTorch has kernels for runs through them: BN and GN
   are `F.batch_norm` and `F.group_norm` with their affine (as nn.BatchNorm2d, nn.GroupNorm), BN's
   and GN's statistics inside L2BN, IEBN, UBN and GN+ too; LN is `F.layer_norm` (then the
-  per-channel affine of norms.md §2.3), IN `F.instance_norm`, and UBN's batch cosine one Gram
+  per-channel affine of docs/norms.md §2.3), IN `F.instance_norm`, and UBN's batch cosine one Gram
   matrix (as ours) instead of the fixture's n² `cosine_similarity` calls -- what a PyTorch user
   would write.
   Each replacement is checked against the spec form on a small float64 input before timing.

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-/// Why a file could not be used, always naming the file (`design.md`: bad input gets a clear
-/// error, never a panic).
+/// Why a file could not be used, always naming the file (`docs/architecture.md`: bad input gets a
+/// clear error, never a panic).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}: {reason}", path.display())]
 pub struct FileError {

@@ -1,6 +1,6 @@
 //! `asc`: acoustic scene classification in Rust.
 //!
-//! The data path (`design.md`): WAV ([`audio`]) → log-mel ([`features`]) → data sets
+//! The data path (`docs/architecture.md`): WAV ([`audio`]) → log-mel ([`features`]) → data sets
 //! ([`dataset`], [`synth`]) → candle models with a pluggable normalization layer ([`nn`]) →
 //! training ([`train`]) → ONNX export ([`export`]) → tract inference ([`infer`]).
 

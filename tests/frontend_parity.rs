@@ -14,7 +14,7 @@ fn cases() -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// frontend.md: max |ours − librosa| ≤ 1e-3 on the log scale, every preset, real and synthetic
+/// docs/frontend.md: max |ours − librosa| ≤ 1e-3 on the log scale, every preset, real and synthetic
 /// signals and silence.
 #[test]
 fn every_preset_matches_librosa() {

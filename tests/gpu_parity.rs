@@ -82,7 +82,7 @@ fn forward_backward(
     Ok(out)
 }
 
-/// The shapes the models use (models.md): odd widths, asymmetric strides, padded pools, and
+/// The shapes the models use (docs/models.md): odd widths, asymmetric strides, padded pools, and
 /// max pooling over tied values (a coarse value grid) so the first-maximum rule is exercised.
 #[test]
 fn ops_match_cpu_kernels_on_cuda() -> Result<()> {

@@ -1,10 +1,10 @@
 //! Whole-model gradient parity with PyTorch float64 (issue 10): for every model and every norm,
 //! the fixture `tests/fixtures/models/<model>_<norm>.safetensors` (written by
-//! `tests/fixtures/gen_models.py` from models.md and norms.md, independently of this crate)
-//! holds weights, a batch, labels, the mean cross-entropy of the train-mode logits and the
-//! gradient of every parameter. We build the model through [`Session`] (the training path),
-//! load the weights by name — a name missing on either side fails the case — run one
-//! train-mode forward, our training loss and backward, and compare.
+//! `tests/fixtures/gen_models.py` from docs/models.md and docs/norms.md, independently of this
+//! crate) holds weights, a batch, labels, the mean cross-entropy of the train-mode logits and the
+//! gradient of every parameter. We build the model through [`Session`] (the training path), load
+//! the weights by name — a name missing on either side fails the case — run one train-mode forward,
+//! our training loss and backward, and compare.
 //!
 //! Tolerances: PyTorch float32 itself sits near 1e-6 from float64 here; 1e-3 on the gradients
 //! (max error relative to the largest reference element, and the L1-norm ratio) leaves room
@@ -14,7 +14,7 @@
 //!
 //! One exception, stated: GN+'s λ in a layer where GN has one channel per group (C ≤ 32 with
 //! the default 32 groups, `norm::standardizes_each_map`) has an exact gradient of order ε, as
-//! the BN part then re-normalizes maps that are already standardized (norms.md §4.2); float32
+//! the BN part then re-normalizes maps that are already standardized (docs/norms.md §4.2); float32
 //! cannot resolve it (PyTorch's own float32 gradient of `cnn` GN+ `norm1.lambda` is off by 13 %,
 //! ours by 15 %). Such a λ is judged on the scale of the terms that cancel in it, Σ|∂L/∂γ| of
 //! its layer, and not by its L1 ratio; the `gnplus_g4` fixtures (at most 4 groups) have λ
@@ -150,9 +150,8 @@ fn session(model: &str, norm: &str, norm_config: &NormConfig) -> Session {
     cfg.model.n_classes = 10;
     // Dropout masks cannot be matched with PyTorch's; the parity is of everything else.
     cfg.model.dropout = 0.0;
-    // The per-band input standardisation (src/nn/models/input_norm.rs) is not part of the
-    // models of models.md that gen_models.py rebuilds; its buffers are absent from the fixtures.
-    cfg.model.standardize_input = false;
+    // The fixtures are of the network; input standardisation has its own parity in export_parity.
+    cfg.model.input_norm = asc::nn::models::InputNorm::None;
     Session::build(cfg, Device::Cpu).unwrap_or_else(|e| panic!("{model}/{norm}: build: {e}"))
 }
 

@@ -1,7 +1,7 @@
 //! The architectures as a DCASE user relies on them: CP-Mobile's published size (DCASE 2024
-//! baseline: 61,148 parameters, 29,419,156 MACs on 1 × 256 × 65 with BatchNorm, `dcase.md`), and
-//! every model with every norm trains, saves, reloads into a fresh model and gives bit-identical
-//! eval outputs.
+//! baseline: 61,148 parameters, 29,419,156 MACs on 1 × 256 × 65 with BatchNorm,
+//! `docs/datasets.md`), and every model with every norm trains, saves, reloads into a fresh model
+//! and gives bit-identical eval outputs.
 
 use asc::nn::norm::NORM_NAMES;
 use asc::train::checkpoint::{self, Weights};

@@ -1,4 +1,4 @@
-//! The test checklist of norms.md §7: ONNX decomposition = eval forward (run in tract on two
+//! The test checklist of docs/norms.md §7: ONNX decomposition = eval forward (run in tract on two
 //! input sizes), batch independence at inference, running-stat updates, group-norm identities,
 //! L2BN scale invariance, init values, parameter counts, and a checkpoint round trip.
 
@@ -16,7 +16,7 @@ fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// Elementwise |a − b| ≤ atol + rtol·|b| (norms.md §1 "Exactness": atol 1e-5, rtol 1e-4).
+/// Elementwise |a − b| ≤ atol + rtol·|b| (docs/norms.md §1 "Exactness": atol 1e-5, rtol 1e-4).
 fn assert_close(what: &str, a: &Tensor, b: &Tensor, atol: f32, rtol: f32) {
     assert_eq!(a.dims(), b.dims(), "{what}: shapes");
     let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -163,7 +163,7 @@ fn eval_is_batch_independent_except_faithful_gnplus() {
 
 #[test]
 fn running_stats_follow_the_pytorch_rule() {
-    // norms.md §7.3: rm = 0.1·μ_B, rv = 0.9 + 0.1·σ²_B·M/(M−1) after one step from (0, 1).
+    // docs/norms.md §7.3: rm = 0.1·μ_B, rv = 0.9 + 0.1·σ²_B·M/(M−1) after one step from (0, 1).
     // Every layer with running statistics is held to the same rule from random initial
     // buffers by the fixtures (b1.*, tests/norm_parity.rs).
     let (n, c, h, w) = (5, 3, 4, 6);
@@ -218,7 +218,7 @@ fn ubn_freezes_running_stats_below_tau() {
         rm.iter().all(|&v| v == 0.0) && rv.iter().all(|&v| v == 1.0),
         "{rm:?} {rv:?}"
     );
-    // Eval never touches the gate state (judgement in norms.md §5.6.4).
+    // Eval never touches the gate state (judgement in docs/norms.md §5.6.4).
     b.layer.forward_t(&x, false).unwrap();
     assert_eq!(
         var_tensor(&b.buffers, "moving_cos")
@@ -310,12 +310,12 @@ fn init_values_match_the_papers() {
     let x = rand_tensor(&[4, 8, 6, 5], 71, -1.0, 2.0);
     let cfg = NormConfig::default();
     let bn = build("bn", 8, &cfg).layer.forward_t(&x, true).unwrap();
-    // IEBN: attention σ(−1) = 0.2689 (norms.md §6.1), so y = 0.2689·BN(x) at init.
+    // IEBN: attention σ(−1) = 0.2689 (docs/norms.md §6.1), so y = 0.2689·BN(x) at init.
     let a = sigmoid(-1.0);
     assert!((a - 0.2689).abs() < 1e-4);
     let iebn = build("iebn", 8, &cfg).layer.forward_t(&x, true).unwrap();
     assert_close("IEBN init", &iebn, &(&bn * a).unwrap(), 1e-6, 1e-5);
-    // UBN with identity BNET: y = σ(1)·BN(x), σ(1) = 0.7311 (norms.md §5.1), train and eval.
+    // UBN with identity BNET: y = σ(1)·BN(x), σ(1) = 0.7311 (docs/norms.md §5.1), train and eval.
     let s = sigmoid(1.0);
     assert!((s - 0.7311).abs() < 1e-4);
     let ucfg = NormConfig {
@@ -346,7 +346,7 @@ fn init_values_match_the_papers() {
         1e-6,
         1e-5,
     );
-    // GN+: s = σ(λ₀ = 1) = 0.7311 (norms.md §4.1): y = s·GN(x) + (1−s)·BN(GN(x)).
+    // GN+: s = σ(λ₀ = 1) = 0.7311 (docs/norms.md §4.1): y = s·GN(x) + (1−s)·BN(GN(x)).
     let gcfg = NormConfig {
         gn_max_groups: 4,
         ..Default::default()
@@ -382,7 +382,7 @@ fn init_values_match_the_papers() {
 
 #[test]
 fn parameter_and_buffer_counts() {
-    // norms.md §7.6: BN/GN/LN/IN/L2BN 2C; GN+ 2C+1; IEBN 4C; UBN (k²+4)C.
+    // docs/norms.md §7.6: BN/GN/LN/IN/L2BN 2C; GN+ 2C+1; IEBN 4C; UBN (k²+4)C.
     for c in [8, 24] {
         for name in NORM_NAMES {
             let b = build(name, c, &NormConfig::default());

@@ -16,7 +16,7 @@ pub use riff::{SampleFormat, WavInfo, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 pub use crate::error::FileError as AudioError;
 use std::path::{Path, PathBuf};
 
-/// Mean over channels of interleaved samples (`frontend.md` step 1).
+/// Mean over channels of interleaved samples (`docs/frontend.md` step 1).
 pub fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
     if channels <= 1 {
         return interleaved.to_vec();

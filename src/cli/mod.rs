@@ -1,5 +1,5 @@
 //! The `asc` command line: parse, call the library, print. No logic a library user would need
-//! lives here (`style.md`). Exit status: 0 all done, 1 some input failed, 2 usage error.
+//! lives here (`docs/style.md`). Exit status: 0 all done, 1 some input failed, 2 usage error.
 
 mod deploy;
 mod features;

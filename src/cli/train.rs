@@ -1,6 +1,6 @@
 use anyhow::Context;
 use asc::dataset::Split;
-use asc::nn::models::MODEL_NAMES;
+use asc::nn::models::{InputNorm, MODEL_NAMES};
 use asc::synth::{self, SynthConfig};
 use asc::train::config::{Overrides, Validation};
 use asc::train::optim::OptimizerConfig;
@@ -88,10 +88,8 @@ pub struct ExperimentArgs {
     validation: Option<String>,
     #[arg(long)]
     validation_fraction: Option<f64>,
-    /// Feed the model raw log-mels instead of standardising each mel band with the training
-    /// set's mean and std [default: standardised].
-    #[arg(long)]
-    no_standardize: bool,
+    #[arg(long, value_parser = InputNorm::NAMES)]
+    input_norm: Option<String>,
     /// Turn every augmentation off (single ones can be turned back on with the flags below).
     #[arg(long)]
     no_augment: bool,
@@ -146,6 +144,14 @@ pub fn with_defaults(cmd: clap::Command) -> clap::Command {
                 "Learning-rate schedule after the warm-up: constant, or cosine down to 1 % of the \
                  peak at the last step [default: {}]",
                 d.schedule.kind()
+            ),
+        ),
+        (
+            "input_norm",
+            format!(
+                "Standardise the input log-mel with the training list's mean and std: per mel \
+                 band, over all bands (global), or not at all [default: {}]",
+                d.model.input_norm.name()
             ),
         ),
         (
@@ -293,7 +299,12 @@ pub fn build_config(a: &ExperimentArgs, norm: &str) -> anyhow::Result<TrainConfi
             .transpose()
             .map_err(anyhow::Error::msg)?,
         validation_fraction: a.validation_fraction,
-        standardize_input: a.no_standardize.then_some(false),
+        input_norm: a
+            .input_norm
+            .as_deref()
+            .map(InputNorm::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
         mixup_alpha: a.mixup,
         freq_mask: a.freq_mask,
         time_mask: a.time_mask,

@@ -1,5 +1,5 @@
-//! Reader of the DCASE layout (dcase.md "Dataset layout"): `meta.csv` lists every clip with its
-//! label and location; `evaluation_setup/fold{K}_{train,evaluate,test}.csv` list the splits.
+//! Reader of the DCASE layout (docs/datasets.md "Dataset layout"): `meta.csv` lists every clip with
+//! its label and location; `evaluation_setup/fold{K}_{train,evaluate,test}.csv` list the splits.
 //! Evaluation sets have no labels: a `meta.csv` or a test list with only `filename` is accepted.
 
 use std::collections::{HashMap, HashSet};

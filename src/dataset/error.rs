@@ -1,5 +1,5 @@
 //! Errors of the dataset layer. Every row-level error names the file, the 1-based line and what
-//! was wrong, so a user can open the CSV at that line (dcase.md "Dataset layout").
+//! was wrong, so a user can open the CSV at that line (docs/datasets.md "Dataset layout").
 
 use std::path::PathBuf;
 

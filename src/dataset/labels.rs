@@ -1,6 +1,6 @@
-//! Class labels in alphabetical order (dcase.md: "Label order = alphabetical"): index `i` is the
-//! model's output `i`, the `i`-th probability column of a submission file, and the `i`-th label
-//! stored in the exported ONNX model.
+//! Class labels in alphabetical order (docs/datasets.md: "Label order = alphabetical"): index `i`
+//! is the model's output `i`, the `i`-th probability column of a submission file, and the `i`-th
+//! label stored in the exported ONNX model.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! Data sets on disk: the DCASE layout (dcase.md "Dataset layout") and a plain
+//! Data sets on disk: the DCASE layout (docs/datasets.md "Dataset layout") and a plain
 //! `ROOT/<label>/**/*.wav` layout, the alphabetical [`LabelMap`], the train/evaluate/test lists,
 //! a location-disjoint validation split ([`split::validation_split`]) and index samplers
 //! ([`sampler`]).
@@ -30,7 +30,7 @@ pub struct Clip {
     pub path: PathBuf,
     /// Index into [`Dataset::labels`]; `None` for unlabelled (evaluation set) clips.
     pub label: Option<usize>,
-    /// Recording device: the token after the last `-` of the file stem (dcase.md).
+    /// Recording device: the token after the last `-` of the file stem (docs/datasets.md).
     pub device: Option<String>,
     /// City: the first token of the identifier.
     pub city: Option<String>,
@@ -76,7 +76,7 @@ pub struct LoadOptions {
     /// Check that every listed audio file exists (one `stat` per file).
     pub check_audio: bool,
     /// A list in `evaluation_setup/` to use instead of `fold{K}_train.csv`, e.g. the DCASE 2024
-    /// nested subsets `split25.csv` (dcase.md "Sizes").
+    /// nested subsets `split25.csv` (docs/datasets.md "Sizes").
     pub train_list: Option<String>,
 }
 
@@ -122,7 +122,7 @@ impl Dataset {
         }
     }
 
-    /// Reads the DCASE layout (dcase.md "Dataset layout").
+    /// Reads the DCASE layout (docs/datasets.md "Dataset layout").
     pub fn open_dcase(root: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self, DatasetError> {
         dcase::open(root.as_ref(), opts)
     }
@@ -187,7 +187,7 @@ impl Dataset {
     }
 }
 
-/// Device = the token after the last `-` of the file stem (dcase.md); `None` without a `-`.
+/// Device = the token after the last `-` of the file stem (docs/datasets.md); `None` without a `-`.
 pub fn device_from_filename(filename: &str) -> Option<String> {
     let stem = Path::new(filename).file_stem()?.to_str()?;
     let (_, dev) = stem.rsplit_once('-')?;

@@ -1,7 +1,7 @@
 //! Index samplers: which clips make up each batch of an epoch.
 //!
-//! Batches are a pure function of (seed, epoch): a resumed run (design.md "Run directory") replays
-//! exactly the batches it would have seen, without storing sampler state.
+//! Batches are a pure function of (seed, epoch): a resumed run (docs/architecture.md "Run
+//! directory") replays exactly the batches it would have seen, without storing sampler state.
 
 use super::rng::SplitMix64;
 use super::DatasetError;

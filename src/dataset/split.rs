@@ -1,9 +1,9 @@
 //! A validation split carved from the TRAIN list, disjoint in recording location.
 //!
-//! dcase.md: "splits are location-disjoint, so a validation split must be too" — clips of one
-//! location share room acoustics and background, so a random clip-level split would leak and
+//! docs/datasets.md: "splits are location-disjoint, so a validation split must be too" — clips of
+//! one location share room acoustics and background, so a random clip-level split would leak and
 //! overstate validation accuracy. The test list is never touched: choosing epochs on it is what
-//! made the L2BN paper's numbers optimistic (dcase.md, reference numbers).
+//! made the L2BN paper's numbers optimistic (docs/datasets.md, reference numbers).
 
 use std::collections::{BTreeMap, HashSet};
 

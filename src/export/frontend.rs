@@ -1,7 +1,7 @@
 //! The log-mel front end as ONNX ops (`asc export --waveform`), so a consumer can feed raw mono
 //! samples at the model's rate with no Rust and no librosa: centre padding as `Pad`, the
 //! windowed FFT as opset 17 `STFT` (tract and onnxruntime both implement it), power, the mel
-//! projection as one `MatMul`, and the log of `frontend.md` step 6 (and step 7 when set).
+//! projection as one `MatMul`, and the log of `docs/frontend.md` step 6 (and step 7 when set).
 
 use super::graph::{attr_int, attr_ints, attr_string, OnnxGraph};
 use crate::features::{ClipNorm, LogMel, LogScale, PadMode};

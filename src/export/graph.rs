@@ -1,4 +1,4 @@
-//! A small ONNX graph builder over the prost messages of `tract_onnx::pb` (design.md,
+//! A small ONNX graph builder over the prost messages of `tract_onnx::pb` (docs/architecture.md,
 //! "Dependencies": tract's protobuf types + prost 0.14 are how we write ONNX; opset 17).
 //!
 //! Names are made unique by the builder, so emitters can ask for "bn_scale" many times.
@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use candle_core::{bail, DType, Result, Tensor};
 use tract_onnx::pb;
 
-/// The opset every exported model declares (design.md: tract tests opsets 9–18).
+/// The opset every exported model declares (docs/architecture.md: tract tests opsets 9–18).
 pub const OPSET: i64 = 17;
 /// ONNX IR version matching opset 17.
 pub const IR_VERSION: i64 = 8;

@@ -1,8 +1,8 @@
 //! ONNX export (`asc export`): a trained run becomes one self-describing `.onnx` file that tract,
 //! onnxruntime or any other runtime can run. The graph is built with the protobuf types of
-//! `tract_onnx::pb` (design.md, "Dependencies"), opset 17, batch and time axes symbolic; every
-//! norm writes its eval-mode decomposition (norms.md), the model its layers, and the front end
-//! goes inside too with `--waveform`.
+//! `tract_onnx::pb` (docs/architecture.md, "Dependencies"), opset 17, batch and time axes symbolic;
+//! every norm writes its eval-mode decomposition (docs/norms.md), the model its layers, and the
+//! front end goes inside too with `--waveform`.
 
 pub mod frontend;
 pub mod graph;

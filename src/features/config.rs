@@ -1,8 +1,8 @@
-//! Front-end settings with librosa's parameter names and the presets of `frontend.md`.
+//! Front-end settings with librosa's parameter names and the presets of `docs/frontend.md`.
 
 use serde::{Deserialize, Serialize};
 
-/// Padding of the signal ends when `center` is set (`frontend.md` step 2).
+/// Padding of the signal ends when `center` is set (`docs/frontend.md` step 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PadMode {
@@ -12,7 +12,7 @@ pub enum PadMode {
     Reflect,
 }
 
-/// Normalisation of the mel triangles (`frontend.md` step 5).
+/// Normalisation of the mel triangles (`docs/frontend.md` step 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MelNorm {
@@ -22,7 +22,7 @@ pub enum MelNorm {
     None,
 }
 
-/// Compression of mel energies (`frontend.md` step 6).
+/// Compression of mel energies (`docs/frontend.md` step 6).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum LogScale {
@@ -32,7 +32,7 @@ pub enum LogScale {
     PowerToDb { amin: f32 },
 }
 
-/// Optional per-clip normalisation after the log (`frontend.md` step 7).
+/// Optional per-clip normalisation after the log (`docs/frontend.md` step 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ClipNorm {
@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn ten_second_clip_frame_counts() {
-        // frontend.md: 431 frames (dcase2020) and 641 (cpjku) for 10 s.
+        // docs/frontend.md: 431 frames (dcase2020) and 641 (cpjku) for 10 s.
         assert_eq!(FrontendConfig::dcase2020().frames(441_000), 431);
         assert_eq!(FrontendConfig::cpjku().frames(320_000), 641);
     }

@@ -1,4 +1,4 @@
-//! Natural log over a whole spectrogram (`frontend.md` step 6). libm's `logf` is a scalar call
+//! Natural log over a whole spectrogram (`docs/frontend.md` step 6). libm's `logf` is a scalar call
 //! per value, and a clip has 55k–165k of them, so the log was a visible share of the front end.
 //! This is Cephes' `logf` (range reduction to [√½, √2), degree-9 polynomial; within 2 ulp of
 //! the exact log, checked in the tests below), written without branches so it vectorises;

@@ -1,4 +1,4 @@
-//! The log-mel spectrogram of `frontend.md`: centred framing, periodic Hann window, real FFT,
+//! The log-mel spectrogram of `docs/frontend.md`: centred framing, periodic Hann window, real FFT,
 //! power, sparse mel projection, log. One [`LogMel`] holds the FFT plan, window and filterbank,
 //! so a dataset pays for them once; it is `Sync` and is shared across rayon workers.
 
@@ -114,7 +114,7 @@ impl LogMel {
     }
 
     /// The samples of frame `t`. Frames that lie inside the signal are borrowed in place; only
-    /// those overlapping the centre padding (`frontend.md` step 2) are assembled in `edge`, so
+    /// those overlapping the centre padding (`docs/frontend.md` step 2) are assembled in `edge`, so
     /// the padded signal is never built.
     fn frame<'a>(&self, samples: &'a [f32], t: usize, edge: &'a mut [f32]) -> &'a [f32] {
         let c = &self.config;

@@ -1,4 +1,4 @@
-//! The log-mel front end (`frontend.md`): settings and presets, the spectrogram itself, the
+//! The log-mel front end (`docs/frontend.md`): settings and presets, the spectrogram itself, the
 //! on-disk cache, and extraction over many files in parallel.
 
 mod cache;

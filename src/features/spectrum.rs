@@ -1,4 +1,4 @@
-//! The power spectrum |X_k|² of one windowed frame (`frontend.md` step 4), k = 0..=n_fft/2.
+//! The power spectrum |X_k|² of one windowed frame (`docs/frontend.md` step 4), k = 0..=n_fft/2.
 //!
 //! An even-length real FFT is a complex FFT of half the length on the frame's sample pairs,
 //! followed by a split step that separates the even and odd halves. `realfft` does that step

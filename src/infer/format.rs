@@ -1,5 +1,6 @@
-//! Output formats of `asc classify` (design.md, "Command-line contract"): a table for people,
-//! JSON for programs, CSV for spreadsheets, and the DCASE submission format (`dcase.md`).
+//! Output formats of `asc classify` (docs/architecture.md, "Command-line contract"): a table for
+//! people, JSON for programs, CSV for spreadsheets, and the DCASE submission format
+//! (`docs/datasets.md`).
 
 use super::Prediction;
 use std::fmt::Write;

@@ -62,7 +62,8 @@ pub enum InferError {
 type Plan = Arc<TypedRunnableModel>;
 
 /// A loaded model, ready to classify. `Sync`: share one across threads; optimised plans are
-/// built once per input shape and cached (concrete shapes run faster in tract, design.md).
+/// built once per input shape and cached (concrete shapes run faster in tract,
+/// docs/architecture.md).
 pub struct Classifier {
     path: PathBuf,
     meta: ModelMetadata,

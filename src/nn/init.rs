@@ -1,9 +1,9 @@
 //! Seeded variable creation. candle draws `Init::Randn` and `Init::Uniform` from an unseeded
 //! thread RNG, so two runs of one config started from different weights, and a run killed
-//! before its first checkpoint could not be replayed (`style.md`: an experiment is one config).
-//! Here every new variable is drawn from its own stream derived from (seed, variable name): the
-//! initial weights are a function of the seed alone, whatever the construction order or thread
-//! count.
+//! before its first checkpoint could not be replayed (`docs/style.md`: an experiment is one
+//! config). Here every new variable is drawn from its own stream derived from (seed, variable
+//! name): the initial weights are a function of the seed alone, whatever the construction order or
+//! thread count.
 
 use crate::dataset::rng::{hash_str, SplitMix64};
 use candle_core::{bail, DType, Device, Result, Shape, Tensor, Var};

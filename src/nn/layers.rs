@@ -1,5 +1,6 @@
 //! Small layers the architectures share: convolution (through our ops), linear, dropout with a
-//! reproducible mask, and counting of parameters and MACs (`dcase.md`, torchinfo convention).
+//! reproducible mask, and counting of parameters and MACs (`docs/datasets.md`, torchinfo
+//! convention).
 
 use super::norm::Norm;
 use super::ops;
@@ -10,7 +11,8 @@ use candle_nn::{Init, VarBuilder};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A convolution without bias (a norm always follows), OIHW weight, Kaiming-normal fan-out init
-/// (`models.md`): std = sqrt(2 / (out_channels · kh · kw)), PyTorch's fan-out for any `groups`.
+/// (`docs/models.md`): std = sqrt(2 / (out_channels · kh · kw)), PyTorch's fan-out for any
+/// `groups`.
 #[derive(Debug)]
 pub struct Conv {
     pub weight: Tensor,

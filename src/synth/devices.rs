@@ -1,4 +1,4 @@
-//! Simulated recording devices, named like TAU 2020 Mobile (dcase.md): `a` a good reference
+//! Simulated recording devices, named like TAU 2020 Mobile (docs/datasets.md): `a` a good reference
 //! microphone, `b`, `c` consumer devices, `s1`-`s6` simulated ones with `s4`-`s6` appearing only
 //! in the test split (unseen devices). A device is a frequency response, a gain, a noise floor and
 //! optional soft clipping: the mismatch that device-robust normalisation layers target.

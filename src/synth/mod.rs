@@ -1,6 +1,6 @@
-//! A deterministic generator of synthetic DCASE-layout data sets (dcase.md "Dataset layout"), so
-//! that the whole pipeline (features, training, export, inference) can run and be tested without
-//! downloading TAU Urban Acoustic Scenes.
+//! A deterministic generator of synthetic DCASE-layout data sets (docs/datasets.md "Dataset
+//! layout"), so that the whole pipeline (features, training, export, inference) can run and be
+//! tested without downloading TAU Urban Acoustic Scenes.
 //!
 //! Each clip is rendered from a class recipe ([`scenes`]) perturbed per recording location:
 //! coloured-noise background with slow swells, optional hum, events drawn from kinds shared

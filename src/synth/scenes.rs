@@ -1,8 +1,8 @@
 //! The scene catalogue: for each of the ten DCASE scene names, a background spectrum, an
-//! optional stationary hum, event rates and a room. Classes overlap on purpose (dcase.md: real
-//! scenes are confusable): vehicles share rumble and rail clacks, halls share chimes, babble and
-//! footsteps, outdoor scenes share cars and birds — at different rates and levels. Each recording
-//! location perturbs its class recipe ([`LocationParams`]), which is why splits must be
+//! optional stationary hum, event rates and a room. Classes overlap on purpose (docs/datasets.md:
+//! real scenes are confusable): vehicles share rumble and rail clacks, halls share chimes, babble
+//! and footsteps, outdoor scenes share cars and birds — at different rates and levels. Each
+//! recording location perturbs its class recipe ([`LocationParams`]), which is why splits must be
 //! location-disjoint.
 
 use super::dsp::SpectralShape;
@@ -33,7 +33,7 @@ pub struct SceneRecipe {
     pub wet: (f32, f32),
 }
 
-/// All scenes the generator knows, alphabetical (the DCASE 2020 class list, dcase.md).
+/// All scenes the generator knows, alphabetical (the DCASE 2020 class list, docs/datasets.md).
 pub const CATALOGUE: &[SceneRecipe] = &[
     SceneRecipe {
         name: "airport",

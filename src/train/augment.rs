@@ -1,6 +1,7 @@
-//! Training-time augmentation of log-mel batches (`dcase.md`, the DCASE 2024 baseline recipe and
-//! the L2BN paper's): random time crop, mixup, SpecAugment-style masking and frequency-MixStyle.
-//! Everything draws from the step's own seeded generator, so a run and its resume agree.
+//! Training-time augmentation of log-mel batches (`docs/datasets.md`, the DCASE 2024 baseline
+//! recipe and the L2BN paper's): random time crop, mixup, SpecAugment-style masking and
+//! frequency-MixStyle. Everything draws from the step's own seeded generator, so a run and its
+//! resume agree.
 
 use crate::dataset::rng::SplitMix64;
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,8 @@
 //! Checkpoints: parameters, buffers (running statistics and other state outside the gradients),
 //! optimiser moments and the training state, in ONE safetensors file whose header metadata
 //! holds the state as JSON. One file, written atomically, means a crash can never leave weights
-//! and state from different steps (`design.md`: run directory; issue: faults lose nothing).
+//! and state from different steps (`docs/architecture.md`: run directory; issue: faults lose
+//! nothing).
 
 use crate::error::FileError;
 use candle_core::{Device, Tensor};

@@ -1,11 +1,11 @@
 //! The experiment as one file (`RUN_DIR/config.json`): everything needed to rebuild the model
-//! and its front end, and to replay the run (`style.md`: an experiment is one config).
+//! and its front end, and to replay the run (`docs/style.md`: an experiment is one config).
 
 use super::augment::AugmentConfig;
 use super::optim::OptimizerConfig;
 use super::schedule::Schedule;
 use crate::features::FrontendConfig;
-use crate::nn::models::ModelConfig;
+use crate::nn::models::{InputNorm, ModelConfig};
 use crate::nn::norm::NormConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -112,7 +112,7 @@ impl TrainConfig {
             fold: 1,
             train_list: None,
             model: ModelConfig {
-                standardize_input: true,
+                input_norm: InputNorm::PerBand,
                 ..ModelConfig::new(model, 0)
             },
             norm: norm.to_string(),
@@ -166,7 +166,7 @@ pub struct Overrides {
     pub class_balanced: Option<bool>,
     pub validation: Option<Validation>,
     pub validation_fraction: Option<f64>,
-    pub standardize_input: Option<bool>,
+    pub input_norm: Option<InputNorm>,
     pub mixup_alpha: Option<f32>,
     pub freq_mask: Option<usize>,
     pub time_mask: Option<usize>,
@@ -212,7 +212,7 @@ impl Overrides {
         set(&mut c.class_balanced, &self.class_balanced);
         set(&mut c.validation, &self.validation);
         set(&mut c.validation_fraction, &self.validation_fraction);
-        set(&mut c.model.standardize_input, &self.standardize_input);
+        set(&mut c.model.input_norm, &self.input_norm);
         if self.no_augment {
             c.augment = AugmentConfig::default();
         }

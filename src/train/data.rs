@@ -6,7 +6,7 @@ use super::augment::{self, AugmentConfig, HostBatch};
 use crate::dataset::{rng::SplitMix64, Dataset};
 use crate::error::FileError;
 use crate::features::{self, FeatureCache, LogMel, Spectrogram};
-use crate::nn::models::input_norm::BandStats;
+use crate::nn::models::input_norm::{BandStats, InputNorm};
 use crate::progress;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -95,15 +95,19 @@ impl FeatureStore {
         })
     }
 
-    /// Per-band mean and standard deviation of the features of `clips` (every frame), for the
-    /// model's input standardisation.
-    pub fn band_stats(&self, clips: &[usize]) -> Result<(Vec<f32>, Vec<f32>), FileError> {
+    /// Mean and standard deviation per band (for every band, with `Global`) of the features of
+    /// `clips` (every frame), for the model's input standardisation.
+    pub fn band_stats(
+        &self,
+        clips: &[usize],
+        kind: InputNorm,
+    ) -> Result<(Vec<f32>, Vec<f32>), FileError> {
         let mut stats = BandStats::new(self.n_mels);
         for &c in clips {
             let spec = self.load(c)?;
             stats.add(&spec.data, spec.frames);
         }
-        Ok(stats.finish())
+        Ok(stats.finish(kind))
     }
 
     /// A batch of `clips` cropped (or tiled) to `frames` frames: random crops when `rng` is

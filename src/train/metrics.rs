@@ -1,4 +1,4 @@
-//! Evaluation metrics as DCASE reports them (`dcase.md`): micro accuracy, macro class-wise
+//! Evaluation metrics as DCASE reports them (`docs/datasets.md`): micro accuracy, macro class-wise
 //! accuracy, multi-class log loss (sklearn's), per-device accuracy, and the confusion matrix.
 
 use serde::Serialize;

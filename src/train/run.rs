@@ -439,7 +439,9 @@ pub fn train(
         })?;
         optimizer.load_state(&loaded.group("extra.optim."), state.step)?;
     } else if let Some(input_norm) = session.model.input_stats() {
-        let (mean, std) = data.store.band_stats(&data.train)?;
+        let (mean, std) = data
+            .store
+            .band_stats(&data.train, config.model.input_norm)?;
         input_norm.set_stats(&mean, &std)?;
     }
 

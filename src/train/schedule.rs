@@ -1,5 +1,5 @@
 //! Learning-rate schedules: linear warm-up followed by cosine decay, or SGDR warm restarts
-//! (the L2BN paper's recipe, `norms.md` §3.5).
+//! (the L2BN paper's recipe, `docs/norms.md` §3.5).
 
 use serde::{Deserialize, Serialize};
 

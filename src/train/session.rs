@@ -5,7 +5,7 @@ use super::checkpoint::{self, Weights};
 use super::config::TrainConfig;
 use crate::error::FileError;
 use crate::nn::init::seeded_builder;
-use crate::nn::models::{self, Model, Standardized};
+use crate::nn::models::{self, InputNorm, Model, Standardized};
 use crate::nn::norm;
 use candle_core::{DType, Device, Result, Var};
 use candle_nn::VarMap;
@@ -37,7 +37,7 @@ impl Session {
             };
             models::build(&config.model, pvb.clone(), &factory)?
         };
-        if config.model.standardize_input {
+        if config.model.input_norm != InputNorm::None {
             let n_mels = config.frontend.n_mels;
             model = Box::new(Standardized::new(model, bvb.pp("input_norm"), n_mels)?);
         }

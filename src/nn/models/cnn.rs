@@ -1,5 +1,5 @@
-//! `cnn`: the DCASE 2021/2022 task 1 baseline CNN (`models.md`), with global average pooling in
-//! place of the fixed (4, 100) pool so that it serves any clip length.
+//! `cnn`: the DCASE 2021/2022 task 1 baseline CNN (`docs/models.md`), with global average pooling
+//! in place of the fixed (4, 100) pool so that it serves any clip length.
 
 use super::{Model, ModelConfig, NormFactory};
 use crate::export::graph::OnnxGraph;
@@ -86,7 +86,7 @@ impl Model for Cnn {
             x = conv.emit_onnx(g, &x, norm.as_ref())?;
             if i == 1 {
                 // max(relu(v)) = relu(max(v)): pooling first lets ReLU run on 1/25 of the data
-                // (design.md, "tract on CPU").
+                // (docs/architecture.md, "tract on CPU").
                 x = emit_max_pool(g, &x, (5, 5), (5, 5), (0, 0));
             }
             x = g.add_node("Relu", &[&x], vec![]);

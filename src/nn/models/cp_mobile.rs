@@ -1,4 +1,4 @@
-//! `cp-mobile`: the simplified CP-Mobile of the DCASE 2024/2025 task 1 baseline (`models.md`):
+//! `cp-mobile`: the simplified CP-Mobile of the DCASE 2024/2025 task 1 baseline (`docs/models.md`):
 //! a two-conv stem, three stages of inverted-residual blocks with depthwise 3×3 convolutions and
 //! asymmetric strides, and a 1×1 classifier conv followed by a norm and global average pooling.
 

@@ -1,5 +1,6 @@
-//! Input standardisation: each mel band of the log-mel input shifted and scaled by the mean and
-//! standard deviation of that band over the training set, in front of any model.
+//! Input standardisation: the log-mel input shifted and scaled by the mean and standard
+//! deviation of the training set, over all bands together or per mel band, in front of any
+//! model.
 //!
 //! Raw `ln(x + 1e-8)` values sit around −10 with a spread that differs from band to band; the
 //! first convolution then sees inputs far from the unit scale its initialisation assumes, which
@@ -12,6 +13,45 @@ use super::Model;
 use crate::export::graph::OnnxGraph;
 use candle_core::{bail, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// Which statistics standardise the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputNorm {
+    /// The raw log-mel.
+    #[default]
+    None,
+    /// One mean and one standard deviation over every band and frame: the scale becomes unit,
+    /// the spectral shape stays as it is.
+    Global,
+    /// A mean and a standard deviation per mel band: every band becomes unit-scale.
+    PerBand,
+}
+
+impl InputNorm {
+    pub const NAMES: [&'static str; 3] = ["none", "global", "per-band"];
+
+    pub fn parse(name: &str) -> std::result::Result<Self, String> {
+        match name {
+            "none" => Ok(InputNorm::None),
+            "global" => Ok(InputNorm::Global),
+            "per-band" => Ok(InputNorm::PerBand),
+            other => Err(format!(
+                "unknown input normalisation '{other}' ({})",
+                Self::NAMES.join(", ")
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InputNorm::None => "none",
+            InputNorm::Global => "global",
+            InputNorm::PerBand => "per-band",
+        }
+    }
+}
 
 /// Below this a band's standard deviation is taken as this: a band that is constant over the
 /// whole training set (silence above a resampled recording's Nyquist frequency, say) would
@@ -84,12 +124,21 @@ impl BandStats {
         self.frames += frames as f64;
     }
 
-    /// (mean, std) per band.
-    pub fn finish(&self) -> (Vec<f32>, Vec<f32>) {
-        let n = self.frames.max(1.0);
-        let mean: Vec<f64> = self.sum.iter().map(|s| s / n).collect();
-        let std = self
-            .sq
+    /// (mean, std) per band; with [`InputNorm::Global`] every band gets the statistics of all
+    /// bands together.
+    pub fn finish(&self, kind: InputNorm) -> (Vec<f32>, Vec<f32>) {
+        let bands = self.sum.len();
+        let (sum, sq, n) = match kind {
+            InputNorm::Global => (
+                vec![self.sum.iter().sum::<f64>(); bands],
+                vec![self.sq.iter().sum::<f64>(); bands],
+                self.frames * bands as f64,
+            ),
+            _ => (self.sum.clone(), self.sq.clone(), self.frames),
+        };
+        let n = n.max(1.0);
+        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+        let std = sq
             .iter()
             .zip(&mean)
             .map(|(q, m)| ((q / n - m * m).max(0.0).sqrt() as f32).max(MIN_STD))
@@ -157,11 +206,19 @@ mod tests {
         let mut stats = BandStats::new(2);
         stats.add(&a, 3);
         stats.add(&b[..2], 1);
-        let (mean, std) = stats.finish();
+        let (mean, std) = stats.finish(InputNorm::PerBand);
         // band 0: 1, 3, 5, 7 -> mean 4, population std sqrt(5)
         assert!((mean[0] - 4.0).abs() < 1e-6, "{mean:?}");
         assert!((std[0] - 5f32.sqrt()).abs() < 1e-6, "{std:?}");
         assert_eq!(mean[1], 5.0);
         assert_eq!(std[1], MIN_STD);
+        // all 8 values: 1, 3, 5, 7, 5, 5, 5, 5 -> mean 4.5, variance (12.25 + 2.25 + 4 * 0.25
+        // + 6.25) / 8 = 2.75
+        let (mean, std) = stats.finish(InputNorm::Global);
+        assert_eq!(mean, vec![4.5; 2]);
+        assert!(
+            std.iter().all(|s| (s - 2.75f32.sqrt()).abs() < 1e-6),
+            "{std:?}"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! The architectures of `models.md`, each built from a [`ModelConfig`] and a norm factory, so
+//! The architectures of `docs/models.md`, each built from a [`ModelConfig`] and a norm factory, so
 //! every model takes every normalization layer by name.
 
 mod cnn;
@@ -7,7 +7,7 @@ pub mod input_norm;
 
 pub use cnn::Cnn;
 pub use cp_mobile::CpMobile;
-pub use input_norm::Standardized;
+pub use input_norm::{InputNorm, Standardized};
 
 pub use super::norm::NormFactory;
 use crate::export::graph::OnnxGraph;
@@ -30,10 +30,10 @@ pub struct ModelConfig {
     /// Dropout probability (the `cnn` baseline uses 0.3; `cp-mobile` none).
     #[serde(default)]
     pub dropout: f32,
-    /// Standardise each mel band of the input with the training set's statistics
-    /// ([`input_norm`]); configs written before it existed have none.
+    /// Input standardisation with the training set's statistics ([`input_norm`]); configs
+    /// written before it existed have none.
     #[serde(default)]
-    pub standardize_input: bool,
+    pub input_norm: InputNorm,
 }
 
 fn one() -> usize {
@@ -48,7 +48,7 @@ impl ModelConfig {
             n_classes,
             in_channels: 1,
             dropout,
-            standardize_input: false,
+            input_norm: InputNorm::None,
         }
     }
 }
@@ -59,8 +59,8 @@ pub trait Model: Send + Sync {
     /// Seeds the dropout masks of the next training step (reproducible runs and resumes).
     fn reseed(&self, seed: u64);
     /// Multiply-accumulates of one forward pass on a 1 × C × H × W input, torchinfo's convention
-    /// (`dcase.md`): convolutions (Cin/groups)·Cout·kh·kw·Hout·Wout, linear layers their weight
-    /// and bias counts, and 2C per norm layer, as for BatchNorm.
+    /// (`docs/datasets.md`): convolutions (Cin/groups)·Cout·kh·kw·Hout·Wout, linear layers their
+    /// weight and bias counts, and 2C per norm layer, as for BatchNorm.
     fn macs(&self, input_hw: (usize, usize)) -> u64;
     /// Appends the eval-mode network to `g`, reading the NCHW value `input`; returns the name
     /// of the logits value (N, n_classes). Dropout is the identity at inference and emits nothing.

@@ -1,4 +1,4 @@
-//! BatchNorm (Ioffe & Szegedy, arXiv 1502.03167), norms.md §2.1.
+//! BatchNorm (Ioffe & Szegedy, arXiv 1502.03167), docs/norms.md §2.1.
 //!
 //! Written on the shared BN core ([`RunningStats`]) rather than `candle_nn::BatchNorm`, so the
 //! running statistics live in the buffer store, the per-channel reductions run over a trailing

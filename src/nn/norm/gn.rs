@@ -1,4 +1,4 @@
-//! GroupNorm (Wu & He, arXiv 1803.08494), norms.md §2.2. Also the core of LN (G = 1, §2.3)
+//! GroupNorm (Wu & He, arXiv 1803.08494), docs/norms.md §2.2. Also the core of LN (G = 1, §2.3)
 //! and IN (G = C, §2.4), which are thin wrappers choosing the group count.
 
 use candle_core::{Result, Tensor};
@@ -39,13 +39,13 @@ impl GroupNorm {
         })
     }
 
-    /// The group count actually used (norms.md §2.2 asks to log it).
+    /// The group count actually used (docs/norms.md §2.2 asks to log it).
     pub fn groups(&self) -> usize {
         self.groups
     }
 }
 
-/// G = the largest divisor of C that is ≤ `cfg.gn_max_groups` (norms.md §2.2).
+/// G = the largest divisor of C that is ≤ `cfg.gn_max_groups` (docs/norms.md §2.2).
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
     Ok(Box::new(GroupNorm::new(
         "gn",

@@ -1,5 +1,5 @@
 //! GN+ / "NewGN" (Gunawan, Yin & Zhang, "Understanding and Improving Group Normalization",
-//! arXiv 2207.01972), norms.md §4: a GN output mixed with a batch-normalized copy of itself,
+//! arXiv 2207.01972), docs/norms.md §4: a GN output mixed with a batch-normalized copy of itself,
 //! `y = (s·xg + (1−s)·xb)·γ + β` with `s = sigmoid(λ)`, λ₀ = 1.
 //!
 //! * `deployable` (default, §4.2): standard GN, per-channel BN with running stats; eval is

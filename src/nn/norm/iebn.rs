@@ -1,5 +1,5 @@
 //! IEBN (Liang, Huang, Liang & Yang, "Instance Enhancement Batch Normalization: an Adaptive
-//! Regulator of Batch Noise", arXiv 1908.04008, AAAI 2020), norms.md §6: non-affine BN scaled
+//! Regulator of Batch Noise", arXiv 1908.04008, AAAI 2020), docs/norms.md §6: non-affine BN scaled
 //! by a per-sample, per-channel attention taken from the GAP of the raw input,
 //! `y = BN(x)·(γ·sigmoid(w_r·GAP(x) + b_r)) + β`, with w_r = 0, b_r = −1 at init (§6.1).
 
@@ -31,7 +31,7 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
 }
 
 impl InstanceEnhancementBn {
-    /// The attention a = sigmoid(w_r·GAP(x) + b_r), shape (N, C, 1) (norms.md §6.2).
+    /// The attention a = sigmoid(w_r·GAP(x) + b_r), shape (N, C, 1) (docs/norms.md §6.2).
     pub fn attention(&self, x3: &Tensor) -> Result<Tensor> {
         let c = self.weight.elem_count();
         let z = gap(x3)?
@@ -60,7 +60,7 @@ impl Norm for InstanceEnhancementBn {
         "iebn"
     }
 
-    /// norms.md §6.3: Sigmoid gate from GlobalAveragePool, BatchNormalization(scale = γ,
+    /// docs/norms.md §6.3: Sigmoid gate from GlobalAveragePool, BatchNormalization(scale = γ,
     /// B = 0), then Mul by the gate and Add β.
     fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
         let c = self.weight.elem_count() as i64;

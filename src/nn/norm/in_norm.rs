@@ -1,4 +1,4 @@
-//! InstanceNorm (Ulyanov et al., arXiv 1607.08022), norms.md §2.4: GN with G = C, affine
+//! InstanceNorm (Ulyanov et al., arXiv 1607.08022), docs/norms.md §2.4: GN with G = C, affine
 //! (judgement in §2.4: same parameter count as BN). Degenerate when H·W = 1 (output β).
 //! Exported through the GN decomposition, which with G = C is one InstanceNormalization.
 

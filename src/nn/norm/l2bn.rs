@@ -1,5 +1,5 @@
 //! L2BN (Wang et al., "L2BN: Enhancing Batch Normalization by Equalizing the L2 Norms of
-//! Features", arXiv 2207.02625), norms.md §3: each sample is scaled to a common norm over all
+//! Features", arXiv 2207.02625), docs/norms.md §3: each sample is scaled to a common norm over all
 //! non-batch axes, then ordinary BN with γ, β and running stats follows.
 //!
 //! Mode `rms` (default, §3.3) divides by the root mean square, `l2` (§3.2, faithful) by the
@@ -12,7 +12,7 @@ use super::{L2bnMode, Norm, NormBuilder, NormConfig};
 use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
 use crate::nn::ops::{equalize_samples, Activation};
 
-/// Clamp of the per-sample divisor (`F.normalize` default eps, norms.md §3.1).
+/// Clamp of the per-sample divisor (`F.normalize` default eps, docs/norms.md §3.1).
 const NORM_FLOOR: f64 = 1e-12;
 
 /// γ, β (C); buffers running mean/var (C); 0 extra parameters over BN.
@@ -53,7 +53,7 @@ impl Norm for L2BatchNorm {
         "l2bn"
     }
 
-    /// norms.md §3.4: per-sample divisor (ReduceL2 or ReduceMean of X², axes attribute),
+    /// docs/norms.md §3.4: per-sample divisor (ReduceL2 or ReduceMean of X², axes attribute),
     /// Max with 1e-12, Div, then BatchNormalization.
     fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
         let r = match self.mode {

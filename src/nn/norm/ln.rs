@@ -1,4 +1,4 @@
-//! LayerNorm for conv features (Ba et al., arXiv 1607.06450), norms.md §2.3: GN with G = 1,
+//! LayerNorm for conv features (Ba et al., arXiv 1607.06450), docs/norms.md §2.3: GN with G = 1,
 //! statistics over (C, H, W) per sample, **per-channel** γ, β so any H, W is accepted.
 
 use candle_core::Result;

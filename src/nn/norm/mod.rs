@@ -1,9 +1,9 @@
-//! Pluggable normalization layers (norms.md): one trait, one file per layer, one registry.
+//! Pluggable normalization layers (docs/norms.md): one trait, one file per layer, one registry.
 //!
 //! Every layer keeps its trainable parameters in the *parameter* `VarMap` (the only one the
 //! optimiser sees) and its non-gradient state (running mean/var, UBN's `moving_cos`) in a
 //! separate *buffer* `VarMap`, updated in place with `Var::set` in train mode and saved with
-//! the checkpoint (norms.md §1, §5.6.4). Adding a layer is one new file plus one line in
+//! the checkpoint (docs/norms.md §1, §5.6.4). Adding a layer is one new file plus one line in
 //! [`REGISTRY`].
 
 use candle_core::{bail, Result, Tensor, Var};
@@ -27,7 +27,7 @@ pub mod ubn;
 /// A normalization layer over NC* input (rank 2, 3 or 4; UBN needs rank 4).
 pub trait Norm: Send + Sync + std::fmt::Debug {
     /// Train forward (`train = true`: batch statistics, buffers updated) or eval forward
-    /// (running statistics, batch-independent except faithful GN+, norms.md §7.2), followed by
+    /// (running statistics, batch-independent except faithful GN+, docs/norms.md §7.2), followed by
     /// `act`: the layers fuse it into their last kernel where they can (conv → norm → ReLU).
     fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor>;
     /// [`Norm::forward_act_t`] without an activation.
@@ -48,7 +48,7 @@ pub trait Norm: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// How L2BN scales each sample before BN (norms.md §3.3).
+/// How L2BN scales each sample before BN (docs/norms.md §3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum L2bnMode {
@@ -59,7 +59,7 @@ pub enum L2bnMode {
     L2,
 }
 
-/// Which GN+ to build (norms.md §4.1 vs §4.2).
+/// Which GN+ to build (docs/norms.md §4.1 vs §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum GnPlusVariant {
@@ -70,7 +70,7 @@ pub enum GnPlusVariant {
     Faithful,
 }
 
-/// Direction of UBN's feature-condensation gate (norms.md §5.6.1).
+/// Direction of UBN's feature-condensation gate (docs/norms.md §5.6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum FctMode {
@@ -81,7 +81,7 @@ pub enum FctMode {
     BatchWhenBelow,
 }
 
-/// Initialization of UBN's depthwise BNET kernel (norms.md §5.1).
+/// Initialization of UBN's depthwise BNET kernel (docs/norms.md §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum BnetInit {
@@ -92,29 +92,29 @@ pub enum BnetInit {
     Identity,
 }
 
-/// Hyper-parameters of every layer; the defaults are those of norms.md.
+/// Hyper-parameters of every layer; the defaults are those of docs/norms.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NormConfig {
-    /// ε inside the square root (norms.md §1).
+    /// ε inside the square root (docs/norms.md §1).
     pub eps: f64,
-    /// PyTorch-style running-stat momentum, weight on the new value (norms.md §1).
+    /// PyTorch-style running-stat momentum, weight on the new value (docs/norms.md §1).
     pub momentum: f64,
-    /// L2BN scaling (norms.md §3.3).
+    /// L2BN scaling (docs/norms.md §3.3).
     pub l2bn_mode: L2bnMode,
-    /// GN (and GN+) use the largest divisor of C that is at most this (norms.md §2.2).
+    /// GN (and GN+) use the largest divisor of C that is at most this (docs/norms.md §2.2).
     pub gn_max_groups: usize,
-    /// GN+ variant (norms.md §4.2).
+    /// GN+ variant (docs/norms.md §4.2).
     pub gnplus_variant: GnPlusVariant,
-    /// UBN's FCT threshold τ (norms.md §5.6.2).
+    /// UBN's FCT threshold τ (docs/norms.md §5.6.2).
     pub ubn_tau: f64,
-    /// EMA factor of UBN's moving cosine (`momentum_cos`, norms.md §5.2).
+    /// EMA factor of UBN's moving cosine (`momentum_cos`, docs/norms.md §5.2).
     pub ubn_momentum_cos: f64,
-    /// At most this many leading samples enter UBN's cosine statistic (norms.md §5.6.3).
+    /// At most this many leading samples enter UBN's cosine statistic (docs/norms.md §5.6.3).
     pub ubn_cos_samples: usize,
-    /// UBN gate direction (norms.md §5.6.1).
+    /// UBN gate direction (docs/norms.md §5.6.1).
     pub ubn_fct_mode: FctMode,
-    /// UBN BNET kernel init (norms.md §5.1).
+    /// UBN BNET kernel init (docs/norms.md §5.1).
     pub ubn_bnet_init: BnetInit,
     /// UBN BNET kernel size k (odd).
     pub ubn_kernel: usize,
@@ -140,7 +140,7 @@ impl Default for NormConfig {
 
 impl NormConfig {
     /// GN group count for `c` channels: the largest divisor of `c` that is ≤ `gn_max_groups`
-    /// (norms.md §2.2, judgement).
+    /// (docs/norms.md §2.2, judgement).
     pub fn groups_for(&self, c: usize) -> usize {
         (1..=self.gn_max_groups.max(1).min(c.max(1)))
             .rev()
@@ -188,7 +188,7 @@ impl<'a> NormBuilder<'a> {
 /// Builds one layer for `c` channels.
 pub type NormCtor = fn(usize, &NormConfig, &NormBuilder) -> Result<Box<dyn Norm>>;
 
-/// The name registry: one line per layer (style.md, "tract").
+/// The name registry: one line per layer (docs/style.md, "tract").
 pub const REGISTRY: &[(&str, NormCtor)] = &[
     ("bn", bn::build),
     ("l2bn", l2bn::build),
@@ -244,7 +244,7 @@ pub fn build_norm(
 }
 
 /// Whether layer `name` with `c` channels standardizes every (sample, channel) map on its own:
-/// IN (norms.md §2.4), GN when the group rule of §2.2 gives G = C, and deployable GN+ then too
+/// IN (docs/norms.md §2.4), GN when the group rule of §2.2 gives G = C, and deployable GN+ then too
 /// (its BN part re-normalizes maps that already have zero mean, §4.2). Followed directly by a
 /// global average pool, such a layer outputs its bias β whatever its input, so nothing before
 /// it gets a gradient (tests/model_grad_parity.rs).
@@ -258,7 +258,8 @@ pub fn standardizes_each_map(name: &str, c: usize, cfg: &NormConfig) -> bool {
 }
 
 /// Builds a model's normalization layers: the layer chosen by name, one per call, under a
-/// variable prefix (models.md: "wherever the original has a BatchNorm, the chosen layer goes").
+/// variable prefix (docs/models.md: "wherever the original has a BatchNorm, the chosen layer
+/// goes").
 pub struct NormFactory<'a> {
     pub name: &'a str,
     pub config: &'a NormConfig,
@@ -289,7 +290,7 @@ mod tests {
 
     #[test]
     fn groups_rule_matches_spec_examples() {
-        // norms.md §2.2: C=3 → 3, C=10 → 10, C=48 → 24, C=24 → 24, C=64 → 32.
+        // docs/norms.md §2.2: C=3 → 3, C=10 → 10, C=48 → 24, C=24 → 24, C=64 → 32.
         let cfg = NormConfig::default();
         for (c, g) in [
             (3, 3),

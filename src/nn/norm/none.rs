@@ -1,4 +1,5 @@
-//! Identity "normalization": the no-norm baseline of the comparison (design.md, `--norm none`).
+//! Identity "normalization": the no-norm baseline of the comparison (`--norm none`,
+//! docs/architecture.md; docs/norms.md §2.5).
 
 use candle_core::{Result, Tensor};
 

@@ -1,6 +1,6 @@
 //! Statistics shared by the layers: per-channel batch statistics with running buffers (BN core,
-//! norms.md §1, §2.1), per-sample group statistics (GN core, §2.2), GAP and per-channel affine,
-//! and the matching ONNX fragments.
+//! docs/norms.md §1, §2.1), per-sample group statistics (GN core, §2.2), GAP and per-channel
+//! affine, and the matching ONNX fragments.
 //!
 //! Inputs are viewed as (N, C, L) with L the product of the spatial dims, so one code path serves
 //! rank 2, 3 and 4. The arithmetic runs in the fused kernels of [`crate::nn::ops::standardize`]
@@ -22,12 +22,12 @@ pub fn as_ncl(x: &Tensor, c: usize, layer: &str) -> Result<(Tensor, Vec<usize>)>
     Ok((x.reshape((dims[0], c, l))?, dims))
 }
 
-/// Global average pool per sample and channel: (N, C, L) → (N, C, 1) (norms.md §1 "GAP").
+/// Global average pool per sample and channel: (N, C, L) → (N, C, 1) (docs/norms.md §1 "GAP").
 pub fn gap(x: &Tensor) -> Result<Tensor> {
     x.mean_keepdim(2)
 }
 
-/// Per-sample group normalization (norms.md §2.2): statistics over the C/G channels of each
+/// Per-sample group normalization (docs/norms.md §2.2): statistics over the C/G channels of each
 /// group and all of L, biased variance, ε inside the square root; `affine` = (γ, β) of shape (C).
 pub fn group_normalize(
     x: &Tensor,
@@ -41,7 +41,7 @@ pub fn group_normalize(
 }
 
 /// Running mean/var buffers plus the batch-statistics normalization that feeds them: the BN
-/// core every BN-like layer shares (norms.md §1). Affine parameters belong to the layer.
+/// core every BN-like layer shares (docs/norms.md §1). Affine parameters belong to the layer.
 #[derive(Debug)]
 pub struct RunningStats {
     pub mean: Var,
@@ -52,7 +52,7 @@ pub struct RunningStats {
 }
 
 impl RunningStats {
-    /// Buffers `running_mean` = 0 and `running_var` = 1 (norms.md §1).
+    /// Buffers `running_mean` = 0 and `running_var` = 1 (docs/norms.md §1).
     pub fn new(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Self> {
         Ok(Self {
             mean: nb.buffer("running_mean", c, 0.0)?,
@@ -81,7 +81,7 @@ impl RunningStats {
     }
 
     /// Batch statistics over (N, L) per channel, biased variance; when `update`, the running
-    /// buffers move by the PyTorch rule with the unbiased variance (norms.md §1).
+    /// buffers move by the PyTorch rule with the unbiased variance (docs/norms.md §1).
     pub fn normalize_batch(
         &self,
         x: &Tensor,
@@ -118,7 +118,7 @@ impl RunningStats {
     }
 
     /// Running-statistics normalization of (N, C, L) input; gradients still flow to `x`
-    /// (UBN's gate-off branch trains through it, norms.md §5.2).
+    /// (UBN's gate-off branch trains through it, docs/norms.md §5.2).
     pub fn normalize_running(
         &self,
         x: &Tensor,
@@ -150,7 +150,7 @@ impl RunningStats {
         }
     }
 
-    /// ONNX `BatchNormalization` (training_mode 0) with the running stats (norms.md §2.1);
+    /// ONNX `BatchNormalization` (training_mode 0) with the running stats (docs/norms.md §2.1);
     /// without `affine`, scale 1 and bias 0.
     pub fn emit(
         &self,
@@ -178,7 +178,7 @@ impl RunningStats {
     }
 }
 
-/// ONNX group norm for rank-4 input (norms.md §2.2): Reshape to (N, G, −1),
+/// ONNX group norm for rank-4 input (docs/norms.md §2.2): Reshape to (N, G, −1),
 /// InstanceNormalization with unit scale, Reshape back to Shape(X), per-channel Mul/Add.
 /// Works with dynamic N, H and W; opset 17 has no usable GroupNormalization.
 pub fn emit_group_norm(

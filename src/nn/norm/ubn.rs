@@ -1,6 +1,6 @@
 //! UBN (Wang, Zhang, Liu & Yan, "Unified Batch Normalization: Identifying and Alleviating the
 //! Feature Condensation in Batch Normalization and a Unified Framework", arXiv 2311.15993),
-//! norms.md §5, following the reference `UBN.py`:
+//! docs/norms.md §5, following the reference `UBN.py`:
 //!
 //! 1. FCT gate (§5.2): the EMA `c` of the mean off-diagonal cosine between the first ≤ 16
 //!    samples decides whether BN uses (and updates) batch statistics or the running ones.
@@ -168,7 +168,7 @@ impl Norm for UnifiedBn {
         "ubn"
     }
 
-    /// norms.md §5.4: GAP-centering, BatchNormalization(scale 1, B 0), Sigmoid gate, grouped
+    /// docs/norms.md §5.4: GAP-centering, BatchNormalization(scale 1, B 0), Sigmoid gate, grouped
     /// Conv (group = C), Mul.
     fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
         let c = self.center_weight.elem_count() as i64;

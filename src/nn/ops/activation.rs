@@ -12,7 +12,7 @@ use super::{cpu_f32, par_fill, use_cpu_kernels, with_f32};
 /// Values per rayon task of the elementwise passes.
 const CHUNK: usize = 1 << 15;
 
-/// The activation applied after a normalization (models.md: conv → norm → ReLU).
+/// The activation applied after a normalization (docs/models.md: conv → norm → ReLU).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Activation {
     #[default]

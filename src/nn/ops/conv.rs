@@ -3,9 +3,9 @@
 //! the batch.
 //!
 //! Why: candle's conv backward is a naive loop parallel only over input channels and its conv
-//! takes a single stride (`design.md` § "candle on CPU"); CP-Mobile's stem and blocks need
-//! strides (2, 2), (1, 2), (2, 1) (`models.md` § cp-mobile). The 1×1 stride-1 unpadded case (the
-//! expand/project convs) skips im2col: the input plane already is the column matrix.
+//! takes a single stride (`docs/architecture.md` § "candle on CPU"); CP-Mobile's stem and blocks
+//! need strides (2, 2), (1, 2), (2, 1) (`docs/models.md` § cp-mobile). The 1×1 stride-1 unpadded
+//! case (the expand/project convs) skips im2col: the input plane already is the column matrix.
 
 use super::{cpu_f32, grad_tensor, out_len, use_cpu_kernels, valid_range, with_f32};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};

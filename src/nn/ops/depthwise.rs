@@ -2,9 +2,9 @@
 //! separate height/width strides and paddings.
 //!
 //! Why: candle runs a grouped conv as one conv per group plus a `cat` (345 ms forward+backward
-//! for 64 channels against 7.6 ms for a direct kernel, `design.md` § "candle on CPU"), and
-//! CP-Mobile's blocks are depthwise 3×3 with strides (2, 2), (1, 2), (2, 1) (`models.md` §
-//! cp-mobile). Forward and input gradient are parallel over (batch, channel) planes; the weight
+//! for 64 channels against 7.6 ms for a direct kernel, `docs/architecture.md` § "candle on CPU"),
+//! and CP-Mobile's blocks are depthwise 3×3 with strides (2, 2), (1, 2), (2, 1) (`docs/models.md`
+//! § cp-mobile). Forward and input gradient are parallel over (batch, channel) planes; the weight
 //! gradient over channels, summed in f64 across the batch.
 
 use super::standardize::lane_sum;

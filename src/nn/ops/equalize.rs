@@ -1,5 +1,5 @@
-//! Per-sample scaling to a common root mean square or l2 norm (L2BN's first step, norms.md §3),
-//! as one kernel with its own backward.
+//! Per-sample scaling to a common root mean square or l2 norm (L2BN's first step, docs/norms.md
+//! §3), as one kernel with its own backward.
 //!
 //! Why: as candle ops it is a square, a reduction, a broadcast division and their backward, about
 //! eight passes over the activation, and it made L2BN the slowest BN-like layer in CP-Mobile;

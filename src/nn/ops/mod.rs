@@ -1,11 +1,12 @@
 //! Tensor ops with hand-written backward passes: convolution, depthwise convolution, max and
 //! average pooling.
 //!
-//! Why they exist (`design.md` § "candle on CPU: what is wrong and what is slow"): candle's
-//! `max_pool2d` backward is wrong (and refuses kernel != stride), its conv backward is a naive
-//! single-threaded loop, its conv takes one stride for both axes, and its grouped conv runs one
-//! conv per group. The CP-Mobile model (`models.md` § cp-mobile) needs asymmetric strides (1, 2)
-//! and (2, 1), depthwise 3×3 convs and a padded 3×3 average pool; the baseline CNN pools odd widths.
+//! Why they exist (`docs/architecture.md` § "candle on CPU: what is wrong and what is slow"):
+//! candle's `max_pool2d` backward is wrong (and refuses kernel != stride), its conv backward is a
+//! naive single-threaded loop, its conv takes one stride for both axes, and its grouped conv runs
+//! one conv per group. The CP-Mobile model (`docs/models.md` § cp-mobile) needs asymmetric strides
+//! (1, 2) and (2, 1), depthwise 3×3 convs and a padded 3×3 average pool; the baseline CNN pools odd
+//! widths.
 //!
 //! On CPU with f32 every op here is a candle [`candle_core::CustomOp1`]/[`candle_core::CustomOp2`]
 //! with a forward that uses rayon and a backward written by hand, checked against PyTorch float64

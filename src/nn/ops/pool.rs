@@ -3,10 +3,10 @@
 //! wins ties and NaN propagates; average pooling with `count_include_pad` selectable).
 //!
 //! Why: candle's `max_pool2d` backward is wrong (it scales by the mean of the max mask and, for
-//! odd widths, routes gradient to the wrong columns; `design.md` § "candle on CPU",
+//! odd widths, routes gradient to the wrong columns; `docs/architecture.md` § "candle on CPU",
 //! `docs/candle-defects.md`), and neither candle pool takes padding. The forward stores each
 //! output's argmax so the backward is a plain scatter. CP-Mobile's strided shortcut is AvgPool 3×3
-//! pad 1 with PyTorch's default `count_include_pad=True` (`models.md` § cp-mobile).
+//! pad 1 with PyTorch's default `count_include_pad=True` (`docs/models.md` § cp-mobile).
 
 use super::{cpu_f32, out_len, use_cpu_kernels, with_f32};
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};

@@ -1,5 +1,5 @@
 //! Standardization over groups of planes with a fused affine, and a plain per-plane affine: the
-//! kernels every normalization layer is built from (norms.md §1–§6).
+//! kernels every normalization layer is built from (docs/norms.md §1–§6).
 //!
 //! Why: composed of candle ops, BN's forward and backward on a 32×16×128×431 activation took
 //! 2.6 s (docs/norm-costs.md): per-channel statistics need a transpose, every broadcast in the
@@ -10,7 +10,7 @@
 //! passes are parallel over planes. Sums run in f32 lanes over short blocks, accumulated in f64.
 //!
 //! Statistics are biased (divide by the count) with ε inside the square root, as BN and GN in
-//! PyTorch; the mean and variance are returned detached for the running buffers (norms.md §1).
+//! PyTorch; the mean and variance are returned detached for the running buffers (docs/norms.md §1).
 
 use std::sync::{Arc, OnceLock};
 
@@ -22,9 +22,10 @@ use super::{cpu_f32, grad_tensor, par_fill, use_cpu_kernels, with_f32, Activatio
 /// Which values share one mean and variance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Grouping {
-    /// One statistic per channel over the batch and L (BN, norms.md §1).
+    /// One statistic per channel over the batch and L (BN, docs/norms.md §1).
     Channel,
-    /// One statistic per sample and group of C/G consecutive channels over L (GN, norms.md §2.2).
+    /// One statistic per sample and group of C/G consecutive channels over L (GN, docs/norms.md
+    /// §2.2).
     SampleGroups(usize),
 }
 
@@ -315,7 +316,7 @@ impl CustomOp3 for StandardizeOp {
     }
 
     /// With x̂ = (x − μ)·r, r = 1/sqrt(σ²+ε), per group of M values and plane coefficient γ:
-    /// ∂x = γ·r·∂y − r/M·(Σγ∂y + x̂·Σγ∂y·x̂), ∂γ = Σ∂y·x̂, ∂β = Σ∂y (norms.md §1).
+    /// ∂x = γ·r·∂y − r/M·(Σγ∂y + x̂·Σγ∂y·x̂), ∂γ = Σ∂y·x̂, ∂β = Σ∂y (docs/norms.md §1).
     fn bwd(
         &self,
         x: &Tensor,
