@@ -8,15 +8,19 @@ records which tests failed and the first failing check. A mutation that no test 
 that does not compile, makes the script exit with status 1.
 
 Usage (from anywhere in the repository; src/ must have no uncommitted changes, it is edited
-in place and restored after every mutation, also on Ctrl-C):
+in place and restored after every mutation, also on Ctrl-C, SIGTERM and SIGHUP; before each
+edit the original file is saved in the worktree's git directory (norm_mutations.restore), so
+that the next run puts it back if the script was killed outright):
     python3 scripts/norm_mutations.py            # all mutations, Markdown table on stdout
     python3 scripts/norm_mutations.py --list     # the mutations
     python3 scripts/norm_mutations.py --only gate  # those whose id contains "gate"
 Cargo runs under `nice -n 19`; each mutation costs one incremental build of the crate.
 """
 import argparse
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +28,10 @@ import time
 ROOT = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
                       check=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
 TESTS = ["norm_parity", "norm_checklist"]
+# The file being mutated and its original text, while a mutant is in place (per worktree).
+JOURNAL = os.path.join(ROOT, subprocess.run(
+    ["git", "rev-parse", "--git-path", "norm_mutations.restore"], capture_output=True, text=True,
+    check=True, cwd=ROOT).stdout.strip())
 
 
 def eps10(call_cfg="cfg"):
@@ -150,6 +158,28 @@ MUTATIONS = [
 ]
 
 
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def recover():
+    """Puts back the file that a killed run left mutated (JOURNAL), if any."""
+    if not os.path.exists(JOURNAL):
+        return
+    with open(JOURNAL) as f:
+        saved = json.load(f)
+    write(os.path.join(ROOT, saved["path"]), saved["original"])
+    os.remove(JOURNAL)
+    print(f"restored {saved['path']} from a run that was interrupted during {saved['id']}",
+          file=sys.stderr)
+
+
+def on_signal(signum, _frame):
+    """SIGTERM and SIGHUP end the run like Ctrl-C, through the `finally` that restores src/."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run_tests():
     cmd = ["nice", "-n", "19", "cargo", "test", "--no-fail-fast"]
     for t in TESTS:
@@ -198,6 +228,9 @@ def main():
         for mid, what, path, _, _ in chosen:
             print(f"{mid:24s} {path:28s} {what}")
         return 0
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    recover()
     if subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT,
                       capture_output=True, text=True, check=True).stdout.strip():
         sys.exit("src/ has uncommitted changes; commit or stash them first")
@@ -214,13 +247,14 @@ def main():
         full = os.path.join(ROOT, path)
         original = open(full).read()
         t0 = time.time()
+        with open(JOURNAL, "w") as f:
+            json.dump({"id": mid, "path": path, "original": original}, f)
         try:
-            with open(full, "w") as f:
-                f.write(original.replace(old, new))
+            write(full, original.replace(old, new))
             rc, out = run_tests()
         finally:
-            with open(full, "w") as f:
-                f.write(original)
+            write(full, original)
+            os.remove(JOURNAL)
         failed, first, fixtures = summarize(out)
         if rc != 0 and not failed:
             err = re.search(r"^error(?:\[E\d+\])?: .*$", out, re.M)
@@ -245,4 +279,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as e:
+        sys.exit(f"interrupted ({e or 'SIGINT'}); src/ restored")
