@@ -185,10 +185,18 @@ def run_tests():
     for t in TESTS:
         cmd += ["--test", t]
     env = dict(os.environ, RUST_BACKTRACE="0")
-    # One stream: cargo names each test binary on stderr, the tests report on stdout.
-    p = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, env=env)
-    return p.returncode, p.stdout
+    # One stream: cargo names each test binary on stderr, the tests report on stdout. Cargo runs
+    # in its own process group, so that an interruption stops its rustc and test processes too
+    # (killing cargo alone leaves a rustc building the mutant).
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, env=env, start_new_session=True)
+    try:
+        out, _ = p.communicate()
+    except BaseException:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        raise
+    return p.returncode, out
 
 
 def summarize(out):
