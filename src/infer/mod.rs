@@ -10,8 +10,8 @@ pub use format::{render, Format, Outcome, FORMAT_NAMES};
 pub use windows::{window_starts, Window};
 
 use crate::error::FileError;
-use crate::export::{InputKind, ModelMetadata};
 use crate::features::{self, LogMel, Spectrogram};
+use crate::onnx::metadata::{InputKind, ModelMetadata};
 use prost::Message;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -3,10 +3,10 @@
 //! asymmetric strides, and a 1×1 classifier conv followed by a norm and global average pooling.
 
 use super::{Model, ModelConfig, NormFactory};
-use crate::export::graph::OnnxGraph;
 use crate::nn::layers::{emit_avg_pool, emit_global_avg_pool, global_avg_pool, Conv};
 use crate::nn::norm::Norm;
 use crate::nn::ops::{self, Activation};
+use crate::onnx::graph::OnnxGraph;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 

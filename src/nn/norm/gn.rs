@@ -5,8 +5,8 @@ use candle_core::{Result, Tensor};
 
 use super::stats::{as_ncl, emit_group_norm, group_normalize};
 use super::{Norm, NormBuilder, NormConfig};
-use crate::export::graph::{attr_float, OnnxGraph};
 use crate::nn::ops::Activation;
+use crate::onnx::graph::{attr_float, OnnxGraph};
 
 /// γ, β (C); no running statistics, train = eval.
 #[derive(Debug)]

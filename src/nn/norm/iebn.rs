@@ -7,8 +7,8 @@ use candle_core::{Result, Tensor};
 
 use super::stats::{as_ncl, emit_gap_gate, gap, RunningStats};
 use super::{Norm, NormBuilder, NormConfig};
-use crate::export::graph::OnnxGraph;
 use crate::nn::ops::Activation;
+use crate::onnx::graph::OnnxGraph;
 
 /// γ, β, w_r, b_r (C): 4C parameters; buffers running mean/var (C).
 #[derive(Debug)]

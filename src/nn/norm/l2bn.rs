@@ -9,8 +9,8 @@ use candle_core::{Result, Tensor};
 
 use super::stats::{as_ncl, emit_reduce_mean_chw, RunningStats};
 use super::{L2bnMode, Norm, NormBuilder, NormConfig};
-use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
 use crate::nn::ops::{equalize_samples, Activation};
+use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
 
 /// Clamp of the per-sample divisor (`F.normalize` default eps, docs/norms.md §3.1).
 const NORM_FLOOR: f64 = 1e-12;

@@ -9,8 +9,8 @@
 use candle_core::{bail, DType, Result, Tensor, Var};
 
 use super::{NormBuilder, NormConfig};
-use crate::export::graph::{attr_float, attr_int, OnnxGraph};
 use crate::nn::ops::{plane_affine, standardize, Activation, Grouping};
+use crate::onnx::graph::{attr_float, attr_int, OnnxGraph};
 
 /// `x` viewed as (N, C, L), checking rank and channel count; also returns the original dims.
 pub fn as_ncl(x: &Tensor, c: usize, layer: &str) -> Result<(Tensor, Vec<usize>)> {
@@ -226,7 +226,7 @@ pub fn emit_reduce_mean_chw(g: &mut OnnxGraph, input: &str) -> String {
         "ReduceMean",
         &[input],
         vec![
-            crate::export::graph::attr_ints("axes", &[1, 2, 3]),
+            crate::onnx::graph::attr_ints("axes", &[1, 2, 3]),
             attr_int("keepdims", 1),
         ],
     )

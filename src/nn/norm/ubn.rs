@@ -16,8 +16,8 @@ use candle_nn::{ops::sigmoid, Init};
 
 use super::stats::{as_ncl, emit_gap_gate, gap, RunningStats};
 use super::{BnetInit, FctMode, Norm, NormBuilder, NormConfig};
-use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
 use crate::nn::ops::{depthwise_conv2d, plane_affine, Activation};
+use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
 
 /// `torch.nn.functional.cosine_similarity` eps.
 const COS_EPS: f64 = 1e-8;
