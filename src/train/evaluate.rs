@@ -1,8 +1,10 @@
 //! `asc evaluate`: the best model of a run on a split, written as `metrics.json`,
 //! `confusion.csv` and `confusion.png` in the run folder.
 
+use super::error::TrainError;
 use super::metrics::Metrics;
-use super::run::{score, RunData, TrainError};
+use super::predict::score;
+use super::rundata::RunData;
 use super::session::{read_config, Session};
 use crate::dataset::Split;
 use crate::features::LogMel;
