@@ -259,7 +259,10 @@ def main():
                 edges[(src, dst)].add(str(path.relative_to(ROOT)))
 
     def top(m):
-        return m[1] if m and m[0] == "bin" else (m[0] if m else "")
+        """The top-level module of m; "" for the roots (lib.rs, main.rs)."""
+        if m[:1] == ("bin",):
+            m = m[1:]
+        return m[0] if m else ""
 
     # Cycles among siblings.
     sib = defaultdict(lambda: defaultdict(set))  # parent -> a -> {b}
@@ -305,7 +308,10 @@ def main():
                 visit(v)
         return out
 
-    name = lambda m: "::".join(x for x in m if x != "bin") or "crate"
+    def name(m):
+        if m == ("bin",):
+            return "main"
+        return "::".join(x for x in m if x != "bin") or "crate"
     cycles = []
     for parent, graph in sorted(sib.items()):
         for comp in sccs(graph):

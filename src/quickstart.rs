@@ -163,7 +163,7 @@ fn train_and_test(opts: &Options, data: &Path, norm: &str) -> anyhow::Result<Nor
         ..RunOptions::default()
     };
     let summary = train::train(cfg, &run_dir, Device::Cpu, &run_opts)?;
-    let test = train::evaluate::evaluate(&run_dir, None, Split::Test, Device::Cpu)?;
+    let test = train::evaluate::evaluate_run(&run_dir, None, Split::Test, Device::Cpu)?;
     Ok(NormResult {
         norm: norm.to_string(),
         run_dir,

@@ -13,7 +13,7 @@ use candle_core::Device;
 use std::path::{Path, PathBuf};
 
 /// Evaluates `run_dir`'s best checkpoint on `split` of the run's data set (or of `data`).
-pub fn evaluate(
+pub fn evaluate_run(
     run_dir: &Path,
     data: Option<PathBuf>,
     split: Split,

@@ -67,5 +67,5 @@ pub fn score(
             device: data.dataset.clips[c].device.as_deref(),
         })
         .collect();
-    Ok(metrics::evaluate(&items, &session.config.labels))
+    Ok(metrics::score_items(&items, &session.config.labels))
 }
