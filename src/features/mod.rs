@@ -3,7 +3,7 @@
 
 mod cache;
 mod config;
-mod ln;
+mod fastlog;
 mod logmel;
 mod mel;
 pub mod npy;
