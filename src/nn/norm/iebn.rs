@@ -5,7 +5,8 @@
 
 use candle_core::{Result, Tensor};
 
-use super::stats::{as_ncl, emit_gap_gate, gap, RunningStats};
+use super::gate::{emit_gap_gate, gap_gate};
+use super::stats::{as_ncl, RunningStats};
 use super::{Norm, NormBuilder, NormConfig};
 use crate::nn::ops::Activation;
 use crate::onnx::graph::OnnxGraph;
@@ -33,11 +34,7 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
 impl InstanceEnhancementBn {
     /// The attention a = sigmoid(w_r·GAP(x) + b_r), shape (N, C, 1) (docs/norms.md §6.2).
     pub fn attention(&self, x3: &Tensor) -> Result<Tensor> {
-        let c = self.weight.elem_count();
-        let z = gap(x3)?
-            .broadcast_mul(&self.weight_readjust.reshape((1, c, 1))?)?
-            .broadcast_add(&self.bias_readjust.reshape((1, c, 1))?)?;
-        candle_nn::ops::sigmoid(&z)
+        gap_gate(x3, &self.weight_readjust, &self.bias_readjust)
     }
 }
 

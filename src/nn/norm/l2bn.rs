@@ -7,7 +7,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::stats::{as_ncl, emit_reduce_mean_chw, RunningStats};
+use super::stats::{as_ncl, RunningStats};
 use super::{L2bnMode, Norm, NormBuilder, NormConfig};
 use crate::nn::ops::{equalize_samples, Activation};
 use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
@@ -73,4 +73,13 @@ impl Norm for L2BatchNorm {
         let xt = g.add_node("Div", &[input, &r], vec![]);
         self.stats.emit(g, &xt, Some((&self.weight, &self.bias)))
     }
+}
+
+/// ReduceMean over the non-batch axes of a rank-4 input (opset 17: `axes` is an attribute).
+fn emit_reduce_mean_chw(g: &mut OnnxGraph, input: &str) -> String {
+    g.add_node(
+        "ReduceMean",
+        &[input],
+        vec![attr_ints("axes", &[1, 2, 3]), attr_int("keepdims", 1)],
+    )
 }

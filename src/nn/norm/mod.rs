@@ -14,6 +14,7 @@ use crate::nn::ops::Activation;
 use crate::onnx::graph::OnnxGraph;
 
 pub mod bn;
+pub mod gate;
 pub mod gn;
 pub mod gnplus;
 pub mod iebn;
