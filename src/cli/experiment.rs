@@ -1,7 +1,6 @@
 //! The experiment flags `asc train` and `asc compare` share, their help texts taken from the
 //! library's defaults, and the run config they describe.
 
-use anyhow::Context;
 use asc::nn::models::{InputNorm, MODEL_NAMES};
 use asc::train::config::{Overrides, Validation};
 use asc::train::optim::OptimizerConfig;
@@ -189,11 +188,7 @@ fn validation_name(v: Validation) -> &'static str {
 pub fn build_config(a: &ExperimentArgs, norm: &str) -> anyhow::Result<TrainConfig> {
     let cache = a.cache.clone().unwrap_or_else(|| a.data.join(".asc-cache"));
     let mut base = match &a.config {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
-        }
+        Some(p) => asc::fsutil::read_json(p, "training config")?,
         None => TrainConfig::defaults(&a.model, norm, a.data.clone(), cache.clone()),
     };
     base.data = a.data.clone();
