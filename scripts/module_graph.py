@@ -108,44 +108,39 @@ def strip(text):
     return "".join(out)
 
 
+def block_end(text, k):
+    """Index of the `}` that closes the `{` at `text[k]`."""
+    depth = 0
+    while k < len(text):
+        if text[k] == "{":
+            depth += 1
+        elif text[k] == "}":
+            depth -= 1
+            if depth == 0:
+                break
+        k += 1
+    return k
+
+
 def drop_tests(text):
     """`text` without `#[cfg(test)]` items (a module block or a single item)."""
     while True:
-        m = re.search(r"#\[cfg\(test\)\]", text)
+        m = re.search(r"#\[cfg\((?:all\()?test\b[^\]]*\]", text)
         if not m:
             return text
-        j = m.end()
-        brace, semi = text.find("{", j), text.find(";", j)
+        brace, semi = text.find("{", m.end()), text.find(";", m.end())
         if semi >= 0 and (brace < 0 or semi < brace):
             text = text[: m.start()] + text[semi + 1 :]
-            continue
-        depth, k = 0, brace
-        while k < len(text):
-            if text[k] == "{":
-                depth += 1
-            elif text[k] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            k += 1
-        text = text[: m.start()] + text[k + 1 :]
+        else:
+            text = text[: m.start()] + text[block_end(text, brace) + 1 :]
 
 
 def inline_scopes(text):
-    """For each position, the inline modules (`mod x { ... }`) it sits in: list of (start, end, name)."""
-    scopes = []
-    for m in re.finditer(r"\bmod\s+(\w+)\s*\{", text):
-        depth, k = 0, m.end() - 1
-        while k < len(text):
-            if text[k] == "{":
-                depth += 1
-            elif text[k] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            k += 1
-        scopes.append((m.end(), k, m.group(1)))
-    return scopes
+    """The inline modules (`mod x { ... }`) of a file, as (start, end, name)."""
+    return [
+        (m.end(), block_end(text, m.end() - 1), m.group(1))
+        for m in re.finditer(r"\bmod\s+(\w+)\s*\{", text)
+    ]
 
 
 def expand_use(tree):
