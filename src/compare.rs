@@ -82,7 +82,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Row>> {
                 ..RunOptions::default()
             };
             let s = train::train(cfg, &run_dir, opts.device.clone(), &run_opts)?;
-            let test = evaluate::evaluate(&run_dir, None, Split::Test, opts.device.clone())?;
+            let test = evaluate::evaluate_run(&run_dir, None, Split::Test, opts.device.clone())?;
             row.params = s.params;
             row.cells.push(Cell {
                 seed,

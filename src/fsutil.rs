@@ -1,6 +1,8 @@
-//! File-system helpers shared by everything that writes results: nothing is ever half-written.
+//! File-system helpers shared by everything that writes results (nothing is ever half-written)
+//! and by what reads the JSON configs back.
 
 use crate::error::FileError;
+use serde::de::DeserializeOwned;
 use std::io::Write;
 use std::path::Path;
 
@@ -54,6 +56,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
         }
     }
     Ok(())
+}
+
+/// Reads a JSON file into `T`: a run's `config.json`, a `--config` or `--frontend` file. `what`
+/// names the contents in the error of a file that does not parse ("bad run config: ...").
+pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| FileError::new(path, e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| FileError::new(path, format!("bad {what}: {e}")))
 }
 
 #[cfg(all(test, unix))]

@@ -2,7 +2,8 @@
 //!
 //! The data path (`docs/architecture.md`): WAV ([`audio`]) → log-mel ([`features`]) → data sets
 //! ([`dataset`], [`synth`]) → candle models with a pluggable normalization layer ([`nn`]) →
-//! training ([`train`]) → ONNX export ([`export`]) → tract inference ([`infer`]).
+//! training ([`train`]) → ONNX export ([`export`], writing with [`onnx`]) → tract inference
+//! ([`infer`], reading with [`onnx`]).
 
 pub mod audio;
 pub mod compare;
@@ -13,6 +14,7 @@ pub mod features;
 pub mod fsutil;
 pub mod infer;
 pub mod nn;
+pub mod onnx;
 pub mod progress;
 pub mod quickstart;
 pub mod synth;

@@ -1,6 +1,8 @@
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    let cli = asc_cli::parse();
-    match asc_cli::run(cli) {
+    let args = cli::parse();
+    match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
@@ -22,6 +24,3 @@ fn one_line(e: &anyhow::Error) -> String {
     }
     line
 }
-
-#[path = "cli/mod.rs"]
-mod asc_cli;

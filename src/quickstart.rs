@@ -20,7 +20,9 @@ use std::time::Instant;
 pub struct Options {
     /// Folder for the data set, runs, model and report.
     pub out: PathBuf,
-    /// Clips to classify at the end (files or folders).
+    /// Clips to classify at the end (files or folders). The default, `audio`, is relative to the
+    /// current folder (the bundled clips when run from a checkout of the repository): an
+    /// installed binary does not depend on where it was built.
     pub inputs: Vec<PathBuf>,
     pub epochs: u64,
     /// Clips per class of the synthetic set.
@@ -51,7 +53,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             out: PathBuf::from("runs/quickstart"),
-            inputs: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("audio")],
+            inputs: vec![PathBuf::from("audio")],
             epochs: 12,
             clips_per_class: SynthConfig::default().clips_per_class,
             norms: vec!["l2bn".into(), "bn".into()],
@@ -163,7 +165,7 @@ fn train_and_test(opts: &Options, data: &Path, norm: &str) -> anyhow::Result<Nor
         ..RunOptions::default()
     };
     let summary = train::train(cfg, &run_dir, Device::Cpu, &run_opts)?;
-    let test = train::evaluate::evaluate(&run_dir, None, Split::Test, Device::Cpu)?;
+    let test = train::evaluate::evaluate_run(&run_dir, None, Split::Test, Device::Cpu)?;
     Ok(NormResult {
         norm: norm.to_string(),
         run_dir,

@@ -1,14 +1,15 @@
 //! The architectures as a DCASE user relies on them: CP-Mobile's published size (DCASE 2024
 //! baseline: 61,148 parameters, 29,419,156 MACs on 1 × 256 × 65 with BatchNorm,
 //! `docs/datasets.md`), and every model with every norm trains, saves, reloads into a fresh model
-//! and gives bit-identical eval outputs.
+//! and gives bit-identical eval outputs; with IN, CP-Mobile's head keeps the input signal.
 
 use asc::nn::norm::NORM_NAMES;
 use asc::train::checkpoint::{self, Weights};
 use asc::train::optim::Optimizer;
 use asc::train::run::soft_cross_entropy;
 use asc::train::{Session, TrainConfig};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
+use std::path::PathBuf;
 
 fn session(model: &str, norm: &str, n_classes: usize, seed: u64) -> Session {
     let mut c = TrainConfig::defaults(model, norm, "-".into(), "-".into());
@@ -69,4 +70,44 @@ fn every_model_and_norm_trains_saves_and_reloads_identically() {
             );
         }
     }
+}
+
+/// With IN, the head's norm would make every logit its bias (norm::standardizes_each_map):
+/// the head then has no norm, and the logits and the stem's gradient depend on the input.
+#[test]
+fn instance_norm_head_keeps_the_input_signal() {
+    let mut cfg = TrainConfig::defaults("cp-mobile", "in", PathBuf::new(), PathBuf::new());
+    cfg.model.n_classes = 10;
+    cfg.frontend.n_mels = 33;
+    let s = Session::build(cfg, Device::Cpu).unwrap();
+    let names: Vec<String> = s.named_params().into_iter().map(|(n, _)| n).collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("head.norm")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n == "b6.project.norm.weight"));
+    let x = Tensor::randn(0f32, 1., (2, 1, 33, 41), &Device::Cpu).unwrap();
+    let logits = s.model.forward_t(&x, true).unwrap();
+    let spread = max_abs(&(logits.get(0).unwrap() - logits.get(1).unwrap()).unwrap());
+    assert!(spread > 1e-3, "logits of two inputs differ by {spread}");
+    let loss = logits.get(0).unwrap().get(3).unwrap();
+    let grads = loss.backward().unwrap();
+    let stem: Var = s
+        .named_params()
+        .into_iter()
+        .find(|(n, _)| n == "stem0.conv.weight")
+        .unwrap()
+        .1;
+    let g = max_abs(grads.get(stem.as_tensor()).unwrap());
+    assert!(g > 1e-4, "stem gradient {g}");
+}
+
+/// The largest absolute element of `t`.
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }

@@ -5,8 +5,8 @@
 mod norm_common;
 use norm_common as common;
 
-use asc::export::graph::{Dim, OnnxGraph};
 use asc::nn::norm::{BnetInit, GnPlusVariant, L2bnMode, Norm, NormConfig, NORM_NAMES};
+use asc::onnx::graph::{Dim, OnnxGraph};
 use candle_core::{Device, Tensor};
 use common::*;
 use prost::Message;

@@ -3,7 +3,7 @@
 //! non-finite feature.
 #![no_main]
 
-use asc::features::{self, FrontendConfig, LogMel};
+use asc::features::{FrontendConfig, LogMel};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -15,8 +15,8 @@ fn frontend() -> &'static LogMel {
 
 fuzz_target!(|data: &[u8]| {
     let frontend = frontend();
-    if let Ok(samples) =
-        features::samples_at_rate(Path::new("fuzz.wav"), data, frontend.config().sr)
+    if let Ok((samples, _)) =
+        asc::audio::decode_mono(Path::new("fuzz.wav"), data, Some(frontend.config().sr))
     {
         let spec = frontend.compute(&samples);
         assert!(

@@ -31,7 +31,17 @@ pub fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
 /// Decodes a WAV file and returns mono samples at `target_rate` (any rate when `None`),
 /// with the sample rate they are at.
 pub fn load_mono(path: &Path, target_rate: Option<u32>) -> Result<(Vec<f32>, u32), AudioError> {
-    into_mono(decode_file(path)?, target_rate).map_err(|e| AudioError::new(path, e))
+    decode_mono(path, &read_file(path)?, target_rate)
+}
+
+/// [`load_mono`] on the bytes of a whole WAV file already in memory; `path` only names it in
+/// errors.
+pub fn decode_mono(
+    path: &Path,
+    bytes: &[u8],
+    target_rate: Option<u32>,
+) -> Result<(Vec<f32>, u32), AudioError> {
+    into_mono(decode_bytes(path, bytes)?, target_rate).map_err(|e| AudioError::new(path, e))
 }
 
 /// Mono samples of a decoded file at `target_rate` (its own rate when `None`), with that rate.

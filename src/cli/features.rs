@@ -1,4 +1,4 @@
-use anyhow::{bail, Context};
+use anyhow::bail;
 use asc::features::{self, FeatureCache, FrontendConfig, LogMel};
 use asc::{audio, progress};
 use std::collections::HashMap;
@@ -22,11 +22,7 @@ pub struct FrontendArgs {
 impl FrontendArgs {
     fn config(&self) -> anyhow::Result<FrontendConfig> {
         match &self.frontend {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
-            }
+            Some(p) => Ok(asc::fsutil::read_json(p, "front-end config")?),
             None => FrontendConfig::preset(&self.preset).map_err(anyhow::Error::msg),
         }
     }

@@ -1,10 +1,14 @@
 //! The `asc` command line: parse, call the library, print. No logic a library user would need
 //! lives here (`docs/style.md`). Exit status: 0 all done, 1 some input failed, 2 usage error.
 
+mod compare;
 mod deploy;
+mod evaluate;
+mod experiment;
 mod features;
 mod info;
 mod quickstart;
+mod synth;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -28,13 +32,13 @@ pub enum Command {
     /// Write one log-mel spectrogram per input file as DIR/<stem>.npy (float32, [n_mels, frames]).
     Features(features::Args),
     /// Generate a synthetic DCASE-layout data set.
-    Synth(train::SynthArgs),
+    Synth(synth::Args),
     /// Train a model with a normalization layer on a data set.
-    Train(train::TrainArgs),
+    Train(train::Args),
     /// Evaluate a run's best model: RUN/metrics.json, confusion.csv, confusion.png.
-    Evaluate(train::EvaluateArgs),
+    Evaluate(evaluate::Args),
     /// Train one model with several norms over several seeds and tabulate test metrics.
-    Compare(train::CompareArgs),
+    Compare(compare::Args),
     /// Export a run's best model to a self-describing ONNX file.
     Export(deploy::ExportArgs),
     /// Label WAV files and folders with an exported model.
@@ -47,8 +51,8 @@ pub enum Command {
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
     Cli::command()
-        .mut_subcommand("train", train::with_defaults)
-        .mut_subcommand("compare", train::with_defaults)
+        .mut_subcommand("train", experiment::with_defaults)
+        .mut_subcommand("compare", experiment::with_defaults)
 }
 
 /// Parses the process arguments (exits with clap's usage message and status 2 on a bad one).
@@ -62,10 +66,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Info(a) => info::run(a),
         Command::Features(a) => features::run(a),
-        Command::Synth(a) => train::synth(a),
-        Command::Train(a) => train::train(a),
-        Command::Evaluate(a) => train::evaluate(a),
-        Command::Compare(a) => train::compare(a),
+        Command::Synth(a) => synth::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Evaluate(a) => evaluate::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Export(a) => deploy::export(a),
         Command::Classify(a) => deploy::classify(a),
         Command::Quickstart(a) => quickstart::run(a),

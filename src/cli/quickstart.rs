@@ -14,7 +14,8 @@ pub struct Args {
     /// Clips per class of the synthetic data set.
     #[arg(long)]
     clips_per_class: Option<usize>,
-    /// Clips to classify at the end (default: the crate's audio/ folder).
+    /// Clips to classify at the end (default: audio/ in the current folder, the bundled clips
+    /// when run from the repository).
     inputs: Vec<PathBuf>,
 }
 

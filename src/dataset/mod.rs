@@ -122,16 +122,6 @@ impl Dataset {
         }
     }
 
-    /// Reads the DCASE layout (docs/datasets.md "Dataset layout").
-    pub fn open_dcase(root: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self, DatasetError> {
-        dcase::open(root.as_ref(), opts)
-    }
-
-    /// Reads the plain `ROOT/<label>/**/*.wav` layout.
-    pub fn open_plain(root: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self, DatasetError> {
-        plain::open(root.as_ref(), opts)
-    }
-
     /// The index list of a split.
     pub fn split(&self, split: Split) -> &[usize] {
         match split {
@@ -176,14 +166,6 @@ impl Dataset {
         d.sort();
         d.dedup();
         d
-    }
-
-    /// Labels of the given clips (`None` for unlabelled ones), e.g. for a sampler.
-    pub fn labels_of(&self, indices: &[usize]) -> Vec<Option<usize>> {
-        indices
-            .iter()
-            .map(|&i| self.clips.get(i).and_then(|c| c.label))
-            .collect()
     }
 }
 

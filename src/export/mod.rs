@@ -1,20 +1,17 @@
 //! ONNX export (`asc export`): a trained run becomes one self-describing `.onnx` file that tract,
-//! onnxruntime or any other runtime can run. The graph is built with the protobuf types of
-//! `tract_onnx::pb` (docs/architecture.md, "Dependencies"), opset 17, batch and time axes symbolic;
-//! every norm writes its eval-mode decomposition (docs/norms.md), the model its layers, and the
-//! front end goes inside too with `--waveform`.
-
-pub mod frontend;
-pub mod graph;
-pub mod metadata;
+//! onnxruntime or any other runtime can run. This module only assembles: it rebuilds the run's
+//! [`Session`], and the graph is written with [`crate::onnx`] (opset 17, batch and time axes
+//! symbolic): every norm writes its eval-mode decomposition (docs/norms.md), the model its
+//! layers, and the front end goes inside too with `--waveform`.
 
 use crate::error::FileError;
 use crate::features::LogMel;
+use crate::onnx::frontend;
+use crate::onnx::graph::{attr_int, Dim, OnnxGraph};
+pub use crate::onnx::metadata::{InputKind, ModelMetadata};
 use crate::train::checkpoint;
 use crate::train::session::{read_config, Session};
 use candle_core::Device;
-use graph::{attr_int, Dim, OnnxGraph};
-pub use metadata::{InputKind, ModelMetadata};
 use prost::Message;
 use std::path::{Path, PathBuf};
 

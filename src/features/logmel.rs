@@ -3,7 +3,7 @@
 //! so a dataset pays for them once; it is `Sync` and is shared across rayon workers.
 
 use super::config::{ClipNorm, FrontendConfig, LogScale, PadMode};
-use super::ln::ln_in_place;
+use super::fastlog::ln_in_place;
 use super::mel::{filterbank, Band, MelSpec};
 use super::spectrum::{PowerSpectrum, SpectrumScratch};
 

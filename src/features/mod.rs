@@ -3,7 +3,7 @@
 
 mod cache;
 mod config;
-mod ln;
+mod fastlog;
 mod logmel;
 mod mel;
 pub mod npy;
@@ -43,20 +43,12 @@ pub fn file_features_keyed(
             return Ok((Some(key.to_string()), hit));
         }
     }
-    let samples = samples_at_rate(path, &bytes, frontend.config().sr)?;
+    let (samples, _) = audio::decode_mono(path, &bytes, Some(frontend.config().sr))?;
     let spec = frontend.compute(&samples);
     if let (Some(cache), Some(key)) = (cache, key.as_deref()) {
         cache.put(key, &spec)?;
     }
     Ok((key, spec))
-}
-
-/// Mono samples of a WAV file's bytes at `rate`.
-pub fn samples_at_rate(path: &Path, bytes: &[u8], rate: u32) -> Result<Vec<f32>, FileError> {
-    let decoded = audio::decode_bytes(path, bytes)?;
-    let (samples, _) =
-        audio::into_mono(decoded, Some(rate)).map_err(|e| FileError::new(path, e))?;
-    Ok(samples)
 }
 
 /// Features of many files, in parallel over files, in input order; `on_done` is called once per

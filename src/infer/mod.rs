@@ -10,8 +10,8 @@ pub use format::{render, Format, Outcome, FORMAT_NAMES};
 pub use windows::{window_starts, Window};
 
 use crate::error::FileError;
-use crate::export::{InputKind, ModelMetadata};
-use crate::features::{self, LogMel, Spectrogram};
+use crate::features::{LogMel, Spectrogram};
+use crate::onnx::metadata::{InputKind, ModelMetadata};
 use prost::Message;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -138,8 +138,7 @@ impl Classifier {
     /// Classifies a WAV file (decoded, downmixed and resampled as in training).
     pub fn classify_file(&self, path: impl AsRef<Path>) -> Result<Prediction, InferError> {
         let path = path.as_ref();
-        let bytes = crate::audio::read_file(path)?;
-        let samples = features::samples_at_rate(path, &bytes, self.sample_rate())?;
+        let (samples, _) = crate::audio::load_mono(path, Some(self.sample_rate()))?;
         self.classify_at_model_rate(&samples).map_err(|e| match e {
             InferError::Runtime(why) => InferError::File(FileError::new(path, why)),
             other => other,

@@ -5,7 +5,7 @@
 use super::norm::Norm;
 use super::ops;
 use crate::dataset::rng::mix64 as mix;
-use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
+use crate::onnx::graph::{attr_int, attr_ints, Attribute, OnnxGraph};
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,18 +102,10 @@ impl Conv {
             inputs.push(g.add_tensor("conv_b", b, &dims[..1])?);
         }
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let (ph, pw) = (self.padding.0 as i64, self.padding.1 as i64);
-        let group = if self.depthwise { dims[0] } else { 1 };
-        Ok(g.add_node(
-            "Conv",
-            &inputs,
-            vec![
-                attr_ints("kernel_shape", &dims[2..]),
-                attr_ints("strides", &[self.stride.0 as i64, self.stride.1 as i64]),
-                attr_ints("pads", &[ph, pw, ph, pw]),
-                attr_int("group", group),
-            ],
-        ))
+        let kernel = (dims[2] as usize, dims[3] as usize);
+        let mut attrs = window_attrs(kernel, self.stride, self.padding);
+        attrs.push(attr_int("group", if self.depthwise { dims[0] } else { 1 }));
+        Ok(g.add_node("Conv", &inputs, attrs))
     }
 
     /// Multiply-accumulates for an output of (h, w): (Cin/groups)·Cout·kh·kw·Hout·Wout.
@@ -228,7 +220,7 @@ pub fn emit_max_pool(
     stride: (usize, usize),
     padding: (usize, usize),
 ) -> String {
-    g.add_node("MaxPool", &[x], pool_attrs(kernel, stride, padding))
+    g.add_node("MaxPool", &[x], window_attrs(kernel, stride, padding))
 }
 
 /// [`ops::avg_pool2d`] in ONNX; `count_include_pad` as PyTorch's flag of the same name.
@@ -240,16 +232,17 @@ pub fn emit_avg_pool(
     padding: (usize, usize),
     count_include_pad: bool,
 ) -> String {
-    let mut attrs = pool_attrs(kernel, stride, padding);
+    let mut attrs = window_attrs(kernel, stride, padding);
     attrs.push(attr_int("count_include_pad", count_include_pad as i64));
     g.add_node("AveragePool", &[x], attrs)
 }
 
-fn pool_attrs(
+/// `kernel_shape`, `strides` and `pads` of a window op (Conv, MaxPool, AveragePool).
+fn window_attrs(
     kernel: (usize, usize),
     stride: (usize, usize),
     padding: (usize, usize),
-) -> Vec<tract_onnx::pb::AttributeProto> {
+) -> Vec<Attribute> {
     let (ph, pw) = (padding.0 as i64, padding.1 as i64);
     vec![
         attr_ints("kernel_shape", &[kernel.0 as i64, kernel.1 as i64]),
@@ -258,16 +251,11 @@ fn pool_attrs(
     ]
 }
 
-/// Counts the elements of trainable tensors.
-pub fn count_params(vars: &[candle_core::Var]) -> usize {
-    vars.iter().map(|v| v.elem_count()).sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::graph::Dim;
     use crate::nn::norm::{build_norm, NormBuilder, NormConfig, NORM_NAMES};
+    use crate::onnx::graph::Dim;
     use candle_core::Device;
     use candle_nn::VarMap;
     use prost::Message;

@@ -18,7 +18,6 @@ pub mod events;
 mod render;
 pub mod scenes;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,6 +25,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::rng::{hash_str, SplitMix64};
+use crate::fsutil::write_atomic;
 use devices::DeviceModel;
 use render::{render_clip, RenderCtx};
 use scenes::{LocationParams, SceneRecipe};
@@ -136,6 +136,9 @@ pub enum SynthError {
         #[source]
         source: std::io::Error,
     },
+    /// A list or the marker could not be written ([`crate::fsutil::write_atomic`]).
+    #[error(transparent)]
+    File(#[from] crate::error::FileError),
     #[error("{path}: cannot write WAV: {source}")]
     Wav {
         path: PathBuf,
@@ -410,13 +413,4 @@ fn write_wav(path: &Path, spec: hound::WavSpec, x: &[f32]) -> Result<u64, SynthE
     std::fs::metadata(path)
         .map(|m| m.len())
         .map_err(io_err(path))
-}
-
-/// Write to a temporary sibling, then rename: a crash never leaves a half-written list.
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SynthError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(data).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
 }

@@ -1,8 +1,10 @@
 //! `asc evaluate`: the best model of a run on a split, written as `metrics.json`,
 //! `confusion.csv` and `confusion.png` in the run folder.
 
+use super::error::TrainError;
 use super::metrics::Metrics;
-use super::run::{score, RunData, TrainError};
+use super::predict::score;
+use super::rundata::RunData;
 use super::session::{read_config, Session};
 use crate::dataset::Split;
 use crate::features::LogMel;
@@ -11,7 +13,7 @@ use candle_core::Device;
 use std::path::{Path, PathBuf};
 
 /// Evaluates `run_dir`'s best checkpoint on `split` of the run's data set (or of `data`).
-pub fn evaluate(
+pub fn evaluate_run(
     run_dir: &Path,
     data: Option<PathBuf>,
     split: Split,

@@ -94,7 +94,7 @@ fn summary(items: &[Scored], idx: &[usize], n_classes: usize) -> (f64, f64, f64)
 }
 
 /// All metrics of a set of scored examples over `labels`.
-pub fn evaluate(items: &[Scored], labels: &[String]) -> Metrics {
+pub fn score_items(items: &[Scored], labels: &[String]) -> Metrics {
     let k = labels.len();
     let all: Vec<usize> = (0..items.len()).collect();
     let (accuracy, macro_accuracy, log_loss) = summary(items, &all, k);
@@ -179,7 +179,7 @@ mod tests {
             },
         ];
         let labels: Vec<String> = ["x", "y", "z"].iter().map(|s| s.to_string()).collect();
-        let m = evaluate(&items, &labels);
+        let m = score_items(&items, &labels);
         assert!((m.accuracy - 2.0 / 3.0).abs() < 1e-12);
         assert!((m.macro_accuracy - 0.75).abs() < 1e-12); // (0.5 + 1.0) / 2 present classes
         let want = -(0.7f64.ln() + 0.2f64.ln() + 0.8f64.ln()) / 3.0;

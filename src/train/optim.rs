@@ -33,14 +33,6 @@ impl OptimizerConfig {
             eps: 1e-8,
         }
     }
-
-    pub fn sgd(momentum: f64, weight_decay: f64) -> Self {
-        Self::Sgd {
-            momentum,
-            weight_decay,
-            nesterov: false,
-        }
-    }
 }
 
 /// An optimiser over named parameters.

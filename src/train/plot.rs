@@ -3,7 +3,7 @@
 //! system font libraries (fontconfig) that a fresh machine lacks.
 
 use super::metrics::Metrics;
-use super::run::EpochRecord;
+use super::state::EpochRecord;
 use crate::error::FileError;
 use font8x8::UnicodeFonts;
 use std::path::Path;

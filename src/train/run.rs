@@ -2,101 +2,23 @@
 //! training list, the best model by validation macro accuracy, an atomic checkpoint per epoch
 //! and exact resumption (batches, augmentation and dropout are pure functions of seed and step).
 
-use super::augment::HostBatch;
 use super::checkpoint;
-use super::config::{TrainConfig, Validation};
-use super::data::FeatureStore;
-use super::metrics::{self, Metrics, Scored};
+use super::config::TrainConfig;
+use super::error::TrainError;
+use super::metrics::Metrics;
 use super::optim::Optimizer;
+use super::predict::{score, to_tensor};
+use super::rundata::RunData;
 use super::session::Session;
+use super::state::{EpochRecord, TrainState};
 use crate::dataset::rng::{mix64, SplitMix64};
-use crate::dataset::{
-    BatchSampler, ClassBalancedSampler, Dataset, LoadOptions, ShuffledSampler, Split,
-    ValidationSplit,
-};
-use crate::features::{FeatureCache, LogMel};
+use crate::dataset::{BatchSampler, ClassBalancedSampler, ShuffledSampler, Split};
+use crate::features::LogMel;
 use crate::fsutil::write_atomic;
-use candle_core::{DType, Device, Tensor, D};
-use serde::{Deserialize, Serialize};
+use candle_core::{Device, Tensor, D};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Why training stopped early.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error("{0}")]
-    File(#[from] crate::error::FileError),
-    #[error("{0}")]
-    Dataset(#[from] crate::dataset::DatasetError),
-    #[error("tensor error: {0}")]
-    Tensor(#[from] candle_core::Error),
-    #[error("{0}")]
-    Config(String),
-    #[error("step {step} (epoch {epoch}): the loss is {loss}; stopped. {}", kept_note(*.last_good, .run_dir))]
-    NonFinite {
-        step: u64,
-        epoch: u64,
-        loss: f32,
-        /// Epochs in the checkpoint left in `run_dir` (0: none was written).
-        last_good: u64,
-        run_dir: PathBuf,
-    },
-}
-
-/// Which checkpoint a stopped run leaves behind.
-fn kept_note(last_good: u64, run_dir: &Path) -> String {
-    if last_good == 0 {
-        format!(
-            "No epoch finished, so {} holds no checkpoint",
-            run_dir.display()
-        )
-    } else {
-        format!(
-            "The last good checkpoint (after epoch {last_good}) is kept in {}",
-            run_dir.display()
-        )
-    }
-}
-
-/// One epoch's figures (a line of `metrics.jsonl`). Validation figures are absent when the run
-/// holds out no validation split; test figures are present only when the test list is watched
-/// (`RunOptions::watch_test`), and never choose anything.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EpochRecord {
-    pub epoch: u64,
-    pub lr: f64,
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    #[serde(default)]
-    pub val_loss: Option<f64>,
-    #[serde(default)]
-    pub val_accuracy: Option<f64>,
-    #[serde(default)]
-    pub val_macro_accuracy: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test_loss: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test_accuracy: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test_macro_accuracy: Option<f64>,
-    pub seconds: f64,
-    pub clips_per_second: f64,
-}
-
-/// Training state stored inside the checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct TrainState {
-    /// Epochs completed.
-    pub epochs_done: u64,
-    pub step: u64,
-    /// The epoch saved as `best.safetensors`: the best by validation macro accuracy, or the
-    /// last one when the run has no validation split.
-    pub best_epoch: Option<u64>,
-    /// Its validation macro accuracy (none without a validation split).
-    #[serde(default)]
-    pub best_val_macro_accuracy: Option<f64>,
-    pub history: Vec<EpochRecord>,
-}
 
 /// Options of one invocation (not part of the experiment's config).
 #[derive(Debug, Clone, Default)]
@@ -125,184 +47,10 @@ pub struct RunSummary {
     pub skipped: usize,
 }
 
-/// The data of a run: the data set, its splits and their features.
-pub struct RunData {
-    pub dataset: Dataset,
-    pub train: Vec<usize>,
-    /// Empty when the run holds out no validation split.
-    pub validation: Vec<usize>,
-    /// Why there is no validation split although one could have been made (`Validation::Auto`).
-    pub validation_note: Option<String>,
-    pub store: FeatureStore,
-    /// What `config.skip_bad` left out, one message per list row or clip, in file order.
-    pub skipped: Vec<String>,
-}
-
-/// The validation split `config.validation` asks for, and why none was made under `Auto`.
-fn choose_validation(
-    config: &TrainConfig,
-    dataset: &Dataset,
-) -> Result<(ValidationSplit, Option<String>), TrainError> {
-    let everything = || ValidationSplit {
-        train: dataset.train.clone(),
-        validation: Vec::new(),
-    };
-    let n = dataset.train.len();
-    match config.validation {
-        Validation::None => Ok((everything(), None)),
-        Validation::Split => Ok((
-            dataset.validation_split(config.validation_fraction, config.seed)?,
-            None,
-        )),
-        Validation::Auto if n < Validation::AUTO_MIN_CLIPS => Ok((
-            everything(),
-            Some(format!(
-                "the training list has {n} clips (fewer than {}): training on all of them and \
-                 keeping the last epoch (--validation split holds some out)",
-                Validation::AUTO_MIN_CLIPS
-            )),
-        )),
-        Validation::Auto => {
-            let split = dataset.validation_split(config.validation_fraction, config.seed)?;
-            let share = split.validation.len() as f64 / n as f64;
-            let cap = Validation::AUTO_MAX_OVERSHOOT * config.validation_fraction;
-            if split.validation.is_empty() || share > cap {
-                let note = format!(
-                    "a location-disjoint split would hold out {:.0} % of the training list \
-                     (asked: {:.0} %): too few locations per class; training on all clips and \
-                     keeping the last epoch (--validation split forces it)",
-                    100.0 * share,
-                    100.0 * config.validation_fraction
-                );
-                Ok((everything(), Some(note)))
-            } else {
-                Ok((split, None))
-            }
-        }
-    }
-}
-
-impl RunData {
-    /// Reads the data set and makes sure every clip of its lists has features. With
-    /// `config.skip_bad`, bad rows and undecodable clips are left out of every list and
-    /// reported in [`RunData::skipped`]; otherwise the first one fails.
-    pub fn open(config: &TrainConfig, frontend: &LogMel) -> Result<Self, TrainError> {
-        let opts = LoadOptions {
-            fold: config.fold,
-            train_list: config.train_list.clone(),
-            skip_bad: config.skip_bad,
-            ..LoadOptions::default()
-        };
-        let mut dataset = Dataset::open(&config.data, &opts)?;
-        let mut skipped: Vec<String> = dataset
-            .report
-            .warnings
-            .iter()
-            .map(|w| w.to_string())
-            .collect();
-        let (split, validation_note) = choose_validation(config, &dataset)?;
-        let cache = FeatureCache::open(&config.cache, frontend.config())?;
-        let mut all: Vec<usize> = split.train.clone();
-        all.extend(&split.validation);
-        all.extend(&dataset.evaluate);
-        all.extend(&dataset.test);
-        all.sort_unstable();
-        all.dedup();
-        let (mut train, mut validation) = (split.train, split.validation);
-        let store = if config.skip_bad {
-            let (store, failed) = FeatureStore::prepare_skipping(&dataset, &all, frontend, cache);
-            for list in [
-                &mut train,
-                &mut validation,
-                &mut dataset.evaluate,
-                &mut dataset.test,
-            ] {
-                list.retain(|&c| store.contains(c));
-            }
-            skipped.extend(failed.iter().map(|(_, e)| e.to_string()));
-            store
-        } else {
-            FeatureStore::prepare(&dataset, &all, frontend, cache)?
-        };
-        if train.is_empty() {
-            return Err(TrainError::Config(format!(
-                "{}: no training clips left ({} bad rows or clips skipped)",
-                config.data.display(),
-                skipped.len()
-            )));
-        }
-        Ok(Self {
-            train,
-            validation,
-            validation_note,
-            dataset,
-            store,
-            skipped,
-        })
-    }
-}
-
-fn to_tensor(batch: &HostBatch, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-    let x = Tensor::from_slice(&batch.x, (batch.b, 1, batch.m, batch.t), device)?;
-    let k = batch.y.len() / batch.b;
-    let y = Tensor::from_slice(&batch.y, (batch.b, k), device)?;
-    Ok((x, y))
-}
-
 /// Cross-entropy against soft targets (mixup), averaged over the batch.
 pub fn soft_cross_entropy(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
     let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     (targets * logp)?.sum(D::Minus1)?.mean_all()?.neg()
-}
-
-/// Class probabilities of `clips` (whole clips, batched by equal length), in order.
-pub fn predict(
-    session: &Session,
-    store: &FeatureStore,
-    clips: &[usize],
-    batch_size: usize,
-) -> Result<Vec<Vec<f32>>, TrainError> {
-    let k = session.config.labels.len();
-    let mut out = vec![Vec::new(); clips.len()];
-    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-    for (pos, &c) in clips.iter().enumerate() {
-        by_len.entry(store.frames(c)).or_default().push(pos);
-    }
-    for (frames, positions) in by_len {
-        for chunk in positions.chunks(batch_size.max(1)) {
-            let ids: Vec<usize> = chunk.iter().map(|&p| clips[p]).collect();
-            let batch = store.batch(&ids, &vec![0; ids.len()], k, frames, None, None)?;
-            let (x, _) = to_tensor(&batch, &session.device)?;
-            let logits = session.model.forward_t(&x, false)?.detach();
-            let probs = candle_nn::ops::softmax(&logits, D::Minus1)?.to_dtype(DType::F32)?;
-            for (row, &p) in probs.to_vec2::<f32>()?.into_iter().zip(chunk) {
-                out[p] = row;
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Metrics of `clips` against their labels.
-pub fn score(
-    session: &Session,
-    data: &RunData,
-    clips: &[usize],
-    batch_size: usize,
-) -> Result<Metrics, TrainError> {
-    let probs = predict(session, &data.store, clips, batch_size)?;
-    let targets = data.dataset.classes_of(clips)?;
-    let items: Vec<Scored> = clips
-        .iter()
-        .zip(&probs)
-        .zip(&targets)
-        .map(|((&c, p), &t)| Scored {
-            target: t,
-            probs: p,
-            device: data.dataset.clips[c].device.as_deref(),
-        })
-        .collect();
-    Ok(metrics::evaluate(&items, &session.config.labels))
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {

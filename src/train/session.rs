@@ -4,6 +4,7 @@
 use super::checkpoint::{self, Weights};
 use super::config::TrainConfig;
 use crate::error::FileError;
+use crate::fsutil::read_json;
 use crate::nn::init::seeded_builder;
 use crate::nn::models::{self, InputNorm, Model, Standardized};
 use crate::nn::norm;
@@ -82,9 +83,7 @@ impl Session {
 
 /// Reads `RUN_DIR/config.json`.
 pub fn read_config(run_dir: &Path) -> std::result::Result<TrainConfig, FileError> {
-    let path = run_dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| FileError::new(&path, e.to_string()))?;
-    serde_json::from_str(&text).map_err(|e| FileError::new(&path, format!("bad run config: {e}")))
+    read_json(&run_dir.join("config.json"), "run config")
 }
 
 /// The device named on the command line: `cpu`, or `cuda` when built with the `cuda` feature.

@@ -2,12 +2,12 @@
 //! in place of the fixed (4, 100) pool so that it serves any clip length.
 
 use super::{Model, ModelConfig, NormFactory};
-use crate::export::graph::OnnxGraph;
 use crate::nn::layers::{
     emit_global_avg_pool, emit_max_pool, global_avg_pool, Conv, Dropout, Linear,
 };
 use crate::nn::norm::Norm;
 use crate::nn::ops::{self, Activation};
+use crate::onnx::graph::OnnxGraph;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 

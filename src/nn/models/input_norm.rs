@@ -10,7 +10,7 @@
 //! training applied and the graph input stays the plain log-mel of `asc.frontend`.
 
 use super::Model;
-use crate::export::graph::OnnxGraph;
+use crate::onnx::graph::OnnxGraph;
 use candle_core::{bail, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};

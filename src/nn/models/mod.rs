@@ -10,7 +10,7 @@ pub use cp_mobile::CpMobile;
 pub use input_norm::{InputNorm, Standardized};
 
 pub use super::norm::NormFactory;
-use crate::export::graph::OnnxGraph;
+use crate::onnx::graph::OnnxGraph;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};

@@ -8,8 +8,8 @@ use candle_core::{Result, Tensor};
 
 use super::stats::{as_ncl, RunningStats};
 use super::{Norm, NormBuilder, NormConfig};
-use crate::export::graph::OnnxGraph;
 use crate::nn::ops::Activation;
+use crate::onnx::graph::OnnxGraph;
 
 /// γ, β (C); buffers running mean/var (C).
 #[derive(Debug)]

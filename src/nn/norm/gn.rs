@@ -1,12 +1,13 @@
 //! GroupNorm (Wu & He, arXiv 1803.08494), docs/norms.md §2.2. Also the core of LN (G = 1, §2.3)
-//! and IN (G = C, §2.4), which are thin wrappers choosing the group count.
+//! and IN (G = C, §2.4), which are thin wrappers choosing the group count, and of GN+ (§4), which
+//! uses its group normalization and ONNX decomposition.
 
 use candle_core::{Result, Tensor};
 
-use super::stats::{as_ncl, emit_group_norm, group_normalize};
+use super::stats::as_ncl;
 use super::{Norm, NormBuilder, NormConfig};
-use crate::export::graph::{attr_float, OnnxGraph};
-use crate::nn::ops::Activation;
+use crate::nn::ops::{standardize, Activation, Grouping};
+use crate::onnx::graph::{attr_float, OnnxGraph};
 
 /// γ, β (C); no running statistics, train = eval.
 #[derive(Debug)]
@@ -87,4 +88,47 @@ impl Norm for GroupNorm {
         }
         emit_group_norm(g, input, self.groups, self.eps, &self.weight, &self.bias)
     }
+}
+
+/// Per-sample group normalization (docs/norms.md §2.2): statistics over the C/G channels of each
+/// group and all of L, biased variance, ε inside the square root; `affine` = (γ, β) of shape (C).
+pub fn group_normalize(
+    x: &Tensor,
+    groups: usize,
+    eps: f64,
+    affine: Option<(&Tensor, &Tensor)>,
+    act: Activation,
+) -> Result<Tensor> {
+    let (gamma, beta) = affine.unzip();
+    Ok(standardize(x, gamma, beta, Grouping::SampleGroups(groups), eps, act)?.y)
+}
+
+/// ONNX group norm for rank-4 input (docs/norms.md §2.2): Reshape to (N, G, −1),
+/// InstanceNormalization with unit scale, Reshape back to Shape(X), per-channel Mul/Add.
+/// Works with dynamic N, H and W; opset 17 has no usable GroupNormalization.
+pub fn emit_group_norm(
+    g: &mut OnnxGraph,
+    input: &str,
+    groups: usize,
+    eps: f64,
+    gamma: &Tensor,
+    beta: &Tensor,
+) -> Result<String> {
+    let c = gamma.elem_count() as i64;
+    let gr = groups as i64;
+    let shape = g.add_node("Shape", &[input], vec![]);
+    let target = g.add_initializer_i64("gn_shape", &[0, gr, -1], &[3]);
+    let x3 = g.add_node("Reshape", &[input, &target], vec![]);
+    let ones = g.add_initializer("gn_ones", &vec![1.0; groups], &[gr]);
+    let zeros = g.add_initializer("gn_zeros", &vec![0.0; groups], &[gr]);
+    let y3 = g.add_node(
+        "InstanceNormalization",
+        &[&x3, &ones, &zeros],
+        vec![attr_float("epsilon", eps as f32)],
+    );
+    let y = g.add_node("Reshape", &[&y3, &shape], vec![]);
+    let gname = g.add_tensor("gn_gamma", gamma, &[c, 1, 1])?;
+    let bname = g.add_tensor("gn_beta", beta, &[c, 1, 1])?;
+    let scaled = g.add_node("Mul", &[&y, &gname], vec![]);
+    Ok(g.add_node("Add", &[&scaled, &bname], vec![]))
 }

@@ -11,10 +11,11 @@
 use candle_core::{bail, Result, Tensor};
 use candle_nn::{ops::sigmoid, Init};
 
-use super::stats::{as_ncl, emit_group_norm, group_normalize, RunningStats};
+use super::gn::{emit_group_norm, group_normalize};
+use super::stats::{as_ncl, RunningStats};
 use super::{GnPlusVariant, Norm, NormBuilder, NormConfig};
-use crate::export::graph::OnnxGraph;
 use crate::nn::ops::{plane_affine, Activation};
+use crate::onnx::graph::OnnxGraph;
 
 /// γ, β (C) and λ (1): 2C + 1 parameters; the deployable variant adds running mean/var (C).
 #[derive(Debug)]

@@ -5,10 +5,11 @@
 
 use candle_core::{Result, Tensor};
 
-use super::stats::{as_ncl, emit_gap_gate, gap, RunningStats};
+use super::gate::{emit_gap_gate, gap_gate};
+use super::stats::{as_ncl, RunningStats};
 use super::{Norm, NormBuilder, NormConfig};
-use crate::export::graph::OnnxGraph;
 use crate::nn::ops::Activation;
+use crate::onnx::graph::OnnxGraph;
 
 /// γ, β, w_r, b_r (C): 4C parameters; buffers running mean/var (C).
 #[derive(Debug)]
@@ -33,11 +34,7 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
 impl InstanceEnhancementBn {
     /// The attention a = sigmoid(w_r·GAP(x) + b_r), shape (N, C, 1) (docs/norms.md §6.2).
     pub fn attention(&self, x3: &Tensor) -> Result<Tensor> {
-        let c = self.weight.elem_count();
-        let z = gap(x3)?
-            .broadcast_mul(&self.weight_readjust.reshape((1, c, 1))?)?
-            .broadcast_add(&self.bias_readjust.reshape((1, c, 1))?)?;
-        candle_nn::ops::sigmoid(&z)
+        gap_gate(x3, &self.weight_readjust, &self.bias_readjust)
     }
 }
 

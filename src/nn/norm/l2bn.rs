@@ -7,10 +7,10 @@
 
 use candle_core::{Result, Tensor};
 
-use super::stats::{as_ncl, emit_reduce_mean_chw, RunningStats};
+use super::stats::{as_ncl, RunningStats};
 use super::{L2bnMode, Norm, NormBuilder, NormConfig};
-use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
 use crate::nn::ops::{equalize_samples, Activation};
+use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
 
 /// Clamp of the per-sample divisor (`F.normalize` default eps, docs/norms.md §3.1).
 const NORM_FLOOR: f64 = 1e-12;
@@ -73,4 +73,13 @@ impl Norm for L2BatchNorm {
         let xt = g.add_node("Div", &[input, &r], vec![]);
         self.stats.emit(g, &xt, Some((&self.weight, &self.bias)))
     }
+}
+
+/// ReduceMean over the non-batch axes of a rank-4 input (opset 17: `axes` is an attribute).
+fn emit_reduce_mean_chw(g: &mut OnnxGraph, input: &str) -> String {
+    g.add_node(
+        "ReduceMean",
+        &[input],
+        vec![attr_ints("axes", &[1, 2, 3]), attr_int("keepdims", 1)],
+    )
 }

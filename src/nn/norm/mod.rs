@@ -10,10 +10,11 @@ use candle_core::{bail, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::export::graph::OnnxGraph;
 use crate::nn::ops::Activation;
+use crate::onnx::graph::OnnxGraph;
 
 pub mod bn;
+pub mod gate;
 pub mod gn;
 pub mod gnplus;
 pub mod iebn;

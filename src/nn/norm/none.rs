@@ -4,8 +4,8 @@
 use candle_core::{Result, Tensor};
 
 use super::{Norm, NormBuilder, NormConfig};
-use crate::export::graph::OnnxGraph;
 use crate::nn::ops::Activation;
+use crate::onnx::graph::OnnxGraph;
 
 /// No parameters, no buffers; the forward returns its input (activated).
 #[derive(Debug)]

@@ -1,6 +1,6 @@
-//! Statistics shared by the layers: per-channel batch statistics with running buffers (BN core,
-//! docs/norms.md §1, §2.1), per-sample group statistics (GN core, §2.2), GAP and per-channel
-//! affine, and the matching ONNX fragments.
+//! Statistics shared by the layers: the (N, C, L) view, GAP, and per-channel batch statistics
+//! with running buffers (the BN core, docs/norms.md §1, §2.1) with their eval-mode fold and
+//! `BatchNormalization` emitter.
 //!
 //! Inputs are viewed as (N, C, L) with L the product of the spatial dims, so one code path serves
 //! rank 2, 3 and 4. The arithmetic runs in the fused kernels of [`crate::nn::ops::standardize`]
@@ -9,8 +9,8 @@
 use candle_core::{bail, DType, Result, Tensor, Var};
 
 use super::{NormBuilder, NormConfig};
-use crate::export::graph::{attr_float, attr_int, OnnxGraph};
 use crate::nn::ops::{plane_affine, standardize, Activation, Grouping};
+use crate::onnx::graph::{attr_float, OnnxGraph};
 
 /// `x` viewed as (N, C, L), checking rank and channel count; also returns the original dims.
 pub fn as_ncl(x: &Tensor, c: usize, layer: &str) -> Result<(Tensor, Vec<usize>)> {
@@ -25,19 +25,6 @@ pub fn as_ncl(x: &Tensor, c: usize, layer: &str) -> Result<(Tensor, Vec<usize>)>
 /// Global average pool per sample and channel: (N, C, L) → (N, C, 1) (docs/norms.md §1 "GAP").
 pub fn gap(x: &Tensor) -> Result<Tensor> {
     x.mean_keepdim(2)
-}
-
-/// Per-sample group normalization (docs/norms.md §2.2): statistics over the C/G channels of each
-/// group and all of L, biased variance, ε inside the square root; `affine` = (γ, β) of shape (C).
-pub fn group_normalize(
-    x: &Tensor,
-    groups: usize,
-    eps: f64,
-    affine: Option<(&Tensor, &Tensor)>,
-    act: Activation,
-) -> Result<Tensor> {
-    let (gamma, beta) = affine.unzip();
-    Ok(standardize(x, gamma, beta, Grouping::SampleGroups(groups), eps, act)?.y)
 }
 
 /// Running mean/var buffers plus the batch-statistics normalization that feeds them: the BN
@@ -176,58 +163,4 @@ impl RunningStats {
             vec![attr_float("epsilon", self.eps as f32)],
         ))
     }
-}
-
-/// ONNX group norm for rank-4 input (docs/norms.md §2.2): Reshape to (N, G, −1),
-/// InstanceNormalization with unit scale, Reshape back to Shape(X), per-channel Mul/Add.
-/// Works with dynamic N, H and W; opset 17 has no usable GroupNormalization.
-pub fn emit_group_norm(
-    g: &mut OnnxGraph,
-    input: &str,
-    groups: usize,
-    eps: f64,
-    gamma: &Tensor,
-    beta: &Tensor,
-) -> Result<String> {
-    let c = gamma.elem_count() as i64;
-    let gr = groups as i64;
-    let shape = g.add_node("Shape", &[input], vec![]);
-    let target = g.add_initializer_i64("gn_shape", &[0, gr, -1], &[3]);
-    let x3 = g.add_node("Reshape", &[input, &target], vec![]);
-    let ones = g.add_initializer("gn_ones", &vec![1.0; groups], &[gr]);
-    let zeros = g.add_initializer("gn_zeros", &vec![0.0; groups], &[gr]);
-    let y3 = g.add_node(
-        "InstanceNormalization",
-        &[&x3, &ones, &zeros],
-        vec![attr_float("epsilon", eps as f32)],
-    );
-    let y = g.add_node("Reshape", &[&y3, &shape], vec![]);
-    let gname = g.add_tensor("gn_gamma", gamma, &[c, 1, 1])?;
-    let bname = g.add_tensor("gn_beta", beta, &[c, 1, 1])?;
-    let scaled = g.add_node("Mul", &[&y, &gname], vec![]);
-    Ok(g.add_node("Add", &[&scaled, &bname], vec![]))
-}
-
-/// `Sigmoid(GAP(x)·w + b)` for rank-4 input, with (C) parameters as [1, C, 1, 1] initializers:
-/// the per-sample channel gate of IEBN (§6.3) and UBN (§5.4).
-pub fn emit_gap_gate(g: &mut OnnxGraph, input: &str, w: &Tensor, b: &Tensor) -> Result<String> {
-    let c = w.elem_count() as i64;
-    let a = g.add_node("GlobalAveragePool", &[input], vec![]);
-    let w = g.add_tensor("gate_w", w, &[1, c, 1, 1])?;
-    let b = g.add_tensor("gate_b", b, &[1, c, 1, 1])?;
-    let aw = g.add_node("Mul", &[&a, &w], vec![]);
-    let z = g.add_node("Add", &[&aw, &b], vec![]);
-    Ok(g.add_node("Sigmoid", &[&z], vec![]))
-}
-
-/// ReduceMean over the non-batch axes of a rank-4 input (opset 17: `axes` is an attribute).
-pub fn emit_reduce_mean_chw(g: &mut OnnxGraph, input: &str) -> String {
-    g.add_node(
-        "ReduceMean",
-        &[input],
-        vec![
-            crate::export::graph::attr_ints("axes", &[1, 2, 3]),
-            attr_int("keepdims", 1),
-        ],
-    )
 }

@@ -12,12 +12,13 @@
 //! (judgement, §5.6.4). Rank-4 input only (the BNET conv is 2-D).
 
 use candle_core::{bail, DType, Result, Tensor, Var};
-use candle_nn::{ops::sigmoid, Init};
+use candle_nn::Init;
 
-use super::stats::{as_ncl, emit_gap_gate, gap, RunningStats};
+use super::gate::{emit_gap_gate, gap_gate};
+use super::stats::{as_ncl, gap, RunningStats};
 use super::{BnetInit, FctMode, Norm, NormBuilder, NormConfig};
-use crate::export::graph::{attr_int, attr_ints, OnnxGraph};
 use crate::nn::ops::{depthwise_conv2d, plane_affine, Activation};
+use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
 
 /// `torch.nn.functional.cosine_similarity` eps.
 const COS_EPS: f64 = 1e-8;
@@ -117,15 +118,6 @@ impl UnifiedBn {
             FctMode::BatchWhenBelow => c <= self.tau,
         })
     }
-
-    /// The per-channel (N, C, 1) sigmoid gate `sigmoid(w·GAP(t) + b)`.
-    fn gate(t: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-        let c = w.elem_count();
-        let z = gap(t)?
-            .broadcast_mul(&w.reshape((1, c, 1))?)?
-            .broadcast_add(&b.reshape((1, c, 1))?)?;
-        sigmoid(&z)
-    }
 }
 
 impl Norm for UnifiedBn {
@@ -156,7 +148,7 @@ impl Norm for UnifiedBn {
             self.stats
                 .normalize_running(&x1, None, Activation::Identity)?
         };
-        let g = Self::gate(&xh, &self.scale_weight, &self.scale_bias)?.reshape((n, c))?;
+        let g = gap_gate(&xh, &self.scale_weight, &self.scale_bias)?.reshape((n, c))?;
         let p = (self.k - 1) / 2;
         let z = depthwise_conv2d(&xh.reshape(dims.as_slice())?, &self.kernel, (1, 1), (p, p))?;
         // g·(z + b_k) = z·g + g·b_k: the BNET bias and the gate in one per-plane affine.

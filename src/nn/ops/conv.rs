@@ -7,8 +7,9 @@
 //! need strides (2, 2), (1, 2), (2, 1) (`docs/models.md` § cp-mobile). The 1×1 stride-1 unpadded
 //! case (the expand/project convs) skips im2col: the input plane already is the column matrix.
 
-use super::{cpu_f32, grad_tensor, out_len, use_cpu_kernels, valid_range, with_f32};
-use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use super::window::{valid_range, Window2d};
+use super::{cpu_f32, grad_tensor, use_cpu_kernels, with_f32};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -21,7 +22,7 @@ pub fn conv2d(
     stride: (usize, usize),
     padding: (usize, usize),
 ) -> Result<Tensor> {
-    let geom = ConvGeom::new(x.dims(), w.dims(), stride, padding)?;
+    let geom = Window2d::conv(x.dims(), w.dims(), stride, padding)?;
     if !use_cpu_kernels(&[x, w]) {
         return super::fallback::conv2d(x, w, stride, padding);
     }
@@ -35,56 +36,8 @@ pub fn conv2d(
     }
 }
 
-/// Sizes of one convolution; shared with the benchmarks and tests through [`conv2d`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ConvGeom {
-    pub n: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub o: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub ph: usize,
-    pub pw: usize,
-    pub oh: usize,
-    pub ow: usize,
-}
-
-impl ConvGeom {
-    fn new(
-        xd: &[usize],
-        wd: &[usize],
-        (sh, sw): (usize, usize),
-        (ph, pw): (usize, usize),
-    ) -> Result<Self> {
-        let (&[n, c, h, w], &[o, wc, kh, kw]) = (xd, wd) else {
-            bail!("conv2d: expected input (N,C,H,W) and weight (O,C,KH,KW), got {xd:?} and {wd:?}");
-        };
-        if wc != c {
-            bail!("conv2d: input {xd:?} has {c} channels but weight {wd:?} expects {wc}");
-        }
-        let oh = out_len("conv2d", h, kh, sh, ph)?;
-        let ow = out_len("conv2d", w, kw, sw, pw)?;
-        Ok(Self {
-            n,
-            c,
-            h,
-            w,
-            o,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            oh,
-            ow,
-        })
-    }
-
+/// The convolution's own uses of its geometry.
+impl Window2d {
     fn ckk(&self) -> usize {
         self.c * self.kh * self.kw
     }
@@ -130,7 +83,7 @@ const TILE_FLOATS: usize = 1 << 18;
 
 /// Writes the (C·KH·KW, (r1−r0)·OW) column matrix of output rows `r0..r1` of one input plane
 /// stack `x` (C, H, W).
-fn im2col(x: &[f32], g: &ConvGeom, (r0, r1): (usize, usize), col: &mut [f32]) {
+fn im2col(x: &[f32], g: &Window2d, (r0, r1): (usize, usize), col: &mut [f32]) {
     let ohw = (r1 - r0) * g.ow;
     for c in 0..g.c {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -165,7 +118,7 @@ fn im2col(x: &[f32], g: &ConvGeom, (r0, r1): (usize, usize), col: &mut [f32]) {
 
 /// Adds the (C·KH·KW, (r1−r0)·OW) column-gradient matrix of output rows `r0..r1` back onto the
 /// input gradient `gx` (C, H, W): the adjoint of [`im2col`].
-fn col2im(col: &[f32], g: &ConvGeom, (r0, r1): (usize, usize), gx: &mut [f32]) {
+fn col2im(col: &[f32], g: &Window2d, (r0, r1): (usize, usize), gx: &mut [f32]) {
     let ohw = (r1 - r0) * g.ow;
     for c in 0..g.c {
         let plane = &mut gx[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -243,7 +196,7 @@ fn matmul(
     }
 }
 
-fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
+fn forward(x: &[f32], w: &[f32], g: &Window2d) -> Vec<f32> {
     let (ckk, ohw) = (g.ckk(), g.ohw());
     let chw = g.c * g.h * g.w;
     let mut out = vec![0f32; g.n * g.o * ohw];
@@ -280,7 +233,7 @@ fn backward(
     x: &[f32],
     w: &[f32],
     gy: &[f32],
-    g: &ConvGeom,
+    g: &Window2d,
     need_gx: bool,
     need_gw: bool,
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
@@ -381,7 +334,7 @@ fn backward(
 }
 
 struct Conv2dOp {
-    geom: ConvGeom,
+    geom: Window2d,
 }
 
 impl CustomOp2 for Conv2dOp {
@@ -464,7 +417,7 @@ mod tests {
         let dev = Device::Cpu;
         let x = Var::from_tensor(&Tensor::randn(0f32, 1., (2, 16, 5, 401), &dev)?)?;
         let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, (3, 16, 7, 7), &dev)?)?;
-        let geom = ConvGeom::new(x.dims(), w.dims(), (1, 1), (3, 3))?;
+        let geom = Window2d::conv(x.dims(), w.dims(), (1, 1), (3, 3))?;
         assert_eq!(geom.tile_rows(), 1, "the test must cover tiling");
         let y = conv2d(&x, &w, (1, 1), (3, 3))?;
         let yr = super::super::fallback::conv2d(&x, &w, (1, 1), (3, 3))?;

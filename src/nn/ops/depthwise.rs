@@ -7,9 +7,10 @@
 //! § cp-mobile). Forward and input gradient are parallel over (batch, channel) planes; the weight
 //! gradient over channels, summed in f64 across the batch.
 
-use super::standardize::lane_sum;
-use super::{cpu_f32, grad_tensor, out_len, use_cpu_kernels, valid_range, with_f32};
-use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use super::planes::lane_sum;
+use super::window::{valid_range, Window2d};
+use super::{cpu_f32, grad_tensor, use_cpu_kernels, with_f32};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Depthwise convolution of `x` (N, C, H, W) with `w` (C, 1, KH, KW); `stride` and `padding` as
@@ -20,7 +21,7 @@ pub fn depthwise_conv2d(
     stride: (usize, usize),
     padding: (usize, usize),
 ) -> Result<Tensor> {
-    let geom = DwGeom::new(x.dims(), w.dims(), stride, padding)?;
+    let geom = Window2d::depthwise(x.dims(), w.dims(), stride, padding)?;
     if !use_cpu_kernels(&[x, w]) {
         return super::fallback::depthwise_conv2d(x, w, stride, padding);
     }
@@ -34,53 +35,8 @@ pub fn depthwise_conv2d(
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct DwGeom {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    ph: usize,
-    pw: usize,
-    oh: usize,
-    ow: usize,
-}
-
-impl DwGeom {
-    fn new(
-        xd: &[usize],
-        wd: &[usize],
-        (sh, sw): (usize, usize),
-        (ph, pw): (usize, usize),
-    ) -> Result<Self> {
-        let (&[n, c, h, w], &[wc, one, kh, kw]) = (xd, wd) else {
-            bail!("depthwise_conv2d: expected input (N,C,H,W) and weight (C,1,KH,KW), got {xd:?} and {wd:?}");
-        };
-        if wc != c || one != 1 {
-            bail!("depthwise_conv2d: input {xd:?} needs weight ({c}, 1, KH, KW), got {wd:?}");
-        }
-        let oh = out_len("depthwise_conv2d", h, kh, sh, ph)?;
-        let ow = out_len("depthwise_conv2d", w, kw, sw, pw)?;
-        Ok(Self {
-            n,
-            c,
-            h,
-            w,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            oh,
-            ow,
-        })
-    }
-
+/// The depthwise kernel's own uses of its geometry.
+impl Window2d {
     /// Per kernel column j, the output columns `lo..hi` whose input column is inside the plane
     /// (computed once per call: per row it cost two divisions, on rows of 17 values).
     fn col_ranges(&self) -> Vec<(usize, usize)> {
@@ -107,7 +63,7 @@ impl DwGeom {
 /// One input plane of the batch: its index and, when the input needs a gradient, its slice of it.
 type PlaneSlot<'a> = (usize, Option<&'a mut [f32]>);
 
-fn forward_plane(x: &[f32], k: &[f32], g: &DwGeom, cols: &[(usize, usize)], y: &mut [f32]) {
+fn forward_plane(x: &[f32], k: &[f32], g: &Window2d, cols: &[(usize, usize)], y: &mut [f32]) {
     g.for_rows(|oh, ih, i| {
         let xr = &x[ih * g.w..(ih + 1) * g.w];
         let yr = &mut y[oh * g.ow..(oh + 1) * g.ow];
@@ -137,7 +93,7 @@ fn backward_plane(
     x: &[f32],
     k: &[f32],
     gy: &[f32],
-    g: &DwGeom,
+    g: &Window2d,
     cols: &[(usize, usize)],
     gx: Option<&mut [f32]>,
     gk: &mut [f64],
@@ -191,7 +147,7 @@ fn backward_plane(
 }
 
 struct DepthwiseOp {
-    geom: DwGeom,
+    geom: Window2d,
 }
 
 impl CustomOp2 for DepthwiseOp {

@@ -10,14 +10,14 @@ use std::sync::OnceLock;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::standardize::{lane_sum, Geom, Grouping};
+use super::planes::{lane_sum, Grouping, PlaneGeom};
 use super::{cpu_f32, par_fill, use_cpu_kernels, with_f32};
 
 /// `x / max(sqrt(Σx² / d), floor)` per sample of `x` (N, C, L), with `d` = C·L when `mean`
 /// (the RMS) and 1 otherwise (the l2 norm, `F.normalize`); gradients flow through the divisor
 /// except where the floor applies.
 pub fn equalize_samples(x: &Tensor, mean: bool, floor: f64) -> Result<Tensor> {
-    let geom = Geom::new(x, Grouping::Channel)?;
+    let geom = PlaneGeom::new(x, Grouping::Channel)?;
     let d = if mean { (geom.c * geom.l) as f64 } else { 1.0 };
     if !use_cpu_kernels(&[x]) {
         let (n, _, _) = x.dims3()?;
@@ -40,7 +40,7 @@ pub fn equalize_samples(x: &Tensor, mean: bool, floor: f64) -> Result<Tensor> {
 }
 
 struct Equalize {
-    geom: Geom,
+    geom: PlaneGeom,
     d: f64,
     floor: f64,
     /// The per-sample divisors of the forward pass, kept for the backward (no second read of x).

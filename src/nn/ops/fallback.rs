@@ -6,8 +6,8 @@
 //! arithmetic. Never candle's `max_pool2d`/`avg_pool2d`: their backward is wrong for odd sizes.
 //! The tests run these on CPU against the same PyTorch fixtures as the kernels.
 
-use super::pool::PoolGeom;
-use super::standardize::{Geom, Grouping, Standardized};
+use super::planes::{Grouping, PlaneGeom, Standardized};
+use super::window::Window2d;
 use candle_core::{DType, Result, Tensor};
 
 /// Rows `i + s·k` (k < n) of dimension `dim`: a strided slice built from `narrow` + `index_select`.
@@ -61,7 +61,7 @@ pub fn depthwise_conv2d(
 }
 
 /// The `kh·kw` strided taps of the padded input, in row-major window order.
-fn taps(xp: &Tensor, g: &PoolGeom) -> Result<Vec<Tensor>> {
+fn taps(xp: &Tensor, g: &Window2d) -> Result<Vec<Tensor>> {
     let mut out = Vec::with_capacity(g.kh * g.kw);
     for i in 0..g.kh {
         let rows = strided(xp, 2, i, g.oh, g.sh)?;
@@ -82,7 +82,7 @@ pub fn max_pool2d(
     stride: (usize, usize),
     padding: (usize, usize),
 ) -> Result<Tensor> {
-    let (g, _) = PoolGeom::new("max_pool2d", x.dims(), kernel, stride, padding)?;
+    let (g, _) = Window2d::pool("max_pool2d", x.dims(), kernel, stride, padding)?;
     let dt = x.dtype();
     let xp = if g.ph > 0 || g.pw > 0 {
         let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
@@ -121,7 +121,7 @@ pub fn avg_pool2d(
     padding: (usize, usize),
     count_include_pad: bool,
 ) -> Result<Tensor> {
-    let (g, _) = PoolGeom::new("avg_pool2d", x.dims(), kernel, stride, padding)?;
+    let (g, _) = Window2d::pool("avg_pool2d", x.dims(), kernel, stride, padding)?;
     let xp = x
         .pad_with_zeros(2, g.ph, g.ph)?
         .pad_with_zeros(3, g.pw, g.pw)?;
@@ -153,7 +153,7 @@ pub fn avg_pool2d(
 }
 
 /// A (C) or (N, C) coefficient as a (1, C, 1) or (N, C, 1) tensor that broadcasts over (N, C, L).
-fn coef_view(t: &Tensor, g: &Geom) -> Result<Tensor> {
+fn coef_view(t: &Tensor, g: &PlaneGeom) -> Result<Tensor> {
     if t.elem_count() == g.c {
         t.reshape((1, g.c, 1))
     } else {
@@ -167,7 +167,7 @@ pub(crate) fn standardize(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
-    g: &Geom,
+    g: &PlaneGeom,
     eps: f64,
 ) -> Result<Standardized> {
     let (n, c, l) = (g.n, g.c, g.l);
@@ -195,7 +195,7 @@ pub(crate) fn standardize(
 }
 
 /// [`super::plane_affine`] from candle ops.
-pub(crate) fn plane_affine(x: &Tensor, s: &Tensor, t: &Tensor, g: &Geom) -> Result<Tensor> {
+pub(crate) fn plane_affine(x: &Tensor, s: &Tensor, t: &Tensor, g: &PlaneGeom) -> Result<Tensor> {
     x.broadcast_mul(&coef_view(s, g)?)?
         .broadcast_add(&coef_view(t, g)?)
 }

@@ -20,8 +20,10 @@ pub mod conv;
 pub mod depthwise;
 pub mod equalize;
 pub mod fallback;
+mod planes;
 pub mod pool;
 pub mod standardize;
+mod window;
 
 use candle_core::backend::BackendStorage;
 use std::mem::MaybeUninit;
@@ -33,8 +35,9 @@ pub use activation::{relu, Activation};
 pub use conv::conv2d;
 pub use depthwise::depthwise_conv2d;
 pub use equalize::equalize_samples;
+pub use planes::{Grouping, Standardized};
 pub use pool::{avg_pool2d, max_pool2d};
-pub use standardize::{plane_affine, standardize, Grouping, Standardized};
+pub use standardize::{plane_affine, standardize};
 
 /// Whether the fast custom-op path applies: CPU tensors of dtype f32.
 pub(crate) fn use_cpu_kernels(ts: &[&Tensor]) -> bool {
@@ -95,62 +98,4 @@ pub(crate) fn par_fill(
     // (each caller writes its whole chunk from a zip over equally long slices).
     unsafe { v.set_len(len) };
     v
-}
-
-/// Output length of a window op along one axis (PyTorch `ceil_mode=False`), or an error naming
-/// the op and sizes when the (padded) input is shorter than the window.
-pub(crate) fn out_len(op: &str, input: usize, k: usize, s: usize, p: usize) -> Result<usize> {
-    if k == 0 || s == 0 {
-        bail!("{op}: kernel {k} and stride {s} must be positive");
-    }
-    if input + 2 * p < k {
-        bail!("{op}: input length {input} with padding {p} is shorter than the kernel {k}");
-    }
-    Ok((input + 2 * p - k) / s + 1)
-}
-
-/// Range `lo..hi` of output positions `o` for which the input index `o * s + off - p` lies in
-/// `0..input` (`off` is the kernel tap). Lets inner loops run without bounds checks.
-#[inline]
-pub(crate) fn valid_range(
-    out: usize,
-    input: usize,
-    s: usize,
-    p: usize,
-    off: usize,
-) -> (usize, usize) {
-    let lo = if off >= p { 0 } else { (p - off).div_ceil(s) };
-    let hi = if input + p > off {
-        ((input - 1 + p - off) / s + 1).min(out)
-    } else {
-        0
-    };
-    (lo.min(hi), hi)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn valid_range_matches_brute_force() {
-        for input in 1..9 {
-            for s in 1..4 {
-                for p in 0..3 {
-                    for off in 0..5 {
-                        let out = 12;
-                        let (lo, hi) = valid_range(out, input, s, p, off);
-                        let brute: Vec<usize> = (0..out)
-                            .filter(|&o| {
-                                let i = (o * s + off) as isize - p as isize;
-                                i >= 0 && (i as usize) < input
-                            })
-                            .collect();
-                        let got: Vec<usize> = (lo..hi).collect();
-                        assert_eq!(got, brute, "input {input} s {s} p {p} off {off}");
-                    }
-                }
-            }
-        }
-    }
 }

@@ -8,73 +8,11 @@
 //! output's argmax so the backward is a plain scatter. CP-Mobile's strided shortcut is AvgPool 3×3
 //! pad 1 with PyTorch's default `count_include_pad=True` (`docs/models.md` § cp-mobile).
 
-use super::{cpu_f32, out_len, use_cpu_kernels, with_f32};
+use super::window::{valid_range, Window2d};
+use super::{cpu_f32, use_cpu_kernels, with_f32};
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
-
-/// Window sizes of one pooling op, `(height, width)` pairs.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct PoolGeom {
-    pub nc: usize,
-    pub h: usize,
-    pub w: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub ph: usize,
-    pub pw: usize,
-    pub oh: usize,
-    pub ow: usize,
-}
-
-impl PoolGeom {
-    pub(crate) fn new(
-        op: &str,
-        xd: &[usize],
-        (kh, kw): (usize, usize),
-        (sh, sw): (usize, usize),
-        (ph, pw): (usize, usize),
-    ) -> Result<(Self, [usize; 4])> {
-        let &[n, c, h, w] = xd else {
-            bail!("{op}: expected input (N,C,H,W), got {xd:?}");
-        };
-        // PyTorch's rule: a window must keep at least one real element.
-        if 2 * ph > kh || 2 * pw > kw {
-            bail!("{op}: padding ({ph}, {pw}) must be at most half the kernel ({kh}, {kw})");
-        }
-        let oh = out_len(op, h, kh, sh, ph)?;
-        let ow = out_len(op, w, kw, sw, pw)?;
-        let g = Self {
-            nc: n * c,
-            h,
-            w,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            oh,
-            ow,
-        };
-        Ok((g, [n, c, oh, ow]))
-    }
-
-    /// Clipped window `(h0, h1, w0, w1)` of output `(oh, ow)` and PyTorch's padded window size.
-    #[inline]
-    pub(crate) fn window(&self, oh: usize, ow: usize) -> (usize, usize, usize, usize, usize) {
-        let hs = (oh * self.sh) as isize - self.ph as isize;
-        let ws = (ow * self.sw) as isize - self.pw as isize;
-        let he = (hs + self.kh as isize).min((self.h + self.ph) as isize);
-        let we = (ws + self.kw as isize).min((self.w + self.pw) as isize);
-        let padded = ((he - hs) * (we - ws)) as usize;
-        let (h0, w0) = (hs.max(0) as usize, ws.max(0) as usize);
-        let (h1, w1) = ((he as usize).min(self.h), (we as usize).min(self.w));
-        (h0, h1, w0, w1, padded)
-    }
-}
 
 /// Max pooling of `x` (N, C, H, W) with `kernel`, `stride`, `padding` as (height, width).
 /// The gradient goes to the first maximum of each window, as in PyTorch.
@@ -84,7 +22,7 @@ pub fn max_pool2d(
     stride: (usize, usize),
     padding: (usize, usize),
 ) -> Result<Tensor> {
-    let (geom, out) = PoolGeom::new("max_pool2d", x.dims(), kernel, stride, padding)?;
+    let (geom, out) = Window2d::pool("max_pool2d", x.dims(), kernel, stride, padding)?;
     if !use_cpu_kernels(&[x]) {
         return super::fallback::max_pool2d(x, kernel, stride, padding);
     }
@@ -110,7 +48,7 @@ pub fn avg_pool2d(
     padding: (usize, usize),
     count_include_pad: bool,
 ) -> Result<Tensor> {
-    let (geom, out) = PoolGeom::new("avg_pool2d", x.dims(), kernel, stride, padding)?;
+    let (geom, out) = Window2d::pool("avg_pool2d", x.dims(), kernel, stride, padding)?;
     if !use_cpu_kernels(&[x]) {
         return super::fallback::avg_pool2d(x, kernel, stride, padding, count_include_pad);
     }
@@ -134,7 +72,7 @@ pub fn avg_pool2d(
 /// maximum; the inner loop over output columns is branch-light and contiguous for stride 1.
 fn max_plane(
     x: &[f32],
-    g: &PoolGeom,
+    g: &Window2d,
     y: &mut [f32],
     mut idx: Option<&mut [u32]>,
     arg: &mut Vec<u32>,
@@ -157,7 +95,7 @@ fn max_plane(
             let ih = ih as usize;
             let xr = &x[ih * g.w..(ih + 1) * g.w];
             for j in 0..g.kw {
-                let (lo, hi) = super::valid_range(g.ow, g.w, g.sw, g.pw, j);
+                let (lo, hi) = valid_range(g.ow, g.w, g.sw, g.pw, j);
                 if lo == hi {
                     continue;
                 }
@@ -184,7 +122,7 @@ fn max_plane(
 }
 
 struct MaxPoolOp {
-    geom: PoolGeom,
+    geom: Window2d,
     out: [usize; 4],
     /// Argmax per output element, written by the forward, read by the backward.
     argmax: Mutex<Option<Vec<u32>>>,
@@ -201,9 +139,9 @@ impl MaxPoolOp {
             );
         }
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-        let mut y = vec![0f32; g.nc * ohw];
+        let mut y = vec![0f32; g.n * g.c * ohw];
         if keep_argmax {
-            let mut idx = vec![0u32; g.nc * ohw];
+            let mut idx = vec![0u32; g.n * g.c * ohw];
             y.par_chunks_mut(ohw)
                 .zip(idx.par_chunks_mut(ohw))
                 .enumerate()
@@ -251,7 +189,7 @@ impl CustomOp1 for MaxPoolOp {
         }
         let idx = guard.as_deref().unwrap_or(&[]);
         let gx = with_f32(grad, "max_pool2d backward", |gy| {
-            let mut gx = vec![0f32; g.nc * hw];
+            let mut gx = vec![0f32; g.n * g.c * hw];
             gx.par_chunks_mut(hw).enumerate().for_each(|(p, gp)| {
                 let gyp = &gy[p * ohw..(p + 1) * ohw];
                 for (&i, &v) in idx[p * ohw..(p + 1) * ohw].iter().zip(gyp) {
@@ -265,7 +203,7 @@ impl CustomOp1 for MaxPoolOp {
 }
 
 struct AvgPoolOp {
-    geom: PoolGeom,
+    geom: Window2d,
     out: [usize; 4],
     count_include_pad: bool,
 }
@@ -293,7 +231,7 @@ impl AvgPoolOp {
 /// Calls `f(ih, lo, hi, first)` for each kernel tap `(i, j)` of output row `oh` that reads input
 /// row `ih`: outputs `lo..hi` of the row read input columns `first, first + sw, ...`.
 #[inline]
-fn for_taps(g: &PoolGeom, oh: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+fn for_taps(g: &Window2d, oh: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
     let hs = (oh * g.sh) as isize - g.ph as isize;
     for i in 0..g.kh {
         let ih = hs + i as isize;
@@ -301,7 +239,7 @@ fn for_taps(g: &PoolGeom, oh: usize, mut f: impl FnMut(usize, usize, usize, usiz
             continue;
         }
         for j in 0..g.kw {
-            let (lo, hi) = super::valid_range(g.ow, g.w, g.sw, g.pw, j);
+            let (lo, hi) = valid_range(g.ow, g.w, g.sw, g.pw, j);
             if lo < hi {
                 f(ih as usize, lo, hi, lo * g.sw + j - g.pw);
             }
@@ -318,7 +256,7 @@ impl CustomOp1 for AvgPoolOp {
         let g = &self.geom;
         let x = cpu_f32(s, l, "avg_pool2d")?;
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-        let mut y = vec![0f32; g.nc * ohw];
+        let mut y = vec![0f32; g.n * g.c * ohw];
         let inv = self.inv_divisors();
         y.par_chunks_mut(ohw).enumerate().for_each(|(p, yp)| {
             let xp = &x[p * hw..(p + 1) * hw];
@@ -342,7 +280,7 @@ impl CustomOp1 for AvgPoolOp {
         let g = &self.geom;
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         let gx = with_f32(grad, "avg_pool2d backward", |gy| {
-            let mut gx = vec![0f32; g.nc * hw];
+            let mut gx = vec![0f32; g.n * g.c * hw];
             let inv = self.inv_divisors();
             gx.par_chunks_mut(hw)
                 .enumerate()

@@ -17,25 +17,8 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::planes::{lane_sum, Grouping, PlaneGeom, Standardized};
 use super::{cpu_f32, grad_tensor, par_fill, use_cpu_kernels, with_f32, Activation};
-
-/// Which values share one mean and variance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Grouping {
-    /// One statistic per channel over the batch and L (BN, docs/norms.md §1).
-    Channel,
-    /// One statistic per sample and group of C/G consecutive channels over L (GN, docs/norms.md
-    /// §2.2).
-    SampleGroups(usize),
-}
-
-/// Output of [`standardize`]: `y` and the detached biased statistics, (C) for
-/// [`Grouping::Channel`], (N·G) for [`Grouping::SampleGroups`].
-pub struct Standardized {
-    pub y: Tensor,
-    pub mean: Tensor,
-    pub var: Tensor,
-}
 
 /// `act(γ·(x − μ)/sqrt(σ² + ε) + β)` for `x` (N, C, L); `gamma` and `beta` are per channel (C)
 /// or per plane (N, C), ones and zeros when absent.
@@ -47,7 +30,7 @@ pub fn standardize(
     eps: f64,
     act: Activation,
 ) -> Result<Standardized> {
-    let geom = Geom::new(x, grouping)?;
+    let geom = PlaneGeom::new(x, grouping)?;
     let gamma = coef_or(gamma, &geom, x, 1.0, "standardize: gamma")?;
     let beta = coef_or(beta, &geom, x, 0.0, "standardize: beta")?;
     if !use_cpu_kernels(&[x, &gamma, &beta]) {
@@ -79,7 +62,7 @@ pub fn standardize(
 /// `act(x·s + t)` for `x` (N, C, L) with `s` and `t` per channel (C) or per plane (N, C): a
 /// channel affine, or a per-sample gate (IEBN, UBN), without candle's broadcast passes.
 pub fn plane_affine(x: &Tensor, s: &Tensor, t: &Tensor, act: Activation) -> Result<Tensor> {
-    let geom = Geom::new(x, Grouping::Channel)?;
+    let geom = PlaneGeom::new(x, Grouping::Channel)?;
     let s = checked_coef(s, &geom, "plane_affine: scale")?;
     let t = checked_coef(t, &geom, "plane_affine: shift")?;
     if !use_cpu_kernels(&[x, s, t]) {
@@ -94,62 +77,8 @@ pub fn plane_affine(x: &Tensor, s: &Tensor, t: &Tensor, act: Activation) -> Resu
     }
 }
 
-/// Shape of the (N, C, L) view and of its statistic groups.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Geom {
-    pub n: usize,
-    pub c: usize,
-    pub l: usize,
-    pub grouping: Grouping,
-}
-
-impl Geom {
-    pub(crate) fn new(x: &Tensor, grouping: Grouping) -> Result<Self> {
-        let (n, c, l) = x.dims3()?;
-        if n * c * l == 0 {
-            bail!("normalization of an empty tensor of shape {:?}", x.dims());
-        }
-        if let Grouping::SampleGroups(g) = grouping {
-            if g == 0 || !c.is_multiple_of(g) {
-                bail!("group norm: {g} groups do not divide {c} channels");
-            }
-        }
-        Ok(Self { n, c, l, grouping })
-    }
-
-    /// Number of statistic groups.
-    pub fn n_groups(&self) -> usize {
-        match self.grouping {
-            Grouping::Channel => self.c,
-            Grouping::SampleGroups(g) => self.n * g,
-        }
-    }
-
-    /// Values per statistic group.
-    pub fn count(&self) -> usize {
-        match self.grouping {
-            Grouping::Channel => self.n * self.l,
-            Grouping::SampleGroups(g) => self.c / g * self.l,
-        }
-    }
-
-    /// Statistic group of plane `p` = (sample, channel) in row-major order.
-    #[inline]
-    fn group_of(&self, p: usize) -> usize {
-        match self.grouping {
-            Grouping::Channel => p % self.c,
-            Grouping::SampleGroups(g) => (p / self.c) * g + (p % self.c) / (self.c / g),
-        }
-    }
-
-    /// Planes per rayon task: enough values that scheduling stays negligible.
-    pub(crate) fn min_planes(&self) -> usize {
-        (16_384 / self.l).max(1)
-    }
-}
-
 /// `t` when it is a valid (C) or (N, C) coefficient, else an error naming `what`.
-fn checked_coef<'a>(t: &'a Tensor, g: &Geom, what: &str) -> Result<&'a Tensor> {
+fn checked_coef<'a>(t: &'a Tensor, g: &PlaneGeom, what: &str) -> Result<&'a Tensor> {
     let len = t.elem_count();
     if len != g.c && len != g.n * g.c {
         bail!(
@@ -164,7 +93,13 @@ fn checked_coef<'a>(t: &'a Tensor, g: &Geom, what: &str) -> Result<&'a Tensor> {
 }
 
 /// The given coefficient, or a constant (C) one of `value`.
-fn coef_or(t: Option<&Tensor>, g: &Geom, x: &Tensor, value: f64, what: &str) -> Result<Tensor> {
+fn coef_or(
+    t: Option<&Tensor>,
+    g: &PlaneGeom,
+    x: &Tensor,
+    value: f64,
+    what: &str,
+) -> Result<Tensor> {
     match t {
         Some(t) => Ok(checked_coef(t, g, what)?.clone()),
         None => Tensor::full(value as f32, g.c, x.device())?.to_dtype(x.dtype()),
@@ -193,37 +128,6 @@ fn reduce_to(per_plane: &[f64], c: usize, len: usize) -> Vec<f32> {
     out.into_iter().map(|v| v as f32).collect()
 }
 
-/// Lanes and block length of the f32 partial sums (blocks of 1024 keep each lane's rounding at
-/// 128 terms before the f64 accumulation).
-const LANES: usize = 8;
-const BLOCK: usize = 1024;
-
-/// Σ f(i) over a plane of `len` values, in f32 lanes per block and f64 across blocks.
-#[inline]
-pub(crate) fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
-    let mut total = 0f64;
-    let mut start = 0;
-    while start < len {
-        let end = (start + BLOCK).min(len);
-        let mut acc = [0f32; LANES];
-        let full = start + (end - start) / LANES * LANES;
-        let mut i = start;
-        while i < full {
-            for (k, a) in acc.iter_mut().enumerate() {
-                *a += f(i + k);
-            }
-            i += LANES;
-        }
-        let mut s: f32 = acc.iter().sum();
-        for j in full..end {
-            s += f(j);
-        }
-        total += s as f64;
-        start = end;
-    }
-    total
-}
-
 /// Per-group mean and biased variance as recorded by the forward pass.
 struct GroupStats {
     mean: Vec<f32>,
@@ -241,7 +145,7 @@ impl GroupStats {
 }
 
 /// Two passes over the planes: group means, then group variances from centred squares.
-fn group_stats(x: &[f32], g: &Geom) -> GroupStats {
+fn group_stats(x: &[f32], g: &PlaneGeom) -> GroupStats {
     let l = g.l;
     let count = g.count() as f64;
     let sums: Vec<f64> = x
@@ -274,7 +178,7 @@ fn group_stats(x: &[f32], g: &Geom) -> GroupStats {
 }
 
 struct StandardizeOp {
-    geom: Geom,
+    geom: PlaneGeom,
     eps: f64,
     act: Activation,
     /// Written by the forward pass; read by the caller (running buffers) and the backward.
@@ -401,7 +305,7 @@ fn input_grad(
     ys: &[f32],
     act: Activation,
     k: &GradCoefs,
-    g: &Geom,
+    g: &PlaneGeom,
 ) -> Vec<f32> {
     let count = g.count() as f64;
     par_fill(xs.len(), g.l, g.min_planes(), |p, gxp| {
@@ -430,7 +334,7 @@ fn with_planes<R>(
 }
 
 struct AffineOp {
-    geom: Geom,
+    geom: PlaneGeom,
     act: Activation,
 }
 
@@ -552,7 +456,7 @@ mod tests {
             let bt = Var::from_tensor(&Tensor::randn(0f32, 0.5, cl, &dev)?)?;
             let r = Tensor::randn(0f32, 1.0, (n, c, l), &dev)?;
             let fast = standardize(&x, Some(&gm), Some(&bt), grouping, 1e-5, act)?;
-            let geom = Geom::new(&x, grouping)?;
+            let geom = PlaneGeom::new(&x, grouping)?;
             let mut slow = super::super::fallback::standardize(&x, &gm, &bt, &geom, 1e-5)?;
             if act == Activation::Relu {
                 slow.y = slow.y.relu()?; // candle's own, not ours
@@ -584,7 +488,7 @@ mod tests {
             let s = Var::from_tensor(&Tensor::randn(0f32, 1.0, sl, &dev)?)?;
             let t = Var::from_tensor(&Tensor::randn(0f32, 1.0, tl, &dev)?)?;
             let r = Tensor::randn(0f32, 1.0, (n, c, l), &dev)?;
-            let geom = Geom::new(&x, Grouping::Channel)?;
+            let geom = PlaneGeom::new(&x, Grouping::Channel)?;
             let fast = plane_affine(&x, &s, &t, act)?;
             let mut slow = super::super::fallback::plane_affine(&x, &s, &t, &geom)?;
             if act == Activation::Relu {

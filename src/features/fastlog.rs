@@ -1,5 +1,6 @@
-//! Natural log over a whole spectrogram (`docs/frontend.md` step 6). libm's `logf` is a scalar call
-//! per value, and a clip has 55k–165k of them, so the log was a visible share of the front end.
+//! A fast natural log over a whole spectrogram (`docs/frontend.md` step 6). libm's `logf` is a
+//! scalar call per value, and a clip has 55k–165k of them, so the log was a visible share of the
+//! front end.
 //! This is Cephes' `logf` (range reduction to [√½, √2), degree-9 polynomial; within 2 ulp of
 //! the exact log, checked in the tests below), written without branches so it vectorises;
 //! values it does not cover (zero, subnormal, negative, infinite, NaN) go to libm.

@@ -14,6 +14,10 @@ pub const OPSET: i64 = 17;
 /// ONNX IR version matching opset 17.
 pub const IR_VERSION: i64 = 8;
 
+/// A node attribute (the protobuf message; build one with [`attr_int`], [`attr_ints`],
+/// [`attr_float`] or [`attr_string`]).
+pub type Attribute = pb::AttributeProto;
+
 /// One dimension of a graph input or output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dim {
@@ -62,12 +66,7 @@ impl OnnxGraph {
     }
 
     /// Adds a one-output node and returns the output's name.
-    pub fn add_node(
-        &mut self,
-        op: &str,
-        inputs: &[&str],
-        attrs: Vec<pb::AttributeProto>,
-    ) -> String {
+    pub fn add_node(&mut self, op: &str, inputs: &[&str], attrs: Vec<Attribute>) -> String {
         let out = self.fresh_name(&op.to_lowercase());
         self.push_node(op, inputs, attrs, out)
     }
@@ -77,7 +76,7 @@ impl OnnxGraph {
         &mut self,
         op: &str,
         inputs: &[&str],
-        attrs: Vec<pb::AttributeProto>,
+        attrs: Vec<Attribute>,
         output: &str,
     ) -> String {
         self.used.insert(output.to_string());
@@ -88,7 +87,7 @@ impl OnnxGraph {
         &mut self,
         op: &str,
         inputs: &[&str],
-        attrs: Vec<pb::AttributeProto>,
+        attrs: Vec<Attribute>,
         out: String,
     ) -> String {
         self.nodes.push(pb::NodeProto {
@@ -210,8 +209,8 @@ fn value_info(name: &str, dims: &[Dim]) -> pb::ValueInfoProto {
     }
 }
 
-fn attr(name: &str, kind: pb::attribute_proto::AttributeType) -> pb::AttributeProto {
-    pb::AttributeProto {
+fn attr(name: &str, kind: pb::attribute_proto::AttributeType) -> Attribute {
+    Attribute {
         name: name.to_string(),
         r#type: kind as i32,
         ..Default::default()
@@ -219,42 +218,34 @@ fn attr(name: &str, kind: pb::attribute_proto::AttributeType) -> pb::AttributePr
 }
 
 /// An INT attribute.
-pub fn attr_int(name: &str, v: i64) -> pb::AttributeProto {
-    pb::AttributeProto {
+pub fn attr_int(name: &str, v: i64) -> Attribute {
+    Attribute {
         i: v,
         ..attr(name, pb::attribute_proto::AttributeType::Int)
     }
 }
 
 /// An INTS attribute.
-pub fn attr_ints(name: &str, v: &[i64]) -> pb::AttributeProto {
-    pb::AttributeProto {
+pub fn attr_ints(name: &str, v: &[i64]) -> Attribute {
+    Attribute {
         ints: v.to_vec(),
         ..attr(name, pb::attribute_proto::AttributeType::Ints)
     }
 }
 
 /// A FLOAT attribute.
-pub fn attr_float(name: &str, v: f32) -> pb::AttributeProto {
-    pb::AttributeProto {
+pub fn attr_float(name: &str, v: f32) -> Attribute {
+    Attribute {
         f: v,
         ..attr(name, pb::attribute_proto::AttributeType::Float)
     }
 }
 
 /// A STRING attribute.
-pub fn attr_string(name: &str, v: &str) -> pb::AttributeProto {
-    pb::AttributeProto {
+pub fn attr_string(name: &str, v: &str) -> Attribute {
+    Attribute {
         s: v.as_bytes().to_vec(),
         ..attr(name, pb::attribute_proto::AttributeType::String)
-    }
-}
-
-/// A FLOATS attribute.
-pub fn attr_floats(name: &str, v: &[f32]) -> pb::AttributeProto {
-    pb::AttributeProto {
-        floats: v.to_vec(),
-        ..attr(name, pb::attribute_proto::AttributeType::Floats)
     }
 }
 

@@ -1,0 +1,43 @@
+//! `asc compare`: one model, several norms, several seeds, one table (`asc::compare`).
+
+use super::experiment::{build_config, ExperimentArgs};
+use asc::train::session;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    exp: ExperimentArgs,
+    /// Comma-separated norm names.
+    #[arg(
+        long,
+        default_value = "bn,l2bn,gn,gnplus,ubn,iebn,ln,in",
+        value_delimiter = ','
+    )]
+    norms: Vec<String>,
+    /// Number of seeds (0, 1, ..., N-1); every norm sees the same seeds.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// Folder for the runs and results.md / results.csv / results.png.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    for n in &a.norms {
+        asc::nn::norm::check_name(n).map_err(anyhow::Error::msg)?;
+    }
+    let opts = asc::compare::Options {
+        base: build_config(&a.exp, &a.norms[0])?,
+        norms: a.norms.clone(),
+        seeds: (0..a.seeds.max(1)).collect(),
+        out: a.out.clone(),
+        device: session::device(&a.exp.device).map_err(anyhow::Error::msg)?,
+        quiet: false,
+    };
+    let rows = asc::compare::run(&opts)?;
+    print!("{}", asc::compare::markdown(&opts, &rows));
+    println!("\nwrote {}/results.{{md,csv,png}}", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,30 @@
+//! The per-sample channel gate of IEBN (its attention, docs/norms.md §6.2) and UBN (its scaling
+//! calibration, §5.2): `sigmoid(w·GAP(t) + b)` with per-channel w and b, in train and eval
+//! forward alike, and as ONNX ops (§6.3, §5.4).
+
+use candle_core::{Result, Tensor};
+use candle_nn::ops::sigmoid;
+
+use super::stats::gap;
+use crate::onnx::graph::OnnxGraph;
+
+/// The gate of an (N, C, L) input `t`, shape (N, C, 1); `w` and `b` of shape (C).
+pub fn gap_gate(t: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let c = w.elem_count();
+    let z = gap(t)?
+        .broadcast_mul(&w.reshape((1, c, 1))?)?
+        .broadcast_add(&b.reshape((1, c, 1))?)?;
+    sigmoid(&z)
+}
+
+/// `Sigmoid(GAP(x)·w + b)` for rank-4 input, with (C) parameters as [1, C, 1, 1] initializers:
+/// the per-sample channel gate of IEBN (§6.3) and UBN (§5.4).
+pub fn emit_gap_gate(g: &mut OnnxGraph, input: &str, w: &Tensor, b: &Tensor) -> Result<String> {
+    let c = w.elem_count() as i64;
+    let a = g.add_node("GlobalAveragePool", &[input], vec![]);
+    let w = g.add_tensor("gate_w", w, &[1, c, 1, 1])?;
+    let b = g.add_tensor("gate_b", b, &[1, c, 1, 1])?;
+    let aw = g.add_node("Mul", &[&a, &w], vec![]);
+    let z = g.add_node("Add", &[&aw, &b], vec![]);
+    Ok(g.add_node("Sigmoid", &[&z], vec![]))
+}

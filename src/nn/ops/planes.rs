@@ -1,0 +1,109 @@
+//! The (N, C, L) view of an activation that the normalization kernels ([`super::standardize`],
+//! [`super::equalize`]) and their candle-op fallbacks share: which planes share statistics
+//! ([`Grouping`]), the sizes of the view ([`PlaneGeom`]), what a standardization returns
+//! ([`Standardized`]), and the lane-wise f32/f64 sum over one plane.
+
+use candle_core::{bail, Result, Tensor};
+
+/// Which values share one mean and variance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grouping {
+    /// One statistic per channel over the batch and L (BN, docs/norms.md §1).
+    Channel,
+    /// One statistic per sample and group of C/G consecutive channels over L (GN, docs/norms.md
+    /// §2.2).
+    SampleGroups(usize),
+}
+
+/// Output of [`super::standardize()`]: `y` and the detached biased statistics, (C) for
+/// [`Grouping::Channel`], (N·G) for [`Grouping::SampleGroups`].
+pub struct Standardized {
+    pub y: Tensor,
+    pub mean: Tensor,
+    pub var: Tensor,
+}
+
+/// Shape of the (N, C, L) view and of its statistic groups.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlaneGeom {
+    pub n: usize,
+    pub c: usize,
+    pub l: usize,
+    pub grouping: Grouping,
+}
+
+impl PlaneGeom {
+    pub(crate) fn new(x: &Tensor, grouping: Grouping) -> Result<Self> {
+        let (n, c, l) = x.dims3()?;
+        if n * c * l == 0 {
+            bail!("normalization of an empty tensor of shape {:?}", x.dims());
+        }
+        if let Grouping::SampleGroups(g) = grouping {
+            if g == 0 || !c.is_multiple_of(g) {
+                bail!("group norm: {g} groups do not divide {c} channels");
+            }
+        }
+        Ok(Self { n, c, l, grouping })
+    }
+
+    /// Number of statistic groups.
+    pub fn n_groups(&self) -> usize {
+        match self.grouping {
+            Grouping::Channel => self.c,
+            Grouping::SampleGroups(g) => self.n * g,
+        }
+    }
+
+    /// Values per statistic group.
+    pub fn count(&self) -> usize {
+        match self.grouping {
+            Grouping::Channel => self.n * self.l,
+            Grouping::SampleGroups(g) => self.c / g * self.l,
+        }
+    }
+
+    /// Statistic group of plane `p` = (sample, channel) in row-major order.
+    #[inline]
+    pub(crate) fn group_of(&self, p: usize) -> usize {
+        match self.grouping {
+            Grouping::Channel => p % self.c,
+            Grouping::SampleGroups(g) => (p / self.c) * g + (p % self.c) / (self.c / g),
+        }
+    }
+
+    /// Planes per rayon task: enough values that scheduling stays negligible.
+    pub(crate) fn min_planes(&self) -> usize {
+        (16_384 / self.l).max(1)
+    }
+}
+
+/// Lanes and block length of the f32 partial sums (blocks of 1024 keep each lane's rounding at
+/// 128 terms before the f64 accumulation).
+const LANES: usize = 8;
+const BLOCK: usize = 1024;
+
+/// Σ f(i) over a plane of `len` values, in f32 lanes per block and f64 across blocks.
+#[inline]
+pub(crate) fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
+    let mut total = 0f64;
+    let mut start = 0;
+    while start < len {
+        let end = (start + BLOCK).min(len);
+        let mut acc = [0f32; LANES];
+        let full = start + (end - start) / LANES * LANES;
+        let mut i = start;
+        while i < full {
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a += f(i + k);
+            }
+            i += LANES;
+        }
+        let mut s: f32 = acc.iter().sum();
+        for j in full..end {
+            s += f(j);
+        }
+        total += s as f64;
+        start = end;
+    }
+    total
+}

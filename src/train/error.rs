@@ -1,0 +1,40 @@
+//! Why training, evaluation or a comparison stopped: the error type of the `train` module.
+
+use std::path::{Path, PathBuf};
+
+/// Why training stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    File(#[from] crate::error::FileError),
+    #[error("{0}")]
+    Dataset(#[from] crate::dataset::DatasetError),
+    #[error("tensor error: {0}")]
+    Tensor(#[from] candle_core::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error("step {step} (epoch {epoch}): the loss is {loss}; stopped. {}", kept_note(*.last_good, .run_dir))]
+    NonFinite {
+        step: u64,
+        epoch: u64,
+        loss: f32,
+        /// Epochs in the checkpoint left in `run_dir` (0: none was written).
+        last_good: u64,
+        run_dir: PathBuf,
+    },
+}
+
+/// Which checkpoint a stopped run leaves behind.
+fn kept_note(last_good: u64, run_dir: &Path) -> String {
+    if last_good == 0 {
+        format!(
+            "No epoch finished, so {} holds no checkpoint",
+            run_dir.display()
+        )
+    } else {
+        format!(
+            "The last good checkpoint (after epoch {last_good}) is kept in {}",
+            run_dir.display()
+        )
+    }
+}
