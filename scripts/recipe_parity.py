@@ -166,6 +166,8 @@ def plot(a, rows):
             n = min(len(c) for c in curves)
             for row, key in ((0, "test_macro_accuracy"), (1, "train_loss")):
                 ax = axes[row][j]
+                if any(c[0].get(key) is None for c in curves):
+                    continue  # a run trained without --watch-test has no test curve
                 for c in curves:
                     ax.plot([e["epoch"] for e in c[:n]], [e[key] for e in c[:n]], color=colour,
                             alpha=0.25, lw=0.8)

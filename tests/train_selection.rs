@@ -4,8 +4,8 @@
 //!   epoch lines carry no validation figures, and `metrics.jsonl` records none (not zeros);
 //! - `auto` holds out nothing on a small list and says why; `split` holds out whole locations;
 //! - `split.json` names the clips of each side;
-//! - the input standardisation statistics are the per-band mean and std of the training
-//!   clips' features, computed here independently from `asc features` output;
+//! - the input standardisation statistics are the per-band (or, `global`, the all-band) mean and
+//!   std of the training clips' features, computed here independently from `asc features` output;
 //! - `asc train --help` shows the defaults the library uses.
 
 mod child;
@@ -152,8 +152,16 @@ fn split_holds_out_whole_locations_and_chooses_on_them() {
 
 #[test]
 fn input_statistics_are_those_of_the_training_features() {
+    for kind in ["per-band", "global"] {
+        check_input_statistics(kind);
+    }
+}
+
+/// The run's `input_norm` buffers against the training clips' `asc features` output: per mel
+/// band, or one mean and std over every band repeated for each (`global`).
+fn check_input_statistics(kind: &str) {
     let f = Fixture::new();
-    let (run, _) = f.train("std", &["--validation", "split"]);
+    let (run, _) = f.train("std", &["--validation", "split", "--input-norm", kind]);
     // The training clips' log-mels as `asc features` writes them, with the run's front end.
     let cfg = json(&run.join("config.json"));
     let frontend = f.dir.path().join("frontend.json");
@@ -181,6 +189,12 @@ fn input_statistics_are_those_of_the_training_features() {
         }
         n += frames as f64;
     }
+    if kind == "global" {
+        let (s, q) = (sum.iter().sum::<f64>(), sq.iter().sum::<f64>());
+        sum = vec![s; m];
+        sq = vec![q; m];
+        n *= m as f64;
+    }
     let w: std::collections::HashMap<_, _> =
         weights(&run.join("best.safetensors")).into_iter().collect();
     let (mean, std) = (&w["buffer.input_norm.mean"], &w["buffer.input_norm.std"]);
@@ -189,12 +203,12 @@ fn input_statistics_are_those_of_the_training_features() {
         let sd = (sq[b] / n - mu * mu).max(0.0).sqrt().max(1e-2);
         assert!(
             (mean[b] as f64 - mu).abs() <= 1e-4 * mu.abs().max(1.0),
-            "band {b}: mean {} vs {mu}",
+            "{kind} band {b}: mean {} vs {mu}",
             mean[b]
         );
         assert!(
             (std[b] as f64 - sd).abs() <= 1e-4 * sd.max(1.0),
-            "band {b}: std {} vs {sd}",
+            "{kind} band {b}: std {} vs {sd}",
             std[b]
         );
     }

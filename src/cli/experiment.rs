@@ -52,6 +52,8 @@ pub struct ExperimentArgs {
     validation_fraction: Option<f64>,
     #[arg(long, value_parser = InputNorm::NAMES)]
     input_norm: Option<String>,
+    #[arg(long, conflicts_with = "no_augment")]
+    augment: bool,
     /// Turn every augmentation off (single ones can be turned back on with the flags below).
     #[arg(long)]
     no_augment: bool,
@@ -80,6 +82,7 @@ pub struct ExperimentArgs {
 pub fn with_defaults(cmd: clap::Command) -> clap::Command {
     let d = TrainConfig::defaults("cnn", "bn", PathBuf::new(), PathBuf::new());
     let aug = &d.augment;
+    let dcase = asc::train::augment::AugmentConfig::dcase();
     let warmup = d.schedule.warmup_steps();
     let weight_decay = match d.optimizer {
         OptimizerConfig::AdamW { weight_decay, .. } | OptimizerConfig::Sgd { weight_decay, .. } => {
@@ -141,6 +144,15 @@ pub fn with_defaults(cmd: clap::Command) -> clap::Command {
             format!(
                 "Share held out when a validation split is made [default: {}]",
                 d.validation_fraction
+            ),
+        ),
+        (
+            "augment",
+            format!(
+                "Turn on the DCASE recipe's augmentation: mixup {}, frequency and time masks of \
+                 up to {} and {}, frequency-MixStyle p {} (single settings can be changed with \
+                 the flags below) [default: off]",
+                dcase.mixup_alpha, dcase.freq_mask, dcase.time_mask, dcase.mixstyle_p
             ),
         ),
         (
@@ -224,6 +236,7 @@ pub fn build_config(a: &ExperimentArgs, norm: &str) -> anyhow::Result<TrainConfi
         time_mask: a.time_mask,
         mixstyle_p: a.mixstyle,
         no_augment: a.no_augment,
+        augment: a.augment,
         skip_bad: a.skip_bad.then_some(true),
         seed: None,
     };
