@@ -9,12 +9,8 @@ use std::process::ExitCode;
 pub struct Args {
     #[command(flatten)]
     exp: ExperimentArgs,
-    /// Comma-separated norm names.
-    #[arg(
-        long,
-        default_value = "bn,l2bn,gn,gnplus,ubn,iebn,ln,in",
-        value_delimiter = ','
-    )]
+    /// Comma-separated norm names [default: every registered norm].
+    #[arg(long, value_delimiter = ',')]
     norms: Vec<String>,
     /// Number of seeds (0, 1, ..., N-1); every norm sees the same seeds.
     #[arg(long, default_value_t = 3)]
@@ -24,7 +20,10 @@ pub struct Args {
     out: PathBuf,
 }
 
-pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
+    if a.norms.is_empty() {
+        a.norms = asc::nn::norm::NORM_NAMES.map(String::from).to_vec();
+    }
     for n in &a.norms {
         asc::nn::norm::check_name(n).map_err(anyhow::Error::msg)?;
     }
