@@ -5,6 +5,7 @@ pub mod augment;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+mod epoch;
 pub mod error;
 pub mod evaluate;
 pub mod metrics;

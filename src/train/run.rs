@@ -4,21 +4,24 @@
 
 use super::checkpoint;
 use super::config::TrainConfig;
+use super::epoch::{run_epoch, EpochPlan};
 use super::error::TrainError;
-use super::metrics::Metrics;
 use super::optim::Optimizer;
-use super::predict::{score, to_tensor};
 use super::rundata::RunData;
 use super::session::Session;
 use super::state::{EpochRecord, TrainState};
-use crate::dataset::rng::{mix64, SplitMix64};
 use crate::dataset::{BatchSampler, ClassBalancedSampler, ShuffledSampler, Split};
 use crate::features::LogMel;
 use crate::fsutil::write_atomic;
-use candle_core::{Device, Tensor, D};
+use candle_core::Device;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+
+pub use super::epoch::soft_cross_entropy;
+
+/// The checkpoint of the last finished epoch, in the run folder; `--resume` continues from it.
+const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 
 /// Options of one invocation (not part of the experiment's config).
 #[derive(Debug, Clone, Default)]
@@ -45,12 +48,6 @@ pub struct RunSummary {
     pub clips_per_second: f64,
     /// Bad rows and clips left out under `skip_bad`.
     pub skipped: usize,
-}
-
-/// Cross-entropy against soft targets (mixup), averaged over the batch.
-pub fn soft_cross_entropy(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
-    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    (targets * logp)?.sum(D::Minus1)?.mean_all()?.neg()
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
@@ -127,36 +124,97 @@ fn write_split(run_dir: &Path, data: &RunData) -> Result<(), TrainError> {
     )
 }
 
-/// Figures of one pass over the training batches.
-#[derive(Default)]
-struct EpochTotals {
-    loss_sum: f64,
-    correct: usize,
-    seen: usize,
-    lr: f64,
-}
-
-/// Trains `config` into `run_dir` (or resumes the run there).
+/// Trains `config` into `run_dir` (or resumes the run there). Each step is one concept below:
+/// the run folder and its config, the data, where the weights start, the batches, then the
+/// epochs, each kept (or chosen as the best) and checkpointed before the next begins.
 pub fn train(
     config: TrainConfig,
     run_dir: &Path,
     device: Device,
     opts: &RunOptions,
 ) -> Result<RunSummary, TrainError> {
-    std::fs::create_dir_all(run_dir)
-        .map_err(|e| crate::error::FileError::new(run_dir, e.to_string()))?;
-    // The run folder is this run's alone: a killed invocation's half-written files go.
-    crate::fsutil::remove_stale_temps(run_dir)?;
-    let checkpoint_path = run_dir.join("checkpoint.safetensors");
+    prepare_run_dir(run_dir)?;
+    let checkpoint_path = run_dir.join(CHECKPOINT_FILE);
     let resuming = opts.resume && checkpoint_path.exists();
-    let mut config = resolve_config(config, run_dir, &checkpoint_path, opts)?;
-    let frontend = LogMel::new(config.frontend.clone()).map_err(TrainError::Config)?;
-    let data = RunData::open(&config, &frontend)?;
+    let config = resolve_config(config, run_dir, &checkpoint_path, opts)?;
     let warn = |text: &str| {
         if !opts.quiet {
             eprintln!("warning: {text}");
         }
     };
+    let (config, data) = open_data(config, &warn)?;
+    write_json(&run_dir.join("config.json"), &config)?;
+    write_split(run_dir, &data)?;
+
+    let session = Session::build(config.clone(), device)?;
+    let mut optimizer = Optimizer::new(config.optimizer.clone(), session.named_params())?;
+    let mut state = if resuming {
+        resume_state(&session, &mut optimizer, &checkpoint_path)?
+    } else {
+        fresh_state(&session, &data)?
+    };
+    let batches = Batches::new(&config, &data, &warn)?;
+    let macs = announce(&session, &data, opts.quiet);
+    let test_clips = if opts.watch_test {
+        watchable_test(&data, &warn)
+    } else {
+        Vec::new()
+    };
+    let plan = EpochPlan {
+        session: &session,
+        data: &data,
+        sampler: batches.sampler.as_ref(),
+        label_of: &batches.label_of,
+        total_steps: batches.sampler.batches_per_epoch() as u64 * config.epochs,
+        test_clips: &test_clips,
+        run_dir,
+        quiet: opts.quiet,
+    };
+    let mut epochs_this_run = 0;
+    let mut last_rate = 0.0;
+    while state.epochs_done < config.epochs {
+        if opts.stop_after_epochs.is_some_and(|n| epochs_this_run >= n) {
+            break;
+        }
+        let record = run_epoch(&plan, &mut optimizer, &mut state)?;
+        last_rate = record.clips_per_second;
+        if !opts.quiet {
+            eprintln!("{}", epoch_line(&record, config.epochs));
+        }
+        keep_epoch(&session, &optimizer, &mut state, record, run_dir)?;
+        epochs_this_run += 1;
+    }
+    Ok(RunSummary {
+        run_dir: run_dir.to_path_buf(),
+        params: session.param_count(),
+        macs,
+        epochs_done: state.epochs_done,
+        best_epoch: state.best_epoch,
+        best_val_macro_accuracy: state.best_val_macro_accuracy,
+        clips_per_second: last_rate,
+        skipped: data.skipped.len(),
+    })
+}
+
+/// The run folder is this run's alone: it is created if need be, and the half-written files a
+/// killed invocation left there go before anything is written.
+fn prepare_run_dir(run_dir: &Path) -> Result<(), TrainError> {
+    std::fs::create_dir_all(run_dir)
+        .map_err(|e| crate::error::FileError::new(run_dir, e.to_string()))?;
+    crate::fsutil::remove_stale_temps(run_dir)?;
+    Ok(())
+}
+
+/// Opens the run's data set and completes the config from it: the labels and class count come
+/// from the data (so `config.json` describes the model that is trained), and the input length
+/// is recorded for `classify`. Bad rows left out and the validation rule's choice are warned
+/// about here, once, before any work.
+fn open_data(
+    mut config: TrainConfig,
+    warn: &dyn Fn(&str),
+) -> Result<(TrainConfig, RunData), TrainError> {
+    let frontend = LogMel::new(config.frontend.clone()).map_err(TrainError::Config)?;
+    let data = RunData::open(&config, &frontend)?;
     for skipped in &data.skipped {
         warn(&format!("skipped {skipped}"));
     }
@@ -174,47 +232,71 @@ pub fn train(
     if let Some(&first) = data.train.first() {
         config.clip_frames = Some(config.crop_frames.unwrap_or(data.store.frames(first)));
     }
-    write_json(&run_dir.join("config.json"), &config)?;
-    write_split(run_dir, &data)?;
+    Ok((config, data))
+}
 
-    let session = Session::build(config.clone(), device)?;
-    let mut optimizer = Optimizer::new(config.optimizer.clone(), session.named_params())?;
-    let mut state = TrainState::default();
-    if resuming {
-        let loaded = session.load_weights(&checkpoint_path)?;
-        state = serde_json::from_value(loaded.state["train"].clone()).map_err(|e| {
-            TrainError::Config(format!("{}: bad state: {e}", checkpoint_path.display()))
-        })?;
-        optimizer.load_state(&loaded.group("extra.optim."), state.step)?;
-    } else if let Some(input_norm) = session.model.input_stats() {
+/// A resumed run continues exactly where it stopped: weights, buffers, optimiser moments and
+/// the training state all come from the one checkpoint, so they cannot disagree.
+fn resume_state(
+    session: &Session,
+    optimizer: &mut Optimizer,
+    checkpoint_path: &Path,
+) -> Result<TrainState, TrainError> {
+    let loaded = session.load_weights(checkpoint_path)?;
+    let state: TrainState = serde_json::from_value(loaded.state["train"].clone()).map_err(|e| {
+        TrainError::Config(format!("{}: bad state: {e}", checkpoint_path.display()))
+    })?;
+    optimizer.load_state(&loaded.group("extra.optim."), state.step)?;
+    Ok(state)
+}
+
+/// A fresh run starts from the seeded initial weights; only the input standardisation is
+/// measured, on the training list alone (validation clips must not leak into the model).
+fn fresh_state(session: &Session, data: &RunData) -> Result<TrainState, TrainError> {
+    if let Some(input_norm) = session.model.input_stats() {
         let (mean, std) = data
             .store
-            .band_stats(&data.train, config.model.input_norm)?;
+            .band_stats(&data.train, session.config.model.input_norm)?;
         input_norm.set_stats(&mean, &std)?;
     }
+    Ok(TrainState::default())
+}
 
-    let classes = data.dataset.classes_of(&data.train)?;
-    let sampler = make_sampler(&config, &data.train, &classes)?;
-    let label_of: std::collections::HashMap<usize, usize> = data
-        .train
-        .iter()
-        .copied()
-        .zip(classes.iter().copied())
-        .collect();
-    let per_epoch = sampler.batches_per_epoch() as u64;
-    if per_epoch <= 2 {
-        warn(&format!(
-            "an epoch is only {per_epoch} step(s) of batch size {} over {} clips: a smaller \
-             --batch-size gives the optimiser more steps",
-            config.batch_size,
-            data.train.len()
-        ));
+/// The batches of every epoch and the class of each training clip they draw.
+struct Batches {
+    sampler: Box<dyn BatchSampler>,
+    label_of: HashMap<usize, usize>,
+}
+
+impl Batches {
+    /// Chooses the sampler the config asks for ([`make_sampler`]) and warns when an epoch is so
+    /// short that the optimiser barely moves (a common surprise on small data sets).
+    fn new(config: &TrainConfig, data: &RunData, warn: &dyn Fn(&str)) -> Result<Self, TrainError> {
+        let classes = data.dataset.classes_of(&data.train)?;
+        let sampler = make_sampler(config, &data.train, &classes)?;
+        let label_of = data.train.iter().copied().zip(classes).collect();
+        let per_epoch = sampler.batches_per_epoch() as u64;
+        if per_epoch <= 2 {
+            warn(&format!(
+                "an epoch is only {per_epoch} step(s) of batch size {} over {} clips: a smaller \
+                 --batch-size gives the optimiser more steps",
+                config.batch_size,
+                data.train.len()
+            ));
+        }
+        Ok(Self { sampler, label_of })
     }
+}
+
+/// Says what is about to be trained (model, norm, size, cost, data) so that a wrong setting is
+/// seen before the first epoch, not after; returns the MACs per input for the summary.
+fn announce(session: &Session, data: &RunData, quiet: bool) -> u64 {
+    let config = &session.config;
     let input_frames = config
         .crop_frames
         .unwrap_or_else(|| data.store.frames(data.train[0]));
     let macs = session.model.macs((data.store.n_mels(), input_frames));
-    if !opts.quiet {
+    if !quiet {
         eprintln!(
             "model {} with norm {}: {} parameters, {:.2} M MACs per {}x{} input; {} train / {} validation clips, {} classes",
             config.model.name,
@@ -228,109 +310,43 @@ pub fn train(
             config.labels.len()
         );
     }
-    let test_clips = if opts.watch_test {
-        watchable_test(&data, &warn)
-    } else {
-        Vec::new()
+    macs
+}
+
+/// Adds a finished epoch to the state and saves it: `best.safetensors` when the epoch is the
+/// best so far by validation macro accuracy (or always, without validation, so the last epoch
+/// is the run's model), then the checkpoint and the history, so that a run killed at any point
+/// resumes from a consistent epoch.
+fn keep_epoch(
+    session: &Session,
+    optimizer: &Optimizer,
+    state: &mut TrainState,
+    record: EpochRecord,
+    run_dir: &Path,
+) -> Result<(), TrainError> {
+    state.epochs_done += 1;
+    let improved = match (record.val_macro_accuracy, state.best_val_macro_accuracy) {
+        (Some(v), Some(best)) => v > best,
+        _ => true,
     };
-    let total_steps = per_epoch * config.epochs;
-    let mut epochs_this_run = 0;
-    let mut last_rate = 0.0;
-    while state.epochs_done < config.epochs {
-        if opts.stop_after_epochs.is_some_and(|n| epochs_this_run >= n) {
-            break;
-        }
-        let epoch = state.epochs_done;
-        let started = Instant::now();
-        let bar = if opts.quiet {
-            indicatif::ProgressBar::hidden()
-        } else {
-            crate::progress::bar(per_epoch, &format!("epoch {}/{}", epoch + 1, config.epochs))
-        };
-        let mut totals = EpochTotals::default();
-        for batch_ids in sampler.batches(epoch) {
-            let step = state.step;
-            let labels: Vec<usize> = batch_ids.iter().map(|i| label_of[i]).collect();
-            totals.lr = config.schedule.lr(config.lr, step, total_steps);
-            let step_in = StepInput {
-                batch_ids: &batch_ids,
-                labels: &labels,
-                step,
-                lr: totals.lr,
-            };
-            let (loss_value, correct) = train_step(&session, &data, &mut optimizer, &step_in)
-                .and_then(|r| finite(r, step, epoch, &state, run_dir))
-                .inspect_err(|_| bar.abandon())?;
-            totals.correct += correct;
-            totals.seen += labels.len();
-            totals.loss_sum += loss_value as f64 * labels.len() as f64;
-            state.step += 1;
-            bar.set_message(format!(
-                "epoch {}/{} loss {:.3} acc {:.3}",
-                epoch + 1,
-                config.epochs,
-                totals.loss_sum / totals.seen as f64,
-                totals.correct as f64 / totals.seen as f64
-            ));
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        let train_seconds = started.elapsed().as_secs_f64();
-        last_rate = totals.seen as f64 / train_seconds;
-        let val = scored(&session, &data, &data.validation, config.batch_size)?;
-        let test = scored(&session, &data, &test_clips, config.batch_size)?;
-        let record = EpochRecord {
-            epoch: epoch + 1,
-            lr: totals.lr,
-            train_loss: totals.loss_sum / totals.seen.max(1) as f64,
-            train_accuracy: totals.correct as f64 / totals.seen.max(1) as f64,
-            val_loss: val.as_ref().map(|m| m.log_loss),
-            val_accuracy: val.as_ref().map(|m| m.accuracy),
-            val_macro_accuracy: val.as_ref().map(|m| m.macro_accuracy),
-            test_loss: test.as_ref().map(|m| m.log_loss),
-            test_accuracy: test.as_ref().map(|m| m.accuracy),
-            test_macro_accuracy: test.as_ref().map(|m| m.macro_accuracy),
-            seconds: started.elapsed().as_secs_f64(),
-            clips_per_second: last_rate,
-        };
-        if !opts.quiet {
-            eprintln!("{}", epoch_line(&record, config.epochs));
-        }
-        state.epochs_done += 1;
-        // Without validation the last epoch is the run's model.
-        let improved = match (record.val_macro_accuracy, state.best_val_macro_accuracy) {
-            (Some(v), Some(best)) => v > best,
-            _ => true,
-        };
-        if improved {
-            state.best_epoch = Some(state.epochs_done);
-            state.best_val_macro_accuracy = record.val_macro_accuracy;
-        }
-        state.history.push(record);
-        let blob = serde_json::json!({ "train": state });
-        if improved {
-            let best = run_dir.join("best.safetensors");
-            checkpoint::save(&best, &session.weights(), &Default::default(), &blob)?;
-        }
-        let (optim_state, _) = optimizer.state();
-        let extra = optim_state
-            .into_iter()
-            .map(|(k, t)| (format!("optim.{k}"), t))
-            .collect();
-        checkpoint::save(&checkpoint_path, &session.weights(), &extra, &blob)?;
-        write_history(run_dir, &state)?;
-        epochs_this_run += 1;
+    if improved {
+        state.best_epoch = Some(state.epochs_done);
+        state.best_val_macro_accuracy = record.val_macro_accuracy;
     }
-    Ok(RunSummary {
-        run_dir: run_dir.to_path_buf(),
-        params: session.param_count(),
-        macs,
-        epochs_done: state.epochs_done,
-        best_epoch: state.best_epoch,
-        best_val_macro_accuracy: state.best_val_macro_accuracy,
-        clips_per_second: last_rate,
-        skipped: data.skipped.len(),
-    })
+    state.history.push(record);
+    let blob = serde_json::json!({ "train": state });
+    if improved {
+        let best = run_dir.join("best.safetensors");
+        checkpoint::save(&best, &session.weights(), &Default::default(), &blob)?;
+    }
+    let (optim_state, _) = optimizer.state();
+    let extra = optim_state
+        .into_iter()
+        .map(|(k, t)| (format!("optim.{k}"), t))
+        .collect();
+    let checkpoint_path = run_dir.join(CHECKPOINT_FILE);
+    checkpoint::save(&checkpoint_path, &session.weights(), &extra, &blob)?;
+    write_history(run_dir, state)
 }
 
 /// The test clips that can be watched: all of the test list when every clip has a label (an
@@ -342,19 +358,6 @@ fn watchable_test(data: &RunData, warn: &dyn Fn(&str)) -> Vec<usize> {
         return Vec::new();
     }
     test.to_vec()
-}
-
-/// Metrics of `clips`, or none for an empty list.
-fn scored(
-    session: &Session,
-    data: &RunData,
-    clips: &[usize],
-    batch_size: usize,
-) -> Result<Option<Metrics>, TrainError> {
-    if clips.is_empty() {
-        return Ok(None);
-    }
-    score(session, data, clips, batch_size).map(Some)
 }
 
 /// The progress line of a finished epoch.
@@ -372,80 +375,6 @@ fn epoch_line(r: &EpochRecord, epochs: u64) -> String {
         line += &format!(" | test acc {acc:.3} macro {macro_acc:.3}");
     }
     line + &format!(" | {:.1} clips/s", r.clips_per_second)
-}
-
-/// What one optimiser step works on.
-struct StepInput<'a> {
-    batch_ids: &'a [usize],
-    labels: &'a [usize],
-    step: u64,
-    lr: f64,
-}
-
-/// One optimiser step on a batch: returns the loss and the number of correct predictions. A
-/// non-finite loss updates nothing (the caller stops the run).
-fn train_step(
-    session: &Session,
-    data: &RunData,
-    optimizer: &mut Optimizer,
-    input: &StepInput,
-) -> Result<(f32, usize), TrainError> {
-    let StepInput {
-        batch_ids,
-        labels,
-        step,
-        lr,
-    } = *input;
-    let config = &session.config;
-    let mut rng = SplitMix64::derive(config.seed, mix64(step ^ 0xA5A5));
-    let frames = config
-        .crop_frames
-        .unwrap_or_else(|| data.store.frames(batch_ids[0]));
-    let batch = data.store.batch(
-        batch_ids,
-        labels,
-        config.labels.len(),
-        frames,
-        Some(&mut rng),
-        Some(&config.augment),
-    )?;
-    let (x, y) = to_tensor(&batch, &session.device)?;
-    session.model.reseed(mix64(config.seed ^ mix64(step)));
-    let logits = session.model.forward_t(&x, true)?;
-    let loss = soft_cross_entropy(&logits, &y)?;
-    let loss_value = loss.to_scalar::<f32>()?;
-    if !loss_value.is_finite() {
-        return Ok((loss_value, 0));
-    }
-    optimizer.backward_step(&loss, lr)?;
-    let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-    let correct = predicted
-        .iter()
-        .zip(labels)
-        .filter(|(p, l)| **p as usize == **l)
-        .count();
-    Ok((loss_value, correct))
-}
-
-/// Stops the run on a non-finite loss, naming the step and the checkpoint it leaves.
-fn finite(
-    (loss, correct): (f32, usize),
-    step: u64,
-    epoch: u64,
-    state: &TrainState,
-    run_dir: &Path,
-) -> Result<(f32, usize), TrainError> {
-    if loss.is_finite() {
-        Ok((loss, correct))
-    } else {
-        Err(TrainError::NonFinite {
-            step,
-            epoch: epoch + 1,
-            loss,
-            last_good: state.epochs_done,
-            run_dir: run_dir.to_path_buf(),
-        })
-    }
 }
 
 /// `metrics.jsonl` (one line per epoch), `state.json` and the learning curves, rewritten from

@@ -1,0 +1,195 @@
+//! One epoch of training: the optimiser steps over the sampler's batches, then the validation
+//! (and, when watched, test) figures that make the epoch's record. Kept apart from the run
+//! (`run.rs`), which decides what happens between epochs: selection, checkpoints, resumption.
+
+use super::error::TrainError;
+use super::metrics::Metrics;
+use super::optim::Optimizer;
+use super::predict::{score, to_tensor};
+use super::rundata::RunData;
+use super::session::Session;
+use super::state::{EpochRecord, TrainState};
+use crate::dataset::rng::{mix64, SplitMix64};
+use crate::dataset::BatchSampler;
+use candle_core::{Tensor, D};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// Cross-entropy against soft targets (mixup), averaged over the batch.
+pub fn soft_cross_entropy(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    (targets * logp)?.sum(D::Minus1)?.mean_all()?.neg()
+}
+
+/// What every epoch of one invocation works on; built once by the run so that an epoch is a
+/// function of this, the optimiser and the state alone (which is what makes resumption exact).
+pub(super) struct EpochPlan<'a> {
+    pub session: &'a Session,
+    pub data: &'a RunData,
+    pub sampler: &'a dyn BatchSampler,
+    /// The class of every training clip, by clip index.
+    pub label_of: &'a HashMap<usize, usize>,
+    /// Steps of the whole run, for the learning-rate schedule.
+    pub total_steps: u64,
+    /// Test clips scored after each epoch (empty: not watched).
+    pub test_clips: &'a [usize],
+    /// Named in the error of a non-finite loss.
+    pub run_dir: &'a Path,
+    pub quiet: bool,
+}
+
+/// Figures of one pass over the training batches.
+#[derive(Default)]
+struct EpochTotals {
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+    lr: f64,
+}
+
+/// Trains epoch `state.epochs_done` (advancing `state.step` only) and scores it. The record is
+/// not yet in the state: keeping it is the run's decision ([`super::run`]).
+pub(super) fn run_epoch(
+    plan: &EpochPlan,
+    optimizer: &mut Optimizer,
+    state: &mut TrainState,
+) -> Result<EpochRecord, TrainError> {
+    let config = &plan.session.config;
+    let epoch = state.epochs_done;
+    let started = Instant::now();
+    let per_epoch = plan.sampler.batches_per_epoch() as u64;
+    let bar = if plan.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        crate::progress::bar(per_epoch, &format!("epoch {}/{}", epoch + 1, config.epochs))
+    };
+    let mut totals = EpochTotals::default();
+    for batch_ids in plan.sampler.batches(epoch) {
+        let step = state.step;
+        let labels: Vec<usize> = batch_ids.iter().map(|i| plan.label_of[i]).collect();
+        totals.lr = config.schedule.lr(config.lr, step, plan.total_steps);
+        let step_in = StepInput {
+            batch_ids: &batch_ids,
+            labels: &labels,
+            step,
+            lr: totals.lr,
+        };
+        let (loss_value, correct) = train_step(plan.session, plan.data, optimizer, &step_in)
+            .and_then(|r| finite(r, step, epoch, state, plan.run_dir))
+            .inspect_err(|_| bar.abandon())?;
+        totals.correct += correct;
+        totals.seen += labels.len();
+        totals.loss_sum += loss_value as f64 * labels.len() as f64;
+        state.step += 1;
+        bar.set_message(format!(
+            "epoch {}/{} loss {:.3} acc {:.3}",
+            epoch + 1,
+            config.epochs,
+            totals.loss_sum / totals.seen as f64,
+            totals.correct as f64 / totals.seen as f64
+        ));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let clips_per_second = totals.seen as f64 / started.elapsed().as_secs_f64();
+    let val = scored(plan, &plan.data.validation)?;
+    let test = scored(plan, plan.test_clips)?;
+    Ok(EpochRecord {
+        epoch: epoch + 1,
+        lr: totals.lr,
+        train_loss: totals.loss_sum / totals.seen.max(1) as f64,
+        train_accuracy: totals.correct as f64 / totals.seen.max(1) as f64,
+        val_loss: val.as_ref().map(|m| m.log_loss),
+        val_accuracy: val.as_ref().map(|m| m.accuracy),
+        val_macro_accuracy: val.as_ref().map(|m| m.macro_accuracy),
+        test_loss: test.as_ref().map(|m| m.log_loss),
+        test_accuracy: test.as_ref().map(|m| m.accuracy),
+        test_macro_accuracy: test.as_ref().map(|m| m.macro_accuracy),
+        seconds: started.elapsed().as_secs_f64(),
+        clips_per_second,
+    })
+}
+
+/// Metrics of `clips`, or none for an empty list.
+fn scored(plan: &EpochPlan, clips: &[usize]) -> Result<Option<Metrics>, TrainError> {
+    if clips.is_empty() {
+        return Ok(None);
+    }
+    let batch_size = plan.session.config.batch_size;
+    score(plan.session, plan.data, clips, batch_size).map(Some)
+}
+
+/// What one optimiser step works on.
+struct StepInput<'a> {
+    batch_ids: &'a [usize],
+    labels: &'a [usize],
+    step: u64,
+    lr: f64,
+}
+
+/// One optimiser step on a batch: returns the loss and the number of correct predictions. A
+/// non-finite loss updates nothing (the caller stops the run).
+fn train_step(
+    session: &Session,
+    data: &RunData,
+    optimizer: &mut Optimizer,
+    input: &StepInput,
+) -> Result<(f32, usize), TrainError> {
+    let StepInput {
+        batch_ids,
+        labels,
+        step,
+        lr,
+    } = *input;
+    let config = &session.config;
+    let mut rng = SplitMix64::derive(config.seed, mix64(step ^ 0xA5A5));
+    let frames = config
+        .crop_frames
+        .unwrap_or_else(|| data.store.frames(batch_ids[0]));
+    let batch = data.store.batch(
+        batch_ids,
+        labels,
+        config.labels.len(),
+        frames,
+        Some(&mut rng),
+        Some(&config.augment),
+    )?;
+    let (x, y) = to_tensor(&batch, &session.device)?;
+    session.model.reseed(mix64(config.seed ^ mix64(step)));
+    let logits = session.model.forward_t(&x, true)?;
+    let loss = soft_cross_entropy(&logits, &y)?;
+    let loss_value = loss.to_scalar::<f32>()?;
+    if !loss_value.is_finite() {
+        return Ok((loss_value, 0));
+    }
+    optimizer.backward_step(&loss, lr)?;
+    let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    let correct = predicted
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| **p as usize == **l)
+        .count();
+    Ok((loss_value, correct))
+}
+
+/// Stops the run on a non-finite loss, naming the step and the checkpoint it leaves.
+fn finite(
+    (loss, correct): (f32, usize),
+    step: u64,
+    epoch: u64,
+    state: &TrainState,
+    run_dir: &Path,
+) -> Result<(f32, usize), TrainError> {
+    if loss.is_finite() {
+        Ok((loss, correct))
+    } else {
+        Err(TrainError::NonFinite {
+            step,
+            epoch: epoch + 1,
+            loss,
+            last_good: state.epochs_done,
+            run_dir: run_dir.to_path_buf(),
+        })
+    }
+}
