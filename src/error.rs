@@ -19,3 +19,24 @@ impl FileError {
         }
     }
 }
+
+/// A name that is none of the ones the library knows (a norm, a front-end preset, a schedule, a
+/// device, ...): what kind of name it was, the name given, and the valid ones, so the message
+/// alone says how to fix the call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} '{name}' (known: {})", known.join(", "))]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub name: String,
+    pub known: &'static [&'static str],
+}
+
+impl UnknownName {
+    pub fn new(what: &'static str, name: &str, known: &'static [&'static str]) -> Self {
+        Self {
+            what,
+            name: name.to_string(),
+            known,
+        }
+    }
+}

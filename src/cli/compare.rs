@@ -25,14 +25,14 @@ pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
         a.norms = asc::nn::norm::NORM_NAMES.map(String::from).to_vec();
     }
     for n in &a.norms {
-        asc::nn::norm::check_name(n).map_err(anyhow::Error::msg)?;
+        asc::nn::norm::check_name(n)?;
     }
     let opts = asc::compare::Options {
-        base: build_config(&a.exp, &a.norms[0])?,
+        base: build_config(&a.exp, &a.norms[0], None)?,
         norms: a.norms.clone(),
         seeds: (0..a.seeds.max(1)).collect(),
         out: a.out.clone(),
-        device: session::device(&a.exp.device).map_err(anyhow::Error::msg)?,
+        device: session::device(&a.exp.device)?,
         quiet: false,
     };
     let rows = asc::compare::run(&opts)?;

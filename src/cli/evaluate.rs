@@ -27,7 +27,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         "evaluate" => Split::Evaluate,
         other => anyhow::bail!("unknown split '{other}' (test or evaluate)"),
     };
-    let device = session::device(&a.device).map_err(anyhow::Error::msg)?;
+    let device = session::device(&a.device)?;
     let m = evaluate::evaluate_run(&a.run, a.data, split, device)?;
     println!(
         "{} clips: accuracy {:.4}, macro accuracy {:.4}, log loss {:.4}",

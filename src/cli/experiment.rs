@@ -2,7 +2,7 @@
 //! library's defaults, and the run config they describe.
 
 use asc::nn::models::{InputNorm, MODEL_NAMES};
-use asc::train::config::{Overrides, Validation};
+use asc::train::config::{ConfigBase, Overrides, Validation};
 use asc::train::optim::OptimizerConfig;
 use asc::train::TrainConfig;
 use std::path::PathBuf;
@@ -197,15 +197,20 @@ fn validation_name(v: Validation) -> &'static str {
     }
 }
 
-pub fn build_config(a: &ExperimentArgs, norm: &str) -> anyhow::Result<TrainConfig> {
-    let cache = a.cache.clone().unwrap_or_else(|| a.data.join(".asc-cache"));
-    let mut base = match &a.config {
-        Some(p) => asc::fsutil::read_json(p, "training config")?,
-        None => TrainConfig::defaults(&a.model, norm, a.data.clone(), cache.clone()),
+/// The run config these flags describe over `--config` or the defaults (the merging itself is
+/// the library's, [`Overrides::build`]); `seed` is `asc train`'s own flag.
+pub fn build_config(
+    a: &ExperimentArgs,
+    norm: &str,
+    seed: Option<u64>,
+) -> anyhow::Result<TrainConfig> {
+    let base = ConfigBase {
+        data: a.data.clone(),
+        model: a.model.clone(),
+        norm: norm.to_string(),
+        file: a.config.clone(),
+        cache: a.cache.clone(),
     };
-    base.data = a.data.clone();
-    base.cache = cache;
-    base.norm = norm.to_string();
     let overrides = Overrides {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -218,19 +223,9 @@ pub fn build_config(a: &ExperimentArgs, norm: &str) -> anyhow::Result<TrainConfi
         preset: a.preset.clone(),
         crop_frames: a.crop_frames,
         class_balanced: a.class_balanced.then_some(true),
-        validation: a
-            .validation
-            .as_deref()
-            .map(Validation::parse)
-            .transpose()
-            .map_err(anyhow::Error::msg)?,
+        validation: a.validation.as_deref().map(Validation::parse).transpose()?,
         validation_fraction: a.validation_fraction,
-        input_norm: a
-            .input_norm
-            .as_deref()
-            .map(InputNorm::parse)
-            .transpose()
-            .map_err(anyhow::Error::msg)?,
+        input_norm: a.input_norm.as_deref().map(InputNorm::parse).transpose()?,
         mixup_alpha: a.mixup,
         freq_mask: a.freq_mask,
         time_mask: a.time_mask,
@@ -238,7 +233,7 @@ pub fn build_config(a: &ExperimentArgs, norm: &str) -> anyhow::Result<TrainConfi
         no_augment: a.no_augment,
         augment: a.augment,
         skip_bad: a.skip_bad.then_some(true),
-        seed: None,
+        seed,
     };
-    overrides.apply(base).map_err(anyhow::Error::msg)
+    Ok(overrides.build(&base)?)
 }

@@ -23,7 +23,7 @@ impl FrontendArgs {
     fn config(&self) -> anyhow::Result<FrontendConfig> {
         match &self.frontend {
             Some(p) => Ok(asc::fsutil::read_json(p, "front-end config")?),
-            None => FrontendConfig::preset(&self.preset).map_err(anyhow::Error::msg),
+            None => Ok(FrontendConfig::preset(&self.preset)?),
         }
     }
 }
@@ -70,7 +70,7 @@ fn output_paths(inputs: &[PathBuf], out: &Path) -> anyhow::Result<Vec<(PathBuf, 
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let config = a.frontend.config()?;
-    let frontend = LogMel::new(config.clone()).map_err(anyhow::Error::msg)?;
+    let frontend = LogMel::new(config.clone())?;
     let cache = match &a.frontend.cache {
         Some(dir) => Some(FeatureCache::open(dir, &config)?),
         None => None,

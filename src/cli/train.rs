@@ -31,11 +31,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let mut cfg = build_config(&a.exp, &a.norm)?;
-    if let Some(v) = a.seed {
-        cfg.seed = v;
-    }
-    let device = session::device(&a.exp.device).map_err(anyhow::Error::msg)?;
+    let cfg = build_config(&a.exp, &a.norm, a.seed)?;
+    let device = session::device(&a.exp.device)?;
     let opts = RunOptions {
         resume: a.resume,
         stop_after_epochs: a.stop_after,

@@ -25,6 +25,8 @@ pub enum ExportError {
     #[error("{0}")]
     Model(#[from] candle_core::Error),
     #[error("{0}")]
+    Frontend(#[from] crate::features::FrontendError),
+    #[error("{0}")]
     Invalid(String),
 }
 
@@ -141,7 +143,7 @@ pub fn model_graph(session: &Session, metadata: &ModelMetadata) -> Result<OnnxGr
         }
         InputKind::Waveform => {
             g.add_input("waveform", &[n.clone(), Dim::Sym("S".into())]);
-            let frontend = LogMel::new(metadata.frontend.clone()).map_err(ExportError::Invalid)?;
+            let frontend = LogMel::new(metadata.frontend.clone())?;
             frontend::emit_logmel(&mut g, &frontend, "waveform")?
         }
     };

@@ -1,5 +1,6 @@
 //! Front-end settings with librosa's parameter names and the presets of `docs/frontend.md`.
 
+use crate::error::UnknownName;
 use serde::{Deserialize, Serialize};
 
 /// Padding of the signal ends when `center` is set (`docs/frontend.md` step 2).
@@ -123,15 +124,12 @@ impl FrontendConfig {
         }
     }
 
-    pub fn preset(name: &str) -> Result<Self, String> {
+    pub fn preset(name: &str) -> Result<Self, UnknownName> {
         match name {
             "dcase2020" => Ok(Self::dcase2020()),
             "cpjku" => Ok(Self::cpjku()),
             "librosa" => Ok(Self::librosa()),
-            other => Err(format!(
-                "unknown front-end preset '{other}' (known: {})",
-                PRESET_NAMES.join(", ")
-            )),
+            other => Err(UnknownName::new("front-end preset", other, PRESET_NAMES)),
         }
     }
 
@@ -147,37 +145,58 @@ impl FrontendConfig {
     }
 
     /// Rejects settings that cannot describe a spectrogram, before any buffer is sized by them.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FrontendError> {
         let nyquist = self.sr as f64 / 2.0;
         if self.sr == 0 {
-            return Err("sr must be positive".into());
+            return Err(FrontendError::SampleRate);
         }
         if self.n_fft < 2 || self.n_fft > 1 << 20 {
-            return Err(format!("n_fft {} is out of range 2..=1048576", self.n_fft));
+            return Err(FrontendError::NFft(self.n_fft));
         }
         if self.win_length == 0 || self.win_length > self.n_fft {
-            return Err(format!(
-                "win_length {} must be in 1..=n_fft ({})",
-                self.win_length, self.n_fft
-            ));
+            return Err(FrontendError::WinLength {
+                win_length: self.win_length,
+                n_fft: self.n_fft,
+            });
         }
         if self.hop_length == 0 {
-            return Err("hop_length must be positive".into());
+            return Err(FrontendError::HopLength);
         }
         if self.n_mels == 0 {
-            return Err("n_mels must be positive".into());
+            return Err(FrontendError::NMels);
         }
         if !(self.fmin >= 0.0 && self.fmin < self.fmax && self.fmax <= nyquist + 1e-9) {
-            return Err(format!(
-                "need 0 <= fmin < fmax <= sr/2, got fmin {} fmax {} sr {}",
-                self.fmin, self.fmax, self.sr
-            ));
+            return Err(FrontendError::Band {
+                fmin: self.fmin,
+                fmax: self.fmax,
+                sr: self.sr,
+            });
         }
         if self.center && self.pad_mode == PadMode::Reflect && self.n_fft / 2 == 0 {
-            return Err("reflect padding needs n_fft >= 2".into());
+            return Err(FrontendError::ReflectPadding);
         }
         Ok(())
     }
+}
+
+/// Front-end settings that cannot describe a spectrogram ([`FrontendConfig::validate`]); each
+/// message names the setting and the value it had.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FrontendError {
+    #[error("sr must be positive")]
+    SampleRate,
+    #[error("n_fft {0} is out of range 2..=1048576")]
+    NFft(usize),
+    #[error("win_length {win_length} must be in 1..=n_fft ({n_fft})")]
+    WinLength { win_length: usize, n_fft: usize },
+    #[error("hop_length must be positive")]
+    HopLength,
+    #[error("n_mels must be positive")]
+    NMels,
+    #[error("need 0 <= fmin < fmax <= sr/2, got fmin {fmin} fmax {fmax} sr {sr}")]
+    Band { fmin: f64, fmax: f64, sr: u32 },
+    #[error("reflect padding needs n_fft >= 2")]
+    ReflectPadding,
 }
 
 impl Default for FrontendConfig {

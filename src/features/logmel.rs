@@ -2,7 +2,7 @@
 //! power, sparse mel projection, log. One [`LogMel`] holds the FFT plan, window and filterbank,
 //! so a dataset pays for them once; it is `Sync` and is shared across rayon workers.
 
-use super::config::{ClipNorm, FrontendConfig, LogScale, PadMode};
+use super::config::{ClipNorm, FrontendConfig, FrontendError, LogScale, PadMode};
 use super::fastlog::ln_in_place;
 use super::mel::{filterbank, Band, MelSpec};
 use super::spectrum::{PowerSpectrum, SpectrumScratch};
@@ -40,7 +40,7 @@ struct Scratch {
 }
 
 impl LogMel {
-    pub fn new(config: FrontendConfig) -> Result<Self, String> {
+    pub fn new(config: FrontendConfig) -> Result<Self, FrontendError> {
         config.validate()?;
         let spectrum = PowerSpectrum::new(config.n_fft);
         let bands = filterbank(&MelSpec {

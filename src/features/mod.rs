@@ -10,7 +10,9 @@ pub mod npy;
 mod spectrum;
 
 pub use cache::FeatureCache;
-pub use config::{ClipNorm, FrontendConfig, LogScale, MelNorm, PadMode, PRESET_NAMES};
+pub use config::{
+    ClipNorm, FrontendConfig, FrontendError, LogScale, MelNorm, PadMode, PRESET_NAMES,
+};
 pub use logmel::{LogMel, Spectrogram};
 pub use mel::{hz_to_mel, mel_to_hz};
 

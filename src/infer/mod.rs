@@ -103,8 +103,8 @@ impl Classifier {
             .iter()
             .map(|p| (p.key.clone(), p.value.clone()))
             .collect();
-        let meta = ModelMetadata::from_props(&props).map_err(bad)?;
-        let frontend = LogMel::new(meta.frontend.clone()).map_err(bad)?;
+        let meta = ModelMetadata::from_props(&props).map_err(|e| bad(e.to_string()))?;
+        let frontend = LogMel::new(meta.frontend.clone()).map_err(|e| bad(e.to_string()))?;
         let model = tract_onnx::onnx()
             .model_for_proto_model(&proto)
             .map_err(|e| bad(format!("tract cannot load the graph: {e:#}")))?;

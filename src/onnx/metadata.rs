@@ -2,7 +2,7 @@
 //! embedding API and any other ONNX consumer can use it without the run folder: the labels in
 //! output order, the front end to reproduce, what the input is, and where the model came from.
 
-use crate::features::FrontendConfig;
+use crate::features::{FrontendConfig, FrontendError};
 use serde::{Deserialize, Serialize};
 
 /// Key prefix of every entry we write.
@@ -62,40 +62,41 @@ impl ModelMetadata {
 
     /// Reads the entries back; a model without labels or front end cannot be used for
     /// classification, and the error says which entry is missing or malformed.
-    pub fn from_props(props: &[(String, String)]) -> Result<Self, String> {
-        let get = |field: &str| -> Result<&str, String> {
+    pub fn from_props(props: &[(String, String)]) -> Result<Self, MetadataError> {
+        let get = |field: &str| -> Result<&str, MetadataError> {
             let key = format!("{PREFIX}{field}");
             props
                 .iter()
                 .find(|(k, _)| *k == key)
                 .map(|(_, v)| v.as_str())
-                .ok_or_else(|| format!("model metadata lacks '{key}' (not exported by asc?)"))
+                .ok_or(MetadataError::Missing { key })
         };
-        let parse = |field: &str, text: &str, e: serde_json::Error| {
-            format!("model metadata '{PREFIX}{field}' is malformed ({e}): {text:.80}")
+        let parse = |field: &str, text: &str, e: serde_json::Error| MetadataError::Malformed {
+            key: format!("{PREFIX}{field}"),
+            error: e.to_string(),
+            excerpt: format!("{text:.80}"),
         };
         let labels_text = get("labels")?;
         let labels: Vec<String> =
             serde_json::from_str(labels_text).map_err(|e| parse("labels", labels_text, e))?;
         if labels.is_empty() {
-            return Err(format!("model metadata '{PREFIX}labels' is empty"));
+            return Err(MetadataError::NoLabels);
         }
         let fe_text = get("frontend")?;
         let frontend: FrontendConfig =
             serde_json::from_str(fe_text).map_err(|e| parse("frontend", fe_text, e))?;
-        frontend
-            .validate()
-            .map_err(|e| format!("model metadata '{PREFIX}frontend' is invalid: {e}"))?;
+        frontend.validate()?;
         let input = match get("input")? {
             "logmel" => InputKind::Logmel,
             "waveform" => InputKind::Waveform,
-            other => return Err(format!("model metadata '{PREFIX}input' is '{other}'")),
+            other => return Err(MetadataError::Input(other.to_string())),
         };
         let frames_text = get("clip_frames")?;
-        let clip_frames: usize =
-            frames_text.parse().ok().filter(|&f| f > 0).ok_or_else(|| {
-                format!("model metadata '{PREFIX}clip_frames' is '{frames_text}'")
-            })?;
+        let clip_frames: usize = frames_text
+            .parse()
+            .ok()
+            .filter(|&f| f > 0)
+            .ok_or_else(|| MetadataError::ClipFrames(frames_text.to_string()))?;
         let optional = |field: &str| get(field).map(str::to_string).unwrap_or_default();
         Ok(Self {
             labels,
@@ -111,6 +112,29 @@ impl ModelMetadata {
                 .unwrap_or(serde_json::Value::Null),
         })
     }
+}
+
+/// Why a model's metadata cannot be used for classification: which entry is missing or what is
+/// wrong with it (a model not exported by asc lacks them all).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("model metadata lacks '{key}' (not exported by asc?)")]
+    Missing { key: String },
+    /// The entry is not the JSON it should be; `excerpt` is its first 80 characters.
+    #[error("model metadata '{key}' is malformed ({error}): {excerpt}")]
+    Malformed {
+        key: String,
+        error: String,
+        excerpt: String,
+    },
+    #[error("model metadata '{PREFIX}labels' is empty")]
+    NoLabels,
+    #[error("model metadata '{PREFIX}frontend' is invalid: {0}")]
+    Frontend(#[from] FrontendError),
+    #[error("model metadata '{PREFIX}input' is '{0}'")]
+    Input(String),
+    #[error("model metadata '{PREFIX}clip_frames' is '{0}'")]
+    ClipFrames(String),
 }
 
 fn key_value(field: &str, value: String) -> (String, String) {
@@ -149,11 +173,11 @@ mod tests {
     fn missing_and_malformed_entries_are_named() {
         let mut props = sample().to_props();
         props.retain(|(k, _)| k != "asc.labels");
-        let err = ModelMetadata::from_props(&props).unwrap_err();
+        let err = ModelMetadata::from_props(&props).unwrap_err().to_string();
         assert!(err.contains("asc.labels"), "{err}");
         let mut props = sample().to_props();
         props[3].1 = "zero".into();
-        let err = ModelMetadata::from_props(&props).unwrap_err();
+        let err = ModelMetadata::from_props(&props).unwrap_err().to_string();
         assert!(err.contains("asc.clip_frames"), "{err}");
     }
 }

@@ -11,4 +11,4 @@ pub mod graph;
 pub mod metadata;
 
 pub use graph::{Dim, OnnxGraph};
-pub use metadata::{InputKind, ModelMetadata};
+pub use metadata::{InputKind, MetadataError, ModelMetadata};

@@ -4,6 +4,7 @@
 use super::augment::AugmentConfig;
 use super::optim::OptimizerConfig;
 use super::schedule::Schedule;
+use crate::error::{FileError, UnknownName};
 use crate::features::FrontendConfig;
 use crate::nn::models::{InputNorm, ModelConfig};
 use crate::nn::norm::NormConfig;
@@ -41,14 +42,15 @@ impl Validation {
         Validation::Split
     }
 
-    pub fn parse(name: &str) -> Result<Self, String> {
+    /// The names [`Validation::parse`] takes, in the order `--help` lists them.
+    pub const NAMES: [&'static str; 3] = ["auto", "split", "none"];
+
+    pub fn parse(name: &str) -> Result<Self, UnknownName> {
         match name {
             "auto" => Ok(Validation::Auto),
             "split" => Ok(Validation::Split),
             "none" => Ok(Validation::None),
-            other => Err(format!(
-                "unknown validation rule '{other}' (auto, split or none)"
-            )),
+            other => Err(UnknownName::new("validation rule", other, &Self::NAMES)),
         }
     }
 }
@@ -143,6 +145,57 @@ impl TrainConfig {
     }
 }
 
+/// Where a command's run config starts ([`Overrides::build`]): a whole config file, or
+/// [`TrainConfig::defaults`] for the model. The data set, the cache and the norm the command
+/// names replace the file's either way, so one config file serves other data and other norms
+/// (`asc compare` trains every norm from the same base).
+#[derive(Debug, Clone)]
+pub struct ConfigBase {
+    /// Data set root.
+    pub data: PathBuf,
+    /// Architecture of the defaults (unused with a config file, which names its own).
+    pub model: String,
+    pub norm: String,
+    /// A JSON file with a whole `TrainConfig`.
+    pub file: Option<PathBuf>,
+    /// Feature cache folder (`None`: `<data>/.asc-cache`).
+    pub cache: Option<PathBuf>,
+}
+
+impl ConfigBase {
+    /// The base config, before any [`Overrides`].
+    pub fn load(&self) -> Result<TrainConfig, ConfigError> {
+        let cache = self
+            .cache
+            .clone()
+            .unwrap_or_else(|| self.data.join(".asc-cache"));
+        let mut base = match &self.file {
+            Some(p) => crate::fsutil::read_json(p, "training config")?,
+            None => {
+                TrainConfig::defaults(&self.model, &self.norm, self.data.clone(), cache.clone())
+            }
+        };
+        base.data = self.data.clone();
+        base.cache = cache;
+        base.norm = self.norm.clone();
+        Ok(base)
+    }
+}
+
+/// Why the settings given cannot make a run config; each message names the file or setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read or is not a `TrainConfig`.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// A schedule or front-end preset that does not exist.
+    #[error(transparent)]
+    Unknown(#[from] UnknownName),
+    /// A run of no steps.
+    #[error("--epochs and --batch-size must be at least 1")]
+    NoSteps,
+}
+
 /// Settings given on the command line (or by a library caller) over a base config: each
 /// `Some` replaces the base's value, each `None` keeps it. The base is `TrainConfig::defaults`,
 /// or a config file.
@@ -177,8 +230,13 @@ pub struct Overrides {
 }
 
 impl Overrides {
+    /// The config a command describes: `base` loaded, then these settings applied.
+    pub fn build(&self, base: &ConfigBase) -> Result<TrainConfig, ConfigError> {
+        self.apply(base.load()?)
+    }
+
     /// `base` with these settings applied.
-    pub fn apply(&self, mut c: TrainConfig) -> Result<TrainConfig, String> {
+    pub fn apply(&self, mut c: TrainConfig) -> Result<TrainConfig, ConfigError> {
         fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
             if let Some(v) = v {
                 *slot = v.clone();
@@ -225,7 +283,7 @@ impl Overrides {
         set(&mut c.skip_bad, &self.skip_bad);
         set(&mut c.seed, &self.seed);
         if !(c.batch_size > 0 && c.epochs > 0) {
-            return Err("--epochs and --batch-size must be at least 1".into());
+            return Err(ConfigError::NoSteps);
         }
         Ok(c)
     }

@@ -12,6 +12,10 @@ pub enum TrainError {
     #[error("tensor error: {0}")]
     Tensor(#[from] candle_core::Error),
     #[error("{0}")]
+    Settings(#[from] super::config::ConfigError),
+    #[error("{0}")]
+    Frontend(#[from] crate::features::FrontendError),
+    #[error("{0}")]
     Config(String),
     #[error("step {step} (epoch {epoch}): the loss is {loss}; stopped. {}", kept_note(*.last_good, .run_dir))]
     NonFinite {

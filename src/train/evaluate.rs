@@ -23,7 +23,7 @@ pub fn evaluate_run(
     if let Some(d) = data {
         config.data = d;
     }
-    let frontend = LogMel::new(config.frontend.clone()).map_err(TrainError::Config)?;
+    let frontend = LogMel::new(config.frontend.clone())?;
     let data = RunData::open(&config, &frontend)?;
     if data.dataset.labels.names() != config.labels.as_slice() {
         return Err(TrainError::Config(format!(

@@ -213,7 +213,7 @@ fn open_data(
     mut config: TrainConfig,
     warn: &dyn Fn(&str),
 ) -> Result<(TrainConfig, RunData), TrainError> {
-    let frontend = LogMel::new(config.frontend.clone()).map_err(TrainError::Config)?;
+    let frontend = LogMel::new(config.frontend.clone())?;
     let data = RunData::open(&config, &frontend)?;
     for skipped in &data.skipped {
         warn(&format!("skipped {skipped}"));

@@ -1,6 +1,7 @@
 //! Learning-rate schedules: linear warm-up followed by cosine decay, or SGDR warm restarts
 //! (the L2BN paper's recipe, `docs/norms.md` §3.5).
 
+use crate::error::UnknownName;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +21,9 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// The kinds [`Schedule::with_kind`] builds.
+    pub const KINDS: [&'static str; 2] = ["constant", "cosine"];
+
     /// The warm-up steps of any schedule.
     pub fn warmup_steps(&self) -> u64 {
         match *self {
@@ -31,7 +35,7 @@ impl Schedule {
 
     /// The schedule named `kind` (`constant` or `cosine`, decaying to 1 % of the peak) with this
     /// one's warm-up.
-    pub fn with_kind(self, kind: &str) -> Result<Self, String> {
+    pub fn with_kind(self, kind: &str) -> Result<Self, UnknownName> {
         let warmup_steps = self.warmup_steps();
         match kind {
             "constant" => Ok(Schedule::Constant { warmup_steps }),
@@ -42,7 +46,7 @@ impl Schedule {
                     _ => 0.01,
                 },
             }),
-            other => Err(format!("unknown schedule '{other}' (constant or cosine)")),
+            other => Err(UnknownName::new("schedule", other, &Self::KINDS)),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::checkpoint::{self, Weights};
 use super::config::TrainConfig;
-use crate::error::FileError;
+use crate::error::{FileError, UnknownName};
 use crate::fsutil::read_json;
 use crate::nn::init::seeded_builder;
 use crate::nn::models::{self, InputNorm, Model, Standardized};
@@ -87,19 +87,33 @@ pub fn read_config(run_dir: &Path) -> std::result::Result<TrainConfig, FileError
 }
 
 /// The device named on the command line: `cpu`, or `cuda` when built with the `cuda` feature.
-pub fn device(name: &str) -> std::result::Result<Device, String> {
+pub fn device(name: &str) -> std::result::Result<Device, DeviceError> {
     match name {
         "cpu" => Ok(Device::Cpu),
-        "cuda" => Device::new_cuda(0).map_err(|e| {
-            let hint = if cfg!(feature = "cuda") {
+        "cuda" => Device::new_cuda(0).map_err(|e| DeviceError::Cuda {
+            reason: e.to_string(),
+            hint: if cfg!(feature = "cuda") {
                 "needs an NVIDIA GPU, driver >= 580 and the CUDA 13 libraries, see docs/gpu.md"
             } else {
                 "this build has no CUDA: build with scripts/build-cuda.sh, see docs/gpu.md"
-            };
-            format!("cannot use CUDA: {e} ({hint})")
+            },
         }),
-        other => Err(format!("unknown device '{other}' (cpu or cuda)")),
+        other => Err(DeviceError::Unknown(UnknownName::new(
+            "device",
+            other,
+            &["cpu", "cuda"],
+        ))),
     }
+}
+
+/// Why the device asked for cannot be used ([`device`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(transparent)]
+    Unknown(#[from] UnknownName),
+    /// CUDA was asked for but cannot start; `hint` says what this build or machine needs.
+    #[error("cannot use CUDA: {reason} ({hint})")]
+    Cuda { reason: String, hint: &'static str },
 }
 
 #[cfg(test)]
@@ -109,15 +123,15 @@ mod tests {
     #[test]
     fn device_names() {
         assert!(device("cpu").unwrap().is_cpu());
-        let e = device("tpu").unwrap_err();
-        assert!(e.contains("cpu or cuda"), "{e}");
+        let e = device("tpu").unwrap_err().to_string();
+        assert!(e.contains("cpu, cuda"), "{e}");
     }
 
     /// Without the feature, `--device cuda` says how to get a CUDA build (docs/gpu.md).
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_without_the_feature_points_to_the_build_script() {
-        let e = device("cuda").unwrap_err();
+        let e = device("cuda").unwrap_err().to_string();
         assert!(e.contains("scripts/build-cuda.sh"), "{e}");
     }
 }

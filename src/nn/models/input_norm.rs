@@ -32,14 +32,15 @@ pub enum InputNorm {
 impl InputNorm {
     pub const NAMES: [&'static str; 3] = ["none", "global", "per-band"];
 
-    pub fn parse(name: &str) -> std::result::Result<Self, String> {
+    pub fn parse(name: &str) -> std::result::Result<Self, crate::error::UnknownName> {
         match name {
             "none" => Ok(InputNorm::None),
             "global" => Ok(InputNorm::Global),
             "per-band" => Ok(InputNorm::PerBand),
-            other => Err(format!(
-                "unknown input normalisation '{other}' ({})",
-                Self::NAMES.join(", ")
+            other => Err(crate::error::UnknownName::new(
+                "input normalisation",
+                other,
+                &Self::NAMES,
             )),
         }
     }

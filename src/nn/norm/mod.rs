@@ -214,14 +214,11 @@ pub const NORM_NAMES: [&str; REGISTRY.len()] = {
 };
 
 /// Checks a norm name before any work starts (e.g. a comparison that would fail on its last norm).
-pub fn check_name(name: &str) -> std::result::Result<(), String> {
+pub fn check_name(name: &str) -> std::result::Result<(), crate::error::UnknownName> {
     if NORM_NAMES.contains(&name) {
         Ok(())
     } else {
-        Err(format!(
-            "unknown norm {name:?}; valid names: {}",
-            NORM_NAMES.join(", ")
-        ))
+        Err(crate::error::UnknownName::new("norm", name, &NORM_NAMES))
     }
 }
 
