@@ -4,8 +4,9 @@
 //! table reports mean ± sample standard deviation, so a gap can be read against the noise.
 
 use crate::dataset::Split;
+use crate::error::FileError;
 use crate::fsutil::write_atomic;
-use crate::train::{self, evaluate, metrics::Metrics, RunOptions, TrainConfig};
+use crate::train::{self, evaluate, metrics::Metrics, RunOptions, TrainConfig, TrainError};
 use candle_core::Device;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -58,7 +59,7 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 /// Trains and tests every (norm, seed); runs already finished in `out` are reused, so an
 /// interrupted comparison continues where it stopped. Writes `results.md`, `results.csv`
 /// (one line per run) and `results.png`.
-pub fn run(opts: &Options) -> anyhow::Result<Vec<Row>> {
+pub fn run(opts: &Options) -> Result<Vec<Row>, TrainError> {
     let mut rows = Vec::new();
     for norm in &opts.norms {
         let mut row = Row {
@@ -270,8 +271,8 @@ pub fn csv(rows: &[Row]) -> String {
     s
 }
 
-fn write_results(opts: &Options, rows: &[Row]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&opts.out)?;
+fn write_results(opts: &Options, rows: &[Row]) -> Result<(), FileError> {
+    std::fs::create_dir_all(&opts.out).map_err(|e| FileError::new(&opts.out, e.to_string()))?;
     write_atomic(
         &opts.out.join("results.md"),
         markdown(opts, rows).as_bytes(),

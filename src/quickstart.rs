@@ -4,12 +4,13 @@
 //! an earlier invocation finished, so a rerun (or a run after an interruption) is cheap.
 
 use crate::dataset::Split;
-use crate::export::{self, ExportOptions};
+use crate::error::FileError;
+use crate::export::{self, ExportError, ExportOptions};
 use crate::features::FrontendConfig;
-use crate::infer::{self, Classifier, Outcome};
-use crate::synth::{self, SynthConfig};
+use crate::infer::{self, Classifier, InferError, Outcome};
+use crate::synth::{self, SynthConfig, SynthError};
 use crate::train::config::Validation;
-use crate::train::{self, metrics::Metrics, RunOptions, RunSummary, TrainConfig};
+use crate::train::{self, metrics::Metrics, RunOptions, RunSummary, TrainConfig, TrainError};
 use candle_core::Device;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -85,8 +86,26 @@ pub struct Report {
     pub seconds: f64,
 }
 
+/// Which step of the job stopped it; each step's own error names the file or setting.
+#[derive(Debug, thiserror::Error)]
+pub enum QuickstartError {
+    #[error(transparent)]
+    Synth(#[from] SynthError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    /// The clips to classify cannot be listed.
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("no norms to train")]
+    NoNorms,
+}
+
 /// Runs the whole job.
-pub fn run(opts: &Options) -> anyhow::Result<Report> {
+pub fn run(opts: &Options) -> Result<Report, QuickstartError> {
     let started = Instant::now();
     let data = opts.out.join("data");
     let say = |s: String| {
@@ -110,8 +129,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         ));
         results.push(train_and_test(opts, &data, norm)?);
     }
-    let best =
-        choose_by_validation(&results).ok_or_else(|| anyhow::anyhow!("no norms to train"))?;
+    let best = choose_by_validation(&results).ok_or(QuickstartError::NoNorms)?;
     let onnx = opts.out.join("model.onnx");
     say(format!(
         "[3/4] exporting the {} model to {}",
@@ -151,7 +169,7 @@ fn choose_by_validation(results: &[NormResult]) -> Option<usize> {
 }
 
 /// Trains (or finishes, or reuses) the run of one norm and evaluates it on the test list.
-fn train_and_test(opts: &Options, data: &Path, norm: &str) -> anyhow::Result<NormResult> {
+fn train_and_test(opts: &Options, data: &Path, norm: &str) -> Result<NormResult, TrainError> {
     let run_dir = opts.out.join(format!("cnn-{norm}"));
     let mut cfg = TrainConfig::defaults("cnn", norm, data.to_path_buf(), data.join(".asc-cache"));
     cfg.epochs = opts.epochs;
