@@ -26,8 +26,9 @@ pub enum ExportError {
     Model(#[from] candle_core::Error),
     #[error("{0}")]
     Frontend(#[from] crate::features::FrontendError),
-    #[error("{0}")]
-    Invalid(String),
+    /// The run predates the recorded input length, so the exported model's window is unknown.
+    #[error("the run's config.json has no clip_frames (trained by an older asc?)")]
+    NoClipFrames,
 }
 
 /// Options of `asc export`.
@@ -91,11 +92,10 @@ pub fn run_metadata(
     waveform: bool,
 ) -> Result<ModelMetadata, ExportError> {
     let c = &session.config;
-    let clip_frames = c.clip_frames.or(c.crop_frames).ok_or_else(|| {
-        ExportError::Invalid(
-            "the run's config.json has no clip_frames (trained by an older asc?)".into(),
-        )
-    })?;
+    let clip_frames = c
+        .clip_frames
+        .or(c.crop_frames)
+        .ok_or(ExportError::NoClipFrames)?;
     let train = &loaded.state["train"];
     let training = serde_json::json!({
         "data": c.data,

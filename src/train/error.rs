@@ -15,8 +15,24 @@ pub enum TrainError {
     Settings(#[from] super::config::ConfigError),
     #[error("{0}")]
     Frontend(#[from] crate::features::FrontendError),
-    #[error("{0}")]
-    Config(String),
+    /// A fresh run asked for in a folder that holds one.
+    #[error("{} already holds a run; pass --resume to continue it or choose another --out", .run_dir.display())]
+    RunExists { run_dir: PathBuf },
+    /// Every training clip was left out as bad (`--skip-bad`).
+    #[error("{}: no training clips left ({skipped} bad rows or clips skipped)", .data.display())]
+    NoTrainingClips { data: PathBuf, skipped: usize },
+    /// A run evaluated on a data set with other classes than it was trained on.
+    #[error("the data set's classes {data:?} differ from the model's {model:?}")]
+    ClassMismatch {
+        data: Vec<String>,
+        model: Vec<String>,
+    },
+    /// The list a run is evaluated on holds no clips.
+    #[error("the {0} list is empty")]
+    EmptyList(&'static str),
+    /// A record of the run cannot be written as JSON.
+    #[error("cannot write JSON: {0}")]
+    Json(#[from] serde_json::Error),
     #[error("step {step} (epoch {epoch}): the loss is {loss}; stopped. {}", kept_note(*.last_good, .run_dir))]
     NonFinite {
         step: u64,

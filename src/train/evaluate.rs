@@ -26,24 +26,19 @@ pub fn evaluate_run(
     let frontend = LogMel::new(config.frontend.clone())?;
     let data = RunData::open(&config, &frontend)?;
     if data.dataset.labels.names() != config.labels.as_slice() {
-        return Err(TrainError::Config(format!(
-            "the data set's classes {:?} differ from the model's {:?}",
-            data.dataset.labels.names(),
-            config.labels
-        )));
+        return Err(TrainError::ClassMismatch {
+            data: data.dataset.labels.names().to_vec(),
+            model: config.labels,
+        });
     }
     let session = Session::build(config.clone(), device)?;
     session.load_weights(&run_dir.join("best.safetensors"))?;
     let clips = data.dataset.split(split).to_vec();
     if clips.is_empty() {
-        return Err(TrainError::Config(format!(
-            "the {} list is empty",
-            split.name()
-        )));
+        return Err(TrainError::EmptyList(split.name()));
     }
     let metrics = score(&session, &data, &clips, config.batch_size)?;
-    let json =
-        serde_json::to_vec_pretty(&metrics).map_err(|e| TrainError::Config(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&metrics)?;
     write_atomic(&run_dir.join("metrics.json"), &json)?;
     write_atomic(
         &run_dir.join("confusion.csv"),

@@ -51,7 +51,7 @@ pub struct RunSummary {
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
-    let text = serde_json::to_vec_pretty(value).map_err(|e| TrainError::Config(e.to_string()))?;
+    let text = serde_json::to_vec_pretty(value)?;
     Ok(write_atomic(path, &text)?)
 }
 
@@ -70,10 +70,9 @@ fn resolve_config(
             ..saved
         })
     } else if checkpoint_path.exists() {
-        Err(TrainError::Config(format!(
-            "{} already holds a run; pass --resume to continue it or choose another --out",
-            run_dir.display()
-        )))
+        Err(TrainError::RunExists {
+            run_dir: run_dir.to_path_buf(),
+        })
     } else {
         Ok(config)
     }
@@ -243,9 +242,8 @@ fn resume_state(
     checkpoint_path: &Path,
 ) -> Result<TrainState, TrainError> {
     let loaded = session.load_weights(checkpoint_path)?;
-    let state: TrainState = serde_json::from_value(loaded.state["train"].clone()).map_err(|e| {
-        TrainError::Config(format!("{}: bad state: {e}", checkpoint_path.display()))
-    })?;
+    let state: TrainState = serde_json::from_value(loaded.state["train"].clone())
+        .map_err(|e| crate::error::FileError::new(checkpoint_path, format!("bad state: {e}")))?;
     optimizer.load_state(&loaded.group("extra.optim."), state.step)?;
     Ok(state)
 }
@@ -382,7 +380,7 @@ fn epoch_line(r: &EpochRecord, epochs: u64) -> String {
 fn write_history(run_dir: &Path, state: &TrainState) -> Result<(), TrainError> {
     let mut lines = String::new();
     for r in &state.history {
-        lines.push_str(&serde_json::to_string(r).map_err(|e| TrainError::Config(e.to_string()))?);
+        lines.push_str(&serde_json::to_string(r)?);
         lines.push('\n');
     }
     write_atomic(&run_dir.join("metrics.jsonl"), lines.as_bytes())?;

@@ -108,11 +108,10 @@ impl RunData {
             FeatureStore::prepare(&dataset, &all, frontend, cache)?
         };
         if train.is_empty() {
-            return Err(TrainError::Config(format!(
-                "{}: no training clips left ({} bad rows or clips skipped)",
-                config.data.display(),
-                skipped.len()
-            )));
+            return Err(TrainError::NoTrainingClips {
+                data: config.data.clone(),
+                skipped: skipped.len(),
+            });
         }
         Ok(Self {
             train,
