@@ -10,7 +10,7 @@ mod resample;
 mod riff;
 
 pub use decode::{decode_bytes, decode_file, read_file, Decoded, MAX_FILE_BYTES, MAX_FLOAT_SAMPLE};
-pub use resample::resample;
+pub use resample::{resample, ResampleError};
 pub use riff::{SampleFormat, WavInfo, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 
 pub use crate::error::FileError as AudioError;
@@ -41,13 +41,17 @@ pub fn decode_mono(
     bytes: &[u8],
     target_rate: Option<u32>,
 ) -> Result<(Vec<f32>, u32), AudioError> {
-    into_mono(decode_bytes(path, bytes)?, target_rate).map_err(|e| AudioError::new(path, e))
+    into_mono(decode_bytes(path, bytes)?, target_rate)
+        .map_err(|e| AudioError::new(path, e.to_string()))
 }
 
 /// Mono samples of a decoded file at `target_rate` (its own rate when `None`), with that rate.
 /// Takes the samples by value so that a mono file already at the rate is passed through: each
 /// copy of a 10 s clip is megabytes of fresh pages, which showed in the front end's profile.
-pub fn into_mono(decoded: Decoded, target_rate: Option<u32>) -> Result<(Vec<f32>, u32), String> {
+pub fn into_mono(
+    decoded: Decoded,
+    target_rate: Option<u32>,
+) -> Result<(Vec<f32>, u32), ResampleError> {
     let rate_in = decoded.info.sample_rate;
     let mono = match decoded.info.channels {
         0 | 1 => decoded.samples,

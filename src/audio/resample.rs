@@ -17,31 +17,55 @@ pub const MAX_OUTPUT_BLOCK: usize = 1 << 21;
 /// the block holds an even number of the ratio's smallest units, otherwise the output is shifted
 /// by a fraction of a sample (0.36 samples at 44.1 → 32 kHz, measured). The block is made
 /// smaller (down to two units) when its output would exceed [`MAX_OUTPUT_BLOCK`].
-fn block_len(rate_in: u32, rate_out: u32) -> Result<usize, String> {
+fn block_len(rate_in: u32, rate_out: u32) -> Result<usize, ResampleError> {
     let g = gcd(rate_in, rate_out);
     let (unit_in, unit_out) = ((rate_in / g) as usize, (rate_out / g) as usize);
     let mut units = MIN_BLOCK.div_ceil(unit_in).max(2);
     units += units % 2;
     let fitting = (MAX_OUTPUT_BLOCK / unit_out) & !1;
     if fitting < 2 {
-        return Err(format!(
-            "resampling {rate_in} -> {rate_out} Hz needs output blocks of {} samples \
-             (at most {MAX_OUTPUT_BLOCK})",
-            2 * unit_out
-        ));
+        return Err(ResampleError::BlockTooLarge {
+            rate_in,
+            rate_out,
+            samples: 2 * unit_out,
+        });
     }
     Ok(units.min(fitting) * unit_in)
 }
 
 /// Both rates must be ones the decoder accepts; the resampler sizes its buffers from them.
-fn check_rate(what: &str, rate: u32) -> Result<(), String> {
+fn check_rate(what: &'static str, rate: u32) -> Result<(), ResampleError> {
     if (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate) {
         Ok(())
     } else {
-        Err(format!(
-            "{what} sample rate {rate} Hz is outside {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz"
-        ))
+        Err(ResampleError::Rate { what, rate })
     }
+}
+
+/// Why samples could not be resampled: a rate outside what the decoder accepts, a ratio too
+/// fine for the output block limit, or the resampler's own failure, with the rates involved.
+#[derive(Debug, thiserror::Error)]
+pub enum ResampleError {
+    /// `what` is `input` or `output`.
+    #[error("{what} sample rate {rate} Hz is outside {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")]
+    Rate { what: &'static str, rate: u32 },
+    #[error(
+        "resampling {rate_in} -> {rate_out} Hz needs output blocks of {samples} samples \
+         (at most {MAX_OUTPUT_BLOCK})"
+    )]
+    BlockTooLarge {
+        rate_in: u32,
+        rate_out: u32,
+        samples: usize,
+    },
+    #[error("resampler {rate_in} -> {rate_out} Hz: {source}")]
+    Setup {
+        rate_in: u32,
+        rate_out: u32,
+        source: rubato::ResamplerConstructionError,
+    },
+    #[error("resampling: {0}")]
+    Process(#[from] rubato::ResampleError),
 }
 
 fn gcd(mut a: u32, mut b: u32) -> u32 {
@@ -53,7 +77,7 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
 
 /// Resamples mono `input` from `rate_in` to `rate_out` Hz. The output has
 /// `ceil(len · rate_out / rate_in)` samples, the length librosa gives.
-pub fn resample(input: &[f32], rate_in: u32, rate_out: u32) -> Result<Vec<f32>, String> {
+pub fn resample(input: &[f32], rate_in: u32, rate_out: u32) -> Result<Vec<f32>, ResampleError> {
     if rate_in == rate_out || input.is_empty() {
         return Ok(input.to_vec());
     }
@@ -62,29 +86,26 @@ pub fn resample(input: &[f32], rate_in: u32, rate_out: u32) -> Result<Vec<f32>, 
     let expected = (input.len() as u64 * rate_out as u64).div_ceil(rate_in as u64) as usize;
     let block = block_len(rate_in, rate_out)?;
     let mut resampler = FftFixedIn::<f32>::new(rate_in as usize, rate_out as usize, block, 1, 1)
-        .map_err(|e| format!("resampler {rate_in} -> {rate_out} Hz: {e}"))?;
+        .map_err(|source| ResampleError::Setup {
+            rate_in,
+            rate_out,
+            source,
+        })?;
     let delay = resampler.output_delay();
     let mut out = Vec::with_capacity(expected + delay + 2 * block);
     let mut pos = 0;
-    let fail = |e: rubato::ResampleError| format!("resampling: {e}");
     while out.len() < expected + delay {
         let need = resampler.input_frames_next();
         let chunk = if pos + need <= input.len() {
-            let block = resampler
-                .process(&[&input[pos..pos + need]], None)
-                .map_err(fail)?;
+            let block = resampler.process(&[&input[pos..pos + need]], None)?;
             pos += need;
             block
         } else if pos < input.len() {
-            let block = resampler
-                .process_partial(Some(&[&input[pos..]]), None)
-                .map_err(fail)?;
+            let block = resampler.process_partial(Some(&[&input[pos..]]), None)?;
             pos = input.len();
             block
         } else {
-            resampler
-                .process_partial::<&[f32]>(None, None)
-                .map_err(fail)?
+            resampler.process_partial::<&[f32]>(None, None)?
         };
         out.extend_from_slice(&chunk[0]);
     }
@@ -119,9 +140,11 @@ mod tests {
         }
         assert!(resample(&[0.5; 10], 1, 32_000)
             .unwrap_err()
+            .to_string()
             .contains("input sample rate 1 Hz"));
         assert!(resample(&[0.5; 10], 32_000, 4_000_000)
             .unwrap_err()
+            .to_string()
             .contains("output sample rate"));
         // The extreme accepted ratio still resamples, with librosa's length.
         let y = resample(&[0.25; 30], MIN_SAMPLE_RATE, 767_999).unwrap();

@@ -66,7 +66,7 @@ pub fn classify(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
     for input in &a.inputs {
         match audio::collect_inputs(std::slice::from_ref(input)) {
             Ok(found) => paths.extend(found),
-            Err(e) => results.push((input.clone(), Err(e.to_string()))),
+            Err(e) => results.push((input.clone(), Err(e.into()))),
         }
     }
     let bar = progress::bar(paths.len() as u64, "classify");

@@ -2,7 +2,8 @@
 //! people, JSON for programs, CSV for spreadsheets, and the DCASE submission format
 //! (`docs/datasets.md`).
 
-use super::Prediction;
+use super::{InferError, Prediction};
+use crate::error::UnknownName;
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -18,23 +19,20 @@ pub enum Format {
 }
 
 impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
         match s {
             "table" => Ok(Format::Table),
             "json" => Ok(Format::Json),
             "csv" => Ok(Format::Csv),
             "dcase" => Ok(Format::Dcase),
-            other => Err(format!(
-                "unknown format '{other}' (known: {})",
-                FORMAT_NAMES.join(", ")
-            )),
+            other => Err(UnknownName::new("format", other, FORMAT_NAMES)),
         }
     }
 }
 
 /// One input's outcome: its prediction or why it failed.
-pub type Outcome = (PathBuf, Result<Prediction, String>);
+pub type Outcome = (PathBuf, Result<Prediction, InferError>);
 
 /// Renders all outcomes for stdout. Failed files appear in `table` and `json` (as
 /// `{"file", "error"}`); `csv` and `dcase` hold results only (errors go to stderr).
@@ -92,7 +90,9 @@ fn json(labels: &[String], results: &[Outcome]) -> String {
                     "scores": scores(&w.scores),
                 })).collect::<Vec<_>>(),
             }),
-            Err(e) => serde_json::json!({"file": path.display().to_string(), "error": e}),
+            Err(e) => {
+                serde_json::json!({"file": path.display().to_string(), "error": e.to_string()})
+            }
         })
         .collect();
     let mut s = serde_json::to_string_pretty(&items).expect("plain data serialises");
@@ -132,6 +132,8 @@ fn delimited(labels: &[String], results: &[Outcome], sep: char, head: &str) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::FileError;
+    use std::path::Path;
 
     fn outcomes() -> (Vec<String>, Vec<Outcome>) {
         let labels = vec!["bus".to_string(), "park".to_string()];
@@ -144,7 +146,10 @@ mod tests {
             labels,
             vec![
                 (PathBuf::from("a/x.wav"), Ok(p)),
-                (PathBuf::from("b.wav"), Err("b.wav: truncated".into())),
+                (
+                    PathBuf::from("b.wav"),
+                    Err(FileError::new(Path::new("b.wav"), "truncated").into()),
+                ),
             ],
         )
     }

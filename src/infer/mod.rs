@@ -56,7 +56,18 @@ pub enum InferError {
     #[error(transparent)]
     File(#[from] FileError),
     #[error("{0}")]
-    Runtime(String),
+    Resample(#[from] crate::audio::ResampleError),
+    #[error("no samples to classify")]
+    NoSamples,
+    #[error("this model takes waveforms; use classify_samples")]
+    TakesWaveforms,
+    #[error("spectrograms of one batch must have the same size")]
+    MixedSizes,
+    #[error("the model needs {need} mel bands, got {got}")]
+    MelBands { need: usize, got: usize },
+    /// tract failed on a step of running the graph (`step` says which).
+    #[error("{step}: {reason}")]
+    Runtime { step: &'static str, reason: String },
 }
 
 type Plan = Arc<TypedRunnableModel>;
@@ -140,8 +151,8 @@ impl Classifier {
         let path = path.as_ref();
         let (samples, _) = crate::audio::load_mono(path, Some(self.sample_rate()))?;
         self.classify_at_model_rate(&samples).map_err(|e| match e {
-            InferError::Runtime(why) => InferError::File(FileError::new(path, why)),
-            other => other,
+            InferError::File(e) => InferError::File(e),
+            other => InferError::File(FileError::new(path, other.to_string())),
         })
     }
 
@@ -151,14 +162,13 @@ impl Classifier {
         samples: &[f32],
         sample_rate: u32,
     ) -> Result<Prediction, InferError> {
-        let samples = crate::audio::resample(samples, sample_rate, self.sample_rate())
-            .map_err(InferError::Runtime)?;
+        let samples = crate::audio::resample(samples, sample_rate, self.sample_rate())?;
         self.classify_at_model_rate(&samples)
     }
 
     fn classify_at_model_rate(&self, samples: &[f32]) -> Result<Prediction, InferError> {
         if samples.is_empty() {
-            return Err(InferError::Runtime("no samples to classify".into()));
+            return Err(InferError::NoSamples);
         }
         let hop = self.meta.frontend.hop_length;
         // The frame count follows from the length alone; a waveform model computes its own
@@ -203,9 +213,7 @@ impl Classifier {
         specs: &[Spectrogram],
     ) -> Result<Vec<Vec<f32>>, InferError> {
         if self.meta.input != InputKind::Logmel {
-            return Err(InferError::Runtime(
-                "this model takes waveforms; use classify_samples".into(),
-            ));
+            return Err(InferError::TakesWaveforms);
         }
         let Some(first) = specs.first() else {
             return Ok(Vec::new());
@@ -214,15 +222,13 @@ impl Classifier {
             .iter()
             .any(|s| (s.n_mels, s.frames) != (first.n_mels, first.frames))
         {
-            return Err(InferError::Runtime(
-                "spectrograms of one batch must have the same size".into(),
-            ));
+            return Err(InferError::MixedSizes);
         }
         if first.n_mels != self.meta.frontend.n_mels {
-            return Err(InferError::Runtime(format!(
-                "the model needs {} mel bands, got {}",
-                self.meta.frontend.n_mels, first.n_mels
-            )));
+            return Err(InferError::MelBands {
+                need: self.meta.frontend.n_mels,
+                got: first.n_mels,
+            });
         }
         let (m, t) = (first.n_mels, first.frames);
         let mut x = Vec::with_capacity(specs.len() * m * t);
@@ -293,7 +299,7 @@ impl Classifier {
             .map(|i| {
                 let one = input
                     .slice(0, i, i + 1)
-                    .map_err(|e| InferError::Runtime(format!("batch slice: {e:#}")))?;
+                    .map_err(|e| runtime("batch slice", e))?;
                 self.run_one(one)
             })
             .collect::<Result<_, _>>()?;
@@ -304,10 +310,10 @@ impl Classifier {
         let plan = self.plan(input.shape())?;
         let out = plan
             .run(tvec!(input.into()))
-            .map_err(|e| InferError::Runtime(format!("inference failed: {e:#}")))?;
+            .map_err(|e| runtime("inference failed", e))?;
         let view = out[0]
             .to_plain_array_view::<f32>()
-            .map_err(|e| InferError::Runtime(format!("unexpected model output: {e:#}")))?;
+            .map_err(|e| runtime("unexpected model output", e))?;
         Ok(view.iter().copied().collect())
     }
 
@@ -336,6 +342,14 @@ impl Classifier {
     }
 }
 
+/// A tract failure at `step`, with its whole cause chain.
+fn runtime(step: &'static str, e: TractError) -> InferError {
+    InferError::Runtime {
+        step,
+        reason: format!("{e:#}"),
+    }
+}
+
 fn argmax(v: &[f32]) -> usize {
     (0..v.len())
         .max_by(|&a, &b| v[a].total_cmp(&v[b]))
@@ -353,7 +367,7 @@ pub fn classify_all(
     paths
         .par_iter()
         .map(|p| {
-            let r = classifier.classify_file(p).map_err(|e| e.to_string());
+            let r = classifier.classify_file(p);
             on_done();
             (p.clone(), r)
         })
