@@ -127,7 +127,9 @@ impl std::fmt::Display for Summary {
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
     #[error("invalid synth config: {0}")]
-    InvalidConfig(String),
+    InvalidConfig(#[from] SynthConfigError),
+    #[error("cannot write the synth config as JSON: {0}")]
+    Json(#[from] serde_json::Error),
     #[error("{path}: {reason}")]
     NotEmpty { path: PathBuf, reason: String },
     #[error("{path}: {source}")]
@@ -155,54 +157,67 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SynthError + '_ {
 }
 
 impl SynthConfig {
-    pub fn validate(&self) -> Result<Vec<&'static SceneRecipe>, SynthError> {
-        let bad = |m: String| Err(SynthError::InvalidConfig(m));
+    pub fn validate(&self) -> Result<Vec<&'static SceneRecipe>, SynthConfigError> {
+        use SynthConfigError as E;
         if self.scenes.len() < 2 {
-            return bad(format!("need at least 2 scenes, got {}", self.scenes.len()));
+            return Err(E::TooFewScenes(self.scenes.len()));
         }
         let mut recipes = Vec::new();
         for s in &self.scenes {
             let Some(r) = scenes::recipe(s) else {
                 let known: Vec<&str> = scenes::CATALOGUE.iter().map(|r| r.name).collect();
-                return bad(format!("unknown scene {s:?}; known: {}", known.join(", ")));
+                return Err(E::UnknownScene {
+                    name: s.clone(),
+                    known: known.join(", "),
+                });
             };
             if recipes.iter().any(|x: &&SceneRecipe| x.name == r.name) {
-                return bad(format!("scene {s:?} listed twice"));
+                return Err(E::DuplicateScene(s.clone()));
             }
             recipes.push(r);
         }
         if !(8_000..=192_000).contains(&self.sample_rate) {
-            return bad(format!(
-                "sample_rate {} not in 8000..=192000",
-                self.sample_rate
-            ));
+            return Err(E::SampleRate(self.sample_rate));
         }
         if !(self.clip_seconds >= 0.1 && self.clip_seconds <= 60.0) {
-            return bad(format!(
-                "clip_seconds {} not in [0.1, 60]",
-                self.clip_seconds
-            ));
+            return Err(E::ClipSeconds(self.clip_seconds));
         }
         if !matches!(self.bits_per_sample, 16 | 24) {
-            return bad(format!(
-                "bits_per_sample {} (16 or 24)",
-                self.bits_per_sample
-            ));
+            return Err(E::BitsPerSample(self.bits_per_sample));
         }
         if self.locations_per_class < 2 || self.locations_per_class > self.clips_per_class {
-            return bad(format!(
-                "locations_per_class {} must be in 2..=clips_per_class ({})",
-                self.locations_per_class, self.clips_per_class
-            ));
+            return Err(E::LocationsPerClass {
+                locations: self.locations_per_class,
+                clips: self.clips_per_class,
+            });
         }
         if !(self.test_location_fraction > 0.0 && self.test_location_fraction < 1.0) {
-            return bad(format!(
-                "test_location_fraction {} not in (0, 1)",
-                self.test_location_fraction
-            ));
+            return Err(E::TestLocationFraction(self.test_location_fraction));
         }
         Ok(recipes)
     }
+}
+
+/// A synthetic data set's settings that cannot make one ([`SynthConfig::validate`]), naming the
+/// setting, its value and the range it must be in.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SynthConfigError {
+    #[error("need at least 2 scenes, got {0}")]
+    TooFewScenes(usize),
+    #[error("unknown scene {name:?}; known: {known}")]
+    UnknownScene { name: String, known: String },
+    #[error("scene {0:?} listed twice")]
+    DuplicateScene(String),
+    #[error("sample_rate {0} not in 8000..=192000")]
+    SampleRate(u32),
+    #[error("clip_seconds {0} not in [0.1, 60]")]
+    ClipSeconds(f32),
+    #[error("bits_per_sample {0} (16 or 24)")]
+    BitsPerSample(u16),
+    #[error("locations_per_class {locations} must be in 2..=clips_per_class ({clips})")]
+    LocationsPerClass { locations: usize, clips: usize },
+    #[error("test_location_fraction {0} not in (0, 1)")]
+    TestLocationFraction(f32),
 }
 
 /// One clip to render.
@@ -317,8 +332,7 @@ pub fn generate(out_dir: impl AsRef<Path>, cfg: &SynthConfig) -> Result<Summary,
         seconds: 0.0,
     };
     let marker = out.join("synth.json");
-    let cfg_json =
-        serde_json::to_string_pretty(cfg).map_err(|e| SynthError::InvalidConfig(e.to_string()))?;
+    let cfg_json = serde_json::to_string_pretty(cfg)?;
     if out.exists() {
         if let Ok(old) = std::fs::read_to_string(&marker) {
             if serde_json::from_str::<SynthConfig>(&old).ok().as_ref() == Some(cfg) {
