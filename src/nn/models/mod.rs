@@ -78,8 +78,8 @@ pub fn build(config: &ModelConfig, vb: VarBuilder, norm: &NormFactory) -> Result
         "cnn" => Ok(Box::new(Cnn::new(config, vb, norm)?)),
         "cp-mobile" => Ok(Box::new(CpMobile::new(config, vb, norm)?)),
         other => candle_core::bail!(
-            "unknown model '{other}' (known: {})",
-            MODEL_NAMES.join(", ")
+            "{}",
+            crate::error::UnknownName::new("model", other, MODEL_NAMES)
         ),
     }
 }

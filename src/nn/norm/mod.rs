@@ -235,8 +235,8 @@ pub fn build_norm(
     match REGISTRY.iter().find(|(n, _)| *n == name) {
         Some((_, ctor)) => ctor(c, cfg, nb),
         None => bail!(
-            "unknown norm {name:?}; valid names: {}",
-            NORM_NAMES.join(", ")
+            "{}",
+            crate::error::UnknownName::new("norm", name, &NORM_NAMES)
         ),
     }
 }
