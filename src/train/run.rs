@@ -169,20 +169,7 @@ pub fn train(
         run_dir,
         quiet: opts.quiet,
     };
-    let mut epochs_this_run = 0;
-    let mut last_rate = 0.0;
-    while state.epochs_done < config.epochs {
-        if opts.stop_after_epochs.is_some_and(|n| epochs_this_run >= n) {
-            break;
-        }
-        let record = run_epoch(&plan, &mut optimizer, &mut state)?;
-        last_rate = record.clips_per_second;
-        if !opts.quiet {
-            eprintln!("{}", epoch_line(&record, config.epochs));
-        }
-        keep_epoch(&session, &optimizer, &mut state, record, run_dir)?;
-        epochs_this_run += 1;
-    }
+    let last_rate = run_epochs(&plan, &mut optimizer, &mut state, opts.stop_after_epochs)?;
     Ok(RunSummary {
         run_dir: run_dir.to_path_buf(),
         params: session.param_count(),
@@ -309,6 +296,33 @@ fn announce(session: &Session, data: &RunData, quiet: bool) -> u64 {
         );
     }
     macs
+}
+
+/// The epochs still to do, each kept and checkpointed before the next begins, so an interrupted
+/// run loses at most the epoch in progress; `stop_after` ends this invocation early the way a
+/// kill would (for tests of resumption). Returns the last epoch's throughput (0 if none ran).
+fn run_epochs(
+    plan: &EpochPlan,
+    optimizer: &mut Optimizer,
+    state: &mut TrainState,
+    stop_after: Option<u64>,
+) -> Result<f64, TrainError> {
+    let epochs = plan.session.config.epochs;
+    let mut epochs_this_run = 0;
+    let mut last_rate = 0.0;
+    while state.epochs_done < epochs {
+        if stop_after.is_some_and(|n| epochs_this_run >= n) {
+            break;
+        }
+        let record = run_epoch(plan, optimizer, state)?;
+        last_rate = record.clips_per_second;
+        if !plan.quiet {
+            eprintln!("{}", epoch_line(&record, epochs));
+        }
+        keep_epoch(plan.session, optimizer, state, record, plan.run_dir)?;
+        epochs_this_run += 1;
+    }
+    Ok(last_rate)
 }
 
 /// Adds a finished epoch to the state and saves it: `best.safetensors` when the epoch is the
