@@ -255,3 +255,28 @@ fn train_help_shows_the_library_defaults() {
         );
     }
 }
+
+#[test]
+fn unknown_norm_or_model_is_refused_before_the_run_folder_is_written() {
+    let f = Fixture::new();
+    for (flag, name, known) in [
+        ("--norm", "foo", "l2bn"),
+        ("--model", "resnet", "cp-mobile"),
+    ] {
+        let run = f.dir.path().join(format!("bad-{name}"));
+        let out = child::run(
+            child::asc()
+                .args(["train", "--data"])
+                .arg(&f.data)
+                .args([flag, name, "--out"])
+                .arg(&run),
+        );
+        assert_ne!(out.code, Some(0), "{}", out.describe());
+        assert!(
+            out.stderr.contains(&format!("'{name}'")) && out.stderr.contains(known),
+            "{}",
+            out.describe()
+        );
+        assert!(!run.exists(), "{} was written", run.display());
+    }
+}

@@ -101,6 +101,20 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// The model and norm names against their registries, so that a typo is refused before a
+    /// run folder is written or a feature is computed.
+    pub fn check_names(&self) -> Result<(), UnknownName> {
+        crate::nn::norm::check_name(&self.norm)?;
+        if !crate::nn::models::MODEL_NAMES.contains(&self.model.name.as_str()) {
+            return Err(UnknownName::new(
+                "model",
+                &self.model.name,
+                crate::nn::models::MODEL_NAMES,
+            ));
+        }
+        Ok(())
+    }
+
     /// The defaults used by `asc train` for a model, chosen by measurement on the real-recording
     /// development set (`docs/real-audio.md`): AdamW at 1e-3 with a short warm-up and a cosine
     /// decay over 50 epochs, inputs standardised with the training list's statistics, no

@@ -3,7 +3,7 @@
 //! and exact resumption (batches, augmentation and dropout are pure functions of seed and step).
 
 use super::checkpoint;
-use super::config::TrainConfig;
+use super::config::{ConfigError, TrainConfig};
 use super::epoch::{run_epoch, EpochPlan};
 use super::error::TrainError;
 use super::optim::Optimizer;
@@ -132,6 +132,7 @@ pub fn train(
     device: Device,
     opts: &RunOptions,
 ) -> Result<RunSummary, TrainError> {
+    config.check_names().map_err(ConfigError::from)?;
     prepare_run_dir(run_dir)?;
     let checkpoint_path = run_dir.join(CHECKPOINT_FILE);
     let resuming = opts.resume && checkpoint_path.exists();
