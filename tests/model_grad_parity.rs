@@ -125,7 +125,7 @@ fn dead_lambda_scale(fx: &Fixture, name: &str, norm: &str, cfg: &NormConfig) -> 
     let layer = name.strip_suffix(".lambda")?;
     let gamma = fx.get(&format!("grad.{layer}.weight"))?;
     let c = gamma.elem_count();
-    if norm != "gnplus" || !standardizes_each_map(norm, c, cfg) {
+    if !standardizes_each_map(norm, c, cfg) {
         return None;
     }
     let v = values(gamma).ok()?;

@@ -7,7 +7,7 @@
 use candle_core::{Result, Tensor};
 
 use super::stats::{as_ncl, RunningStats};
-use super::{Norm, NormBuilder, NormConfig};
+use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::Activation;
 use crate::onnx::graph::OnnxGraph;
 
@@ -19,6 +19,9 @@ pub struct BatchNorm {
     stats: RunningStats,
 }
 
+/// The registry entry (docs/architecture.md, "Adding a norm").
+pub const ENTRY: NormEntry = NormEntry::new("bn", build);
+
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
     Ok(Box::new(BatchNorm {
         weight: nb.param("weight", c, 1.0)?,
@@ -29,14 +32,14 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
 
 impl Norm for BatchNorm {
     fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
-        let (x3, dims) = as_ncl(x, self.weight.elem_count(), "bn")?;
+        let (x3, dims) = as_ncl(x, self.weight.elem_count(), ENTRY.name)?;
         self.stats
             .forward_t(&x3, Some((&self.weight, &self.bias)), train, act)?
             .reshape(dims)
     }
 
     fn name(&self) -> &'static str {
-        "bn"
+        ENTRY.name
     }
 
     fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {

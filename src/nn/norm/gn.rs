@@ -5,7 +5,7 @@
 use candle_core::{Result, Tensor};
 
 use super::stats::as_ncl;
-use super::{Norm, NormBuilder, NormConfig};
+use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::{standardize, Activation, Grouping};
 use crate::onnx::graph::{attr_float, OnnxGraph};
 
@@ -46,10 +46,18 @@ impl GroupNorm {
     }
 }
 
+/// The registry entry (docs/architecture.md, "Adding a norm").
+pub const ENTRY: NormEntry = NormEntry::new("gn", build).standardizing(one_group_per_channel);
+
+/// With G = C every (sample, channel) map is standardized on its own (docs/norms.md §2.2).
+pub(crate) fn one_group_per_channel(c: usize, cfg: &NormConfig) -> bool {
+    cfg.groups_for(c) == c
+}
+
 /// G = the largest divisor of C that is ≤ `cfg.gn_max_groups` (docs/norms.md §2.2).
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
     Ok(Box::new(GroupNorm::new(
-        "gn",
+        ENTRY.name,
         c,
         cfg.groups_for(c),
         cfg,

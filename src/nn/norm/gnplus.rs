@@ -13,7 +13,7 @@ use candle_nn::{ops::sigmoid, Init};
 
 use super::gn::{emit_group_norm, group_normalize};
 use super::stats::{as_ncl, RunningStats};
-use super::{GnPlusVariant, Norm, NormBuilder, NormConfig};
+use super::{GnPlusVariant, Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::{plane_affine, Activation};
 use crate::onnx::graph::OnnxGraph;
 
@@ -27,6 +27,15 @@ pub struct GnPlus {
     lambda: Tensor,
     /// `None` for the faithful variant, which has no running statistics.
     stats: Option<RunningStats>,
+}
+
+/// The registry entry (docs/architecture.md, "Adding a norm").
+pub const ENTRY: NormEntry = NormEntry::new("gnplus", build).standardizing(standardizes_each_map);
+
+/// The deployable variant with G = C: its BN part re-normalizes maps that GN already left with
+/// zero mean (docs/norms.md §4.2). The faithful one mixes in batch-axis statistics.
+fn standardizes_each_map(c: usize, cfg: &NormConfig) -> bool {
+    super::gn::one_group_per_channel(c, cfg) && cfg.gnplus_variant == GnPlusVariant::Deployable
 }
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
@@ -82,7 +91,7 @@ impl GnPlus {
 
 impl Norm for GnPlus {
     fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
-        let (x3, dims) = as_ncl(x, self.weight.elem_count(), "gnplus")?;
+        let (x3, dims) = as_ncl(x, self.weight.elem_count(), ENTRY.name)?;
         let (n, c, l) = x3.dims3()?;
         let id = Activation::Identity;
         let (g_s, g_rest) = self.mix_weights()?;
@@ -107,7 +116,7 @@ impl Norm for GnPlus {
     }
 
     fn name(&self) -> &'static str {
-        "gnplus"
+        ENTRY.name
     }
 
     /// The deployable variant is a GN with folded affine (§4.2); faithful GN+ is transductive.

@@ -7,7 +7,7 @@ use candle_core::{Result, Tensor};
 
 use super::gate::{emit_gap_gate, gap_gate};
 use super::stats::{as_ncl, RunningStats};
-use super::{Norm, NormBuilder, NormConfig};
+use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::Activation;
 use crate::onnx::graph::OnnxGraph;
 
@@ -20,6 +20,9 @@ pub struct InstanceEnhancementBn {
     bias_readjust: Tensor,
     stats: RunningStats,
 }
+
+/// The registry entry (docs/architecture.md, "Adding a norm").
+pub const ENTRY: NormEntry = NormEntry::new("iebn", build);
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
     Ok(Box::new(InstanceEnhancementBn {
@@ -41,7 +44,7 @@ impl InstanceEnhancementBn {
 impl Norm for InstanceEnhancementBn {
     fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
         let c = self.weight.elem_count();
-        let (x3, dims) = as_ncl(x, c, "iebn")?;
+        let (x3, dims) = as_ncl(x, c, ENTRY.name)?;
         let n = x3.dim(0)?;
         // BN with a per-sample, per-channel scale γ·a: one fused kernel (stats::RunningStats).
         let scale = self
@@ -54,7 +57,7 @@ impl Norm for InstanceEnhancementBn {
     }
 
     fn name(&self) -> &'static str {
-        "iebn"
+        ENTRY.name
     }
 
     /// docs/norms.md §6.3: Sigmoid gate from GlobalAveragePool, BatchNormalization(scale = γ,

@@ -5,8 +5,16 @@
 use candle_core::Result;
 
 use super::gn::GroupNorm;
-use super::{Norm, NormBuilder, NormConfig};
+use super::{Norm, NormBuilder, NormConfig, NormEntry};
+
+/// The registry entry (docs/architecture.md, "Adding a norm").
+pub const ENTRY: NormEntry = NormEntry::new("in", build).standardizing(always);
+
+/// G = C: every (sample, channel) map is standardized on its own.
+fn always(_c: usize, _cfg: &NormConfig) -> bool {
+    true
+}
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
-    Ok(Box::new(GroupNorm::new("in", c, c, cfg, nb)?))
+    Ok(Box::new(GroupNorm::new(ENTRY.name, c, c, cfg, nb)?))
 }

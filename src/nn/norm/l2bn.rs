@@ -8,7 +8,7 @@
 use candle_core::{Result, Tensor};
 
 use super::stats::{as_ncl, RunningStats};
-use super::{L2bnMode, Norm, NormBuilder, NormConfig};
+use super::{L2bnMode, Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::{equalize_samples, Activation};
 use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
 
@@ -23,6 +23,9 @@ pub struct L2BatchNorm {
     bias: Tensor,
     stats: RunningStats,
 }
+
+/// The registry entry (docs/architecture.md, "Adding a norm").
+pub const ENTRY: NormEntry = NormEntry::new("l2bn", build);
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
     Ok(Box::new(L2BatchNorm {
@@ -42,7 +45,7 @@ impl L2BatchNorm {
 
 impl Norm for L2BatchNorm {
     fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
-        let (x3, dims) = as_ncl(x, self.weight.elem_count(), "l2bn")?;
+        let (x3, dims) = as_ncl(x, self.weight.elem_count(), ENTRY.name)?;
         let xt = self.equalize(&x3)?;
         self.stats
             .forward_t(&xt, Some((&self.weight, &self.bias)), train, act)?
@@ -50,7 +53,7 @@ impl Norm for L2BatchNorm {
     }
 
     fn name(&self) -> &'static str {
-        "l2bn"
+        ENTRY.name
     }
 
     /// docs/norms.md §3.4: per-sample divisor (ReduceL2 or ReduceMean of X², axes attribute),

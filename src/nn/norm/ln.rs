@@ -4,8 +4,11 @@
 use candle_core::Result;
 
 use super::gn::GroupNorm;
-use super::{Norm, NormBuilder, NormConfig};
+use super::{Norm, NormBuilder, NormConfig, NormEntry};
+
+/// The registry entry (docs/architecture.md, "Adding a norm").
+pub const ENTRY: NormEntry = NormEntry::new("ln", build);
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
-    Ok(Box::new(GroupNorm::new("ln", c, 1, cfg, nb)?))
+    Ok(Box::new(GroupNorm::new(ENTRY.name, c, 1, cfg, nb)?))
 }

@@ -189,17 +189,57 @@ impl<'a> NormBuilder<'a> {
 /// Builds one layer for `c` channels.
 pub type NormCtor = fn(usize, &NormConfig, &NormBuilder) -> Result<Box<dyn Norm>>;
 
-/// The name registry: one line per layer (docs/style.md, "tract").
-pub const REGISTRY: &[(&str, NormCtor)] = &[
-    ("bn", bn::build),
-    ("l2bn", l2bn::build),
-    ("gn", gn::build),
-    ("gnplus", gnplus::build),
-    ("ubn", ubn::build),
-    ("iebn", iebn::build),
-    ("ln", ln::build),
-    ("in", in_norm::build),
-    ("none", none::build),
+/// A rule a layer states about itself for `c` channels under a config.
+pub type NormRule = fn(usize, &NormConfig) -> bool;
+
+/// A layer as the registry knows it: its name, its constructor and its rules. Each layer
+/// declares its own entry (`pub const ENTRY` in its file), so what is true of a layer is said
+/// next to its forward and its ONNX emission, never as a match on its name elsewhere.
+#[derive(Clone, Copy)]
+pub struct NormEntry {
+    /// The registry name (`--norm`, `config.json`'s `norm`, [`Norm::name`]).
+    pub name: &'static str,
+    pub build: NormCtor,
+    /// Whether the layer standardizes every (sample, channel) map on its own; see
+    /// [`standardizes_each_map`]. `false` unless the layer says otherwise.
+    pub standardizes_each_map: NormRule,
+}
+
+impl NormEntry {
+    /// An entry with the default rules.
+    pub const fn new(name: &'static str, build: NormCtor) -> Self {
+        Self {
+            name,
+            build,
+            standardizes_each_map: never,
+        }
+    }
+
+    /// The entry with its own [`NormEntry::standardizes_each_map`] rule.
+    pub const fn standardizing(self, rule: NormRule) -> Self {
+        Self {
+            standardizes_each_map: rule,
+            ..self
+        }
+    }
+}
+
+fn never(_c: usize, _cfg: &NormConfig) -> bool {
+    false
+}
+
+/// The name registry: one line per layer (docs/style.md, "tract"; docs/architecture.md,
+/// "Adding a norm").
+pub const REGISTRY: &[NormEntry] = &[
+    bn::ENTRY,
+    l2bn::ENTRY,
+    gn::ENTRY,
+    gnplus::ENTRY,
+    ubn::ENTRY,
+    iebn::ENTRY,
+    ln::ENTRY,
+    in_norm::ENTRY,
+    none::ENTRY,
 ];
 
 /// The valid names, in registry order.
@@ -207,19 +247,32 @@ pub const NORM_NAMES: [&str; REGISTRY.len()] = {
     let mut names = [""; REGISTRY.len()];
     let mut i = 0;
     while i < REGISTRY.len() {
-        names[i] = REGISTRY[i].0;
+        names[i] = REGISTRY[i].name;
         i += 1;
     }
     names
 };
 
+/// The valid names as prose for help texts: `bn, l2bn, ..., in or none`.
+pub fn names_in_words() -> String {
+    match NORM_NAMES.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// The registry entry of `name`.
+pub fn entry(name: &str) -> std::result::Result<&'static NormEntry, crate::error::UnknownName> {
+    REGISTRY
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| crate::error::UnknownName::new("norm", name, &NORM_NAMES))
+}
+
 /// Checks a norm name before any work starts (e.g. a comparison that would fail on its last norm).
 pub fn check_name(name: &str) -> std::result::Result<(), crate::error::UnknownName> {
-    if NORM_NAMES.contains(&name) {
-        Ok(())
-    } else {
-        Err(crate::error::UnknownName::new("norm", name, &NORM_NAMES))
-    }
+    entry(name).map(|_| ())
 }
 
 /// Builds the layer registered as `name` for `c` channels.
@@ -232,27 +285,20 @@ pub fn build_norm(
     if c == 0 {
         bail!("norm {name}: channel count must be positive");
     }
-    match REGISTRY.iter().find(|(n, _)| *n == name) {
-        Some((_, ctor)) => ctor(c, cfg, nb),
-        None => bail!(
-            "{}",
-            crate::error::UnknownName::new("norm", name, &NORM_NAMES)
-        ),
+    match entry(name) {
+        Ok(e) => (e.build)(c, cfg, nb),
+        Err(e) => bail!("{e}"),
     }
 }
 
-/// Whether layer `name` with `c` channels standardizes every (sample, channel) map on its own:
-/// IN (docs/norms.md §2.4), GN when the group rule of §2.2 gives G = C, and deployable GN+ then too
-/// (its BN part re-normalizes maps that already have zero mean, §4.2). Followed directly by a
-/// global average pool, such a layer outputs its bias β whatever its input, so nothing before
-/// it gets a gradient (tests/model_grad_parity.rs).
+/// Whether layer `name` with `c` channels standardizes every (sample, channel) map on its own,
+/// as its registry entry says: IN (docs/norms.md §2.4), GN when the group rule of §2.2 gives
+/// G = C, and deployable GN+ then too (its BN part re-normalizes maps that already have zero
+/// mean, §4.2). Followed directly by a global average pool, such a layer outputs its bias β
+/// whatever its input, so nothing before it gets a gradient (tests/model_grad_parity.rs).
+/// `false` for an unknown name.
 pub fn standardizes_each_map(name: &str, c: usize, cfg: &NormConfig) -> bool {
-    match name {
-        "in" => true,
-        "gn" => cfg.groups_for(c) == c,
-        "gnplus" => cfg.groups_for(c) == c && cfg.gnplus_variant == GnPlusVariant::Deployable,
-        _ => false,
-    }
+    entry(name).is_ok_and(|e| (e.standardizes_each_map)(c, cfg))
 }
 
 /// Builds a model's normalization layers: the layer chosen by name, one per call, under a
@@ -357,6 +403,33 @@ mod tests {
             !standardizes_each_map("gn", 64, &cfg),
             "64 channels: 32 groups"
         );
+    }
+
+    /// The help texts' list names every registered layer once, in registry order, and each
+    /// layer's own name is its entry's.
+    #[test]
+    fn names_in_words_and_entries_agree_with_the_registry() {
+        let words = names_in_words();
+        assert!(
+            words.starts_with("bn, l2bn, ") && words.ends_with(" or none"),
+            "{words}"
+        );
+        let listed: Vec<_> = words
+            .split(&[',', ' '][..])
+            .filter(|w| !w.is_empty() && *w != "or")
+            .collect();
+        assert_eq!(listed, NORM_NAMES);
+        let dev = candle_core::Device::Cpu;
+        for e in REGISTRY {
+            let (vm, bm) = (candle_nn::VarMap::new(), candle_nn::VarMap::new());
+            let nb = NormBuilder::new(
+                VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev),
+                VarBuilder::from_varmap(&bm, candle_core::DType::F32, &dev),
+            );
+            let layer = (e.build)(8, &NormConfig::default(), &nb).unwrap();
+            assert_eq!(layer.name(), e.name);
+            assert_eq!(entry(e.name).unwrap().name, e.name);
+        }
     }
 
     #[test]

@@ -3,13 +3,16 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{Norm, NormBuilder, NormConfig};
+use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::Activation;
 use crate::onnx::graph::OnnxGraph;
 
 /// No parameters, no buffers; the forward returns its input (activated).
 #[derive(Debug)]
 pub struct NoNorm;
+
+/// The registry entry (docs/architecture.md, "Adding a norm").
+pub const ENTRY: NormEntry = NormEntry::new("none", build);
 
 pub fn build(_c: usize, _cfg: &NormConfig, _nb: &NormBuilder) -> Result<Box<dyn Norm>> {
     Ok(Box::new(NoNorm))
@@ -21,7 +24,7 @@ impl Norm for NoNorm {
     }
 
     fn name(&self) -> &'static str {
-        "none"
+        ENTRY.name
     }
 
     /// No node: the output is the input value itself.

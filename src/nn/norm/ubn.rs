@@ -16,7 +16,7 @@ use candle_nn::Init;
 
 use super::gate::{emit_gap_gate, gap_gate};
 use super::stats::{as_ncl, gap, RunningStats};
-use super::{BnetInit, FctMode, Norm, NormBuilder, NormConfig};
+use super::{BnetInit, FctMode, Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::{depthwise_conv2d, plane_affine, Activation};
 use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
 
@@ -40,6 +40,9 @@ pub struct UnifiedBn {
     cos_samples: usize,
     fct_mode: FctMode,
 }
+
+/// The registry entry (docs/architecture.md, "Adding a norm").
+pub const ENTRY: NormEntry = NormEntry::new("ubn", build);
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
     let k = cfg.ubn_kernel;
@@ -129,7 +132,7 @@ impl Norm for UnifiedBn {
                 x.dims()
             );
         }
-        let (x3, dims) = as_ncl(x, c, "ubn")?;
+        let (x3, dims) = as_ncl(x, c, ENTRY.name)?;
         let use_batch = train && self.fct_gate(x)?;
         let n = x3.dim(0)?;
         let shift = gap(&x3)?
@@ -157,7 +160,7 @@ impl Norm for UnifiedBn {
     }
 
     fn name(&self) -> &'static str {
-        "ubn"
+        ENTRY.name
     }
 
     /// docs/norms.md §5.4: GAP-centering, BatchNormalization(scale 1, B 0), Sigmoid gate, grouped
