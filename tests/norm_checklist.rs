@@ -461,8 +461,9 @@ fn bad_inputs_are_errors_naming_shapes() {
         .layer
         .forward_t(&rand_tensor(&[2, 8, 9], 1, 0.0, 1.0), true)
         .is_err());
-    // Rank 2 and 3 inputs are the rank-4 computation with unit spatial dims.
-    for name in ["bn", "l2bn", "gn", "iebn", "gnplus", "ln"] {
+    // Rank 2 and 3 inputs are the rank-4 computation with unit spatial dims, for every
+    // registered layer but UBN (rank 4 only, above).
+    for name in NORM_NAMES.into_iter().filter(|n| *n != "ubn") {
         let x4 = rand_tensor(&[6, 8, 1, 3], 2, -1.0, 1.0);
         let (a, b) = (build(name, 8, &cfg), build(name, 8, &cfg));
         let y4 = a.layer.forward_t(&x4, true).unwrap();

@@ -15,7 +15,7 @@
 mod norm_common;
 use norm_common as common;
 
-use asc::nn::norm::{FctMode, GnPlusVariant, L2bnMode, NormConfig};
+use asc::nn::norm::{FctMode, L2bnMode, NormConfig, NORM_NAMES};
 use candle_core::{Device, Tensor};
 use common::*;
 
@@ -73,6 +73,21 @@ fn check(stem: &str, name: &str, cfg: &NormConfig, s: usize) -> Checked {
     c
 }
 
+/// The fixture variants name every registered layer: a new norm without a fixture fails here
+/// rather than going untested.
+#[test]
+fn fixture_variants_cover_every_registered_norm() {
+    let covered: Vec<_> = variants().into_iter().map(|(_, name, _)| name).collect();
+    let missing: Vec<_> = NORM_NAMES
+        .into_iter()
+        .filter(|n| !covered.contains(n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no fixture variant (tests/norm_common/mod.rs `variants`, tests/fixtures/gen_norms.py) for {missing:?}"
+    );
+}
+
 #[test]
 fn layers_match_pytorch_reference() {
     let mut all = vec![];
@@ -118,8 +133,9 @@ fn wrong_settings(name: &str, cfg: &NormConfig) -> Vec<(&'static str, NormConfig
         v.push(("ε × 10", with(&|c| c.eps *= 10.0)));
         v.push(("ε = 0", with(&|c| c.eps = 0.0)));
     }
-    let running = matches!(name, "bn" | "l2bn" | "iebn" | "ubn")
-        || (name == "gnplus" && cfg.gnplus_variant == GnPlusVariant::Deployable);
+    // A layer with buffers keeps running statistics (docs/norms.md §1); UBN's moving cosine
+    // comes with them.
+    let running = elem_count(&build(name, 8, cfg).buffers) > 0;
     if running {
         v.push(("momentum 0.2", with(&|c| c.momentum = 0.2)));
     }

@@ -9,8 +9,11 @@ use std::process::ExitCode;
 pub struct Args {
     #[command(flatten)]
     exp: ExperimentArgs,
-    /// Comma-separated norm names [default: every registered norm].
-    #[arg(long, value_delimiter = ',')]
+    /// Comma-separated norm names, of the registry's (`asc::nn::norm::NORM_NAMES`).
+    #[arg(long, value_delimiter = ',', help = format!(
+        "Comma-separated norm names, each one of {} [default: every registered norm]",
+        asc::nn::norm::names_in_words()
+    ))]
     norms: Vec<String>,
     /// Number of seeds (0, 1, ..., N-1); every norm sees the same seeds.
     #[arg(long, default_value_t = 3)]

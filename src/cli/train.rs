@@ -1,6 +1,7 @@
 //! `asc train`: one run of an experiment into its run folder (`asc::train`).
 
 use super::experiment::{build_config, ExperimentArgs};
+use asc::nn::norm;
 use asc::train::{self, session, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,8 +10,8 @@ use std::process::ExitCode;
 pub struct Args {
     #[command(flatten)]
     exp: ExperimentArgs,
-    /// Normalization layer: bn, l2bn, gn, gnplus, ubn, iebn, ln, in or none.
-    #[arg(long, default_value = "bn")]
+    /// Normalization layer (the registry's names, `asc::nn::norm::NORM_NAMES`).
+    #[arg(long, default_value = "bn", help = format!("Normalization layer: {}", norm::names_in_words()))]
     norm: String,
     /// Run folder (config, checkpoints, metrics, plots).
     #[arg(long)]
