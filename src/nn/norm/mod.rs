@@ -3,8 +3,9 @@
 //! Every layer keeps its trainable parameters in the *parameter* `VarMap` (the only one the
 //! optimiser sees) and its non-gradient state (running mean/var, UBN's `moving_cos`) in a
 //! separate *buffer* `VarMap`, updated in place with `Var::set` in train mode and saved with
-//! the checkpoint (docs/norms.md §1, §5.6.4). Adding a layer is one new file plus one line in
-//! [`REGISTRY`].
+//! the checkpoint (docs/norms.md §1, §5.6.4). Adding a layer is one new file (with its
+//! [`NormEntry`]) plus its `pub mod` and one line in [`REGISTRY`]; what else a layer with
+//! settings still touches: docs/architecture.md, "Adding a norm".
 
 use candle_core::{bail, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
