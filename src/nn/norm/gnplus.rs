@@ -10,10 +10,11 @@
 
 use candle_core::{bail, Result, Tensor};
 use candle_nn::{ops::sigmoid, Init};
+use serde::{Deserialize, Serialize};
 
 use super::gn::{emit_group_norm, group_normalize};
 use super::stats::{as_ncl, RunningStats};
-use super::{GnPlusVariant, Norm, NormBuilder, NormConfig, NormEntry};
+use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::{plane_affine, Activation};
 use crate::onnx::graph::OnnxGraph;
 
@@ -27,6 +28,17 @@ pub struct GnPlus {
     lambda: Tensor,
     /// `None` for the faithful variant, which has no running statistics.
     stats: Option<RunningStats>,
+}
+
+/// Which GN+ to build (docs/norms.md §4.1 vs §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GnPlusVariant {
+    /// Standard GN + per-channel BN with running stats; batch-independent at inference.
+    #[default]
+    Deployable,
+    /// The reference code: unbiased std, ε on the std, batch-axis stats even at inference.
+    Faithful,
 }
 
 /// The registry entry (docs/architecture.md, "Adding a norm").

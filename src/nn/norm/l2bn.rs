@@ -6,11 +6,23 @@
 //! l2 norm; both clamp the divisor at 1e-12 like `F.normalize`, and gradients flow through it.
 
 use candle_core::{Result, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::stats::{as_ncl, RunningStats};
-use super::{L2bnMode, Norm, NormBuilder, NormConfig, NormEntry};
+use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::{equalize_samples, Activation};
 use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
+
+/// How L2BN scales each sample before BN (docs/norms.md §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum L2bnMode {
+    /// Divide by the root mean square over (C, H, W): length-independent (recommended).
+    #[default]
+    Rms,
+    /// Divide by the l2 norm over (C, H, W), as `F.normalize` in the reference (§3.2).
+    L2,
+}
 
 /// Clamp of the per-sample divisor (`F.normalize` default eps, docs/norms.md §3.1).
 const NORM_FLOOR: f64 = 1e-12;

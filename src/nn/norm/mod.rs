@@ -26,6 +26,10 @@ pub mod none;
 pub mod stats;
 pub mod ubn;
 
+pub use gnplus::GnPlusVariant;
+pub use l2bn::L2bnMode;
+pub use ubn::{BnetInit, FctMode};
+
 /// A normalization layer over NC* input (rank 2, 3 or 4; UBN needs rank 4).
 pub trait Norm: Send + Sync + std::fmt::Debug {
     /// Train forward (`train = true`: batch statistics, buffers updated) or eval forward
@@ -48,50 +52,6 @@ pub trait Norm: Send + Sync + std::fmt::Debug {
     fn eval_affine(&self) -> Result<Option<(Tensor, Tensor)>> {
         Ok(None)
     }
-}
-
-/// How L2BN scales each sample before BN (docs/norms.md §3.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum L2bnMode {
-    /// Divide by the root mean square over (C, H, W): length-independent (recommended).
-    #[default]
-    Rms,
-    /// Divide by the l2 norm over (C, H, W), as `F.normalize` in the reference (§3.2).
-    L2,
-}
-
-/// Which GN+ to build (docs/norms.md §4.1 vs §4.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum GnPlusVariant {
-    /// Standard GN + per-channel BN with running stats; batch-independent at inference.
-    #[default]
-    Deployable,
-    /// The reference code: unbiased std, ε on the std, batch-axis stats even at inference.
-    Faithful,
-}
-
-/// Direction of UBN's feature-condensation gate (docs/norms.md §5.6.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum FctMode {
-    /// Batch statistics while the EMA cosine is above τ (the reference code).
-    #[default]
-    BatchWhenAbove,
-    /// Batch statistics while the EMA cosine is at or below τ.
-    BatchWhenBelow,
-}
-
-/// Initialization of UBN's depthwise BNET kernel (docs/norms.md §5.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum BnetInit {
-    /// Kaiming-normal fan-out kernel N(0, 2/(k²C)), bias U(−1/k, 1/k), as the reference ResNet.
-    #[default]
-    Reference,
-    /// Center tap 1, other taps and bias 0: UBN starts as σ(1)·BN(x).
-    Identity,
 }
 
 /// Hyper-parameters of every layer; the defaults are those of docs/norms.md.

@@ -13,12 +13,35 @@
 
 use candle_core::{bail, DType, Result, Tensor, Var};
 use candle_nn::Init;
+use serde::{Deserialize, Serialize};
 
 use super::gate::{emit_gap_gate, gap_gate};
 use super::stats::{as_ncl, gap, RunningStats};
-use super::{BnetInit, FctMode, Norm, NormBuilder, NormConfig, NormEntry};
+use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::{depthwise_conv2d, plane_affine, Activation};
 use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
+
+/// Direction of UBN's feature-condensation gate (docs/norms.md §5.6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FctMode {
+    /// Batch statistics while the EMA cosine is above τ (the reference code).
+    #[default]
+    BatchWhenAbove,
+    /// Batch statistics while the EMA cosine is at or below τ.
+    BatchWhenBelow,
+}
+
+/// Initialization of UBN's depthwise BNET kernel (docs/norms.md §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BnetInit {
+    /// Kaiming-normal fan-out kernel N(0, 2/(k²C)), bias U(−1/k, 1/k), as the reference ResNet.
+    #[default]
+    Reference,
+    /// Center tap 1, other taps and bias 0: UBN starts as σ(1)·BN(x).
+    Identity,
+}
 
 /// `torch.nn.functional.cosine_similarity` eps.
 const COS_EPS: f64 = 1e-8;
