@@ -20,7 +20,7 @@
 //! its layer, and not by its L1 ratio; the `gnplus_g4` fixtures (at most 4 groups) have λ
 //! alive in every layer and judge it like any other parameter.
 
-use asc::nn::norm::{standardizes_each_map, NormConfig, NORM_NAMES};
+use asc::nn::norm::{standardizes_each_map, GnOptions, NormConfig, NORM_NAMES};
 use asc::train::run::soft_cross_entropy;
 use asc::train::{Session, TrainConfig};
 use candle_core::{DType, Device, Tensor};
@@ -37,7 +37,7 @@ fn variants() -> Vec<(&'static str, &'static str, NormConfig)> {
         .map(|&n| (n, n, NormConfig::default()))
         .collect();
     let g4 = NormConfig {
-        gn_max_groups: 4,
+        gn: GnOptions { max_groups: 4 },
         ..NormConfig::default()
     };
     v.push(("gnplus_g4", "gnplus", g4));

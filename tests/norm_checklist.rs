@@ -5,7 +5,10 @@
 mod norm_common;
 use norm_common as common;
 
-use asc::nn::norm::{BnetInit, GnPlusVariant, L2bnMode, Norm, NormConfig, NORM_NAMES};
+use asc::nn::norm::{
+    BnetInit, GnOptions, GnPlusOptions, GnPlusVariant, L2bnMode, L2bnOptions, Norm, NormConfig,
+    UbnOptions, NORM_NAMES,
+};
 use asc::onnx::graph::{Dim, OnnxGraph};
 use candle_core::{Device, Tensor};
 use common::*;
@@ -106,7 +109,7 @@ fn onnx_decomposition_equals_eval_forward_in_tract() {
         rand_tensor(&[3, 8, 7, 11], 12, -2.0, 3.0),
     ];
     for (stem, b, cfg) in trained_layers() {
-        if cfg.gnplus_variant == GnPlusVariant::Faithful {
+        if cfg.gnplus.variant == GnPlusVariant::Faithful {
             let err = b
                 .layer
                 .emit_onnx(&mut OnnxGraph::new(), "x")
@@ -142,7 +145,7 @@ fn eval_is_batch_independent_except_faithful_gnplus() {
             .narrow(0, 0, 1)
             .unwrap();
         let single = b.layer.forward_t(&x.narrow(0, 0, 1).unwrap(), false);
-        if cfg.gnplus_variant == GnPlusVariant::Faithful {
+        if cfg.gnplus.variant == GnPlusVariant::Faithful {
             assert!(
                 max_abs_diff(&y0, &y0_mixed) > 1e-3,
                 "{stem}: faithful GN+ looked batch-independent"
@@ -243,14 +246,14 @@ fn group_norm_identities() {
     let gn_c = with_params(
         "gn",
         &NormConfig {
-            gn_max_groups: c,
+            gn: GnOptions { max_groups: c },
             ..Default::default()
         },
     );
     let gn_1 = with_params(
         "gn",
         &NormConfig {
-            gn_max_groups: 1,
+            gn: GnOptions { max_groups: 1 },
             ..Default::default()
         },
     );
@@ -279,7 +282,7 @@ fn l2bn_is_scale_invariant_iebn_is_not() {
     let x = rand_tensor(&[4, 8, 6, 5], 61, -1.0, 2.0);
     for mode in [L2bnMode::Rms, L2bnMode::L2] {
         let cfg = NormConfig {
-            l2bn_mode: mode,
+            l2bn: L2bnOptions { mode },
             ..Default::default()
         };
         let b = build("l2bn", 8, &cfg);
@@ -319,7 +322,10 @@ fn init_values_match_the_papers() {
     let s = sigmoid(1.0);
     assert!((s - 0.7311).abs() < 1e-4);
     let ucfg = NormConfig {
-        ubn_bnet_init: BnetInit::Identity,
+        ubn: UbnOptions {
+            bnet_init: BnetInit::Identity,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let ubn = build("ubn", 8, &ucfg);
@@ -348,7 +354,7 @@ fn init_values_match_the_papers() {
     );
     // GN+: s = σ(λ₀ = 1) = 0.7311 (docs/norms.md §4.1): y = s·GN(x) + (1−s)·BN(GN(x)).
     let gcfg = NormConfig {
-        gn_max_groups: 4,
+        gn: GnOptions { max_groups: 4 },
         ..Default::default()
     };
     let gp = build("gnplus", 8, &gcfg);
@@ -401,7 +407,9 @@ fn parameter_and_buffer_counts() {
         }
     }
     let faithful = NormConfig {
-        gnplus_variant: GnPlusVariant::Faithful,
+        gnplus: GnPlusOptions {
+            variant: GnPlusVariant::Faithful,
+        },
         ..Default::default()
     };
     assert_eq!(elem_count(&build("gnplus", 8, &faithful).buffers), 0);

@@ -15,7 +15,7 @@
 mod norm_common;
 use norm_common as common;
 
-use asc::nn::norm::{FctMode, L2bnMode, NormConfig, NORM_NAMES};
+use asc::nn::norm::{FctMode, L2bnMode, NormConfig, UbnOptions, NORM_NAMES};
 use candle_core::{Device, Tensor};
 use common::*;
 
@@ -140,26 +140,26 @@ fn wrong_settings(name: &str, cfg: &NormConfig) -> Vec<(&'static str, NormConfig
         v.push(("momentum 0.2", with(&|c| c.momentum = 0.2)));
     }
     if matches!(name, "gn" | "gnplus") {
-        v.push(("half the groups", with(&|c| c.gn_max_groups /= 2)));
+        v.push(("half the groups", with(&|c| c.gn.max_groups /= 2)));
     }
     if name == "l2bn" {
-        let other = match cfg.l2bn_mode {
+        let other = match cfg.l2bn.mode {
             L2bnMode::Rms => L2bnMode::L2,
             L2bnMode::L2 => L2bnMode::Rms,
         };
-        v.push(("the other L2BN mode", with(&|c| c.l2bn_mode = other)));
+        v.push(("the other L2BN mode", with(&|c| c.l2bn.mode = other)));
     }
     if name == "ubn" {
-        let flipped = match cfg.ubn_fct_mode {
+        let flipped = match cfg.ubn.fct_mode {
             FctMode::BatchWhenAbove => FctMode::BatchWhenBelow,
             FctMode::BatchWhenBelow => FctMode::BatchWhenAbove,
         };
-        v.push(("gate direction", with(&|c| c.ubn_fct_mode = flipped)));
-        v.push(("τ = 0.14", with(&|c| c.ubn_tau = 0.14)));
-        v.push(("τ = 0.16", with(&|c| c.ubn_tau = 0.16)));
-        v.push(("momentum_cos 0.2", with(&|c| c.ubn_momentum_cos = 0.2)));
-        v.push(("cosine over 17 samples", with(&|c| c.ubn_cos_samples = 17)));
-        v.push(("cosine over 15 samples", with(&|c| c.ubn_cos_samples = 15)));
+        v.push(("gate direction", with(&|c| c.ubn.fct_mode = flipped)));
+        v.push(("τ = 0.14", with(&|c| c.ubn.tau = 0.14)));
+        v.push(("τ = 0.16", with(&|c| c.ubn.tau = 0.16)));
+        v.push(("momentum_cos 0.2", with(&|c| c.ubn.momentum_cos = 0.2)));
+        v.push(("cosine over 17 samples", with(&|c| c.ubn.cos_samples = 17)));
+        v.push(("cosine over 15 samples", with(&|c| c.ubn.cos_samples = 15)));
     }
     v
 }
@@ -220,7 +220,10 @@ fn ubn_bnet_init_matches_pytorch() {
     let c = 256; // as in the fixture: the kernel's std depends on C
     for k in [3, 5] {
         let cfg = NormConfig {
-            ubn_kernel: k,
+            ubn: UbnOptions {
+                kernel: k,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let b = build("ubn", c, &cfg);

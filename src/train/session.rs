@@ -118,7 +118,34 @@ pub enum DeviceError {
 
 #[cfg(test)]
 mod tests {
-    use super::device;
+    use super::{device, read_config};
+    use crate::train::TrainConfig;
+
+    /// A run folder written before each norm owned its settings (flat `norm_config` fields,
+    /// docs/norms.md §9) still loads, with the settings it trained with.
+    #[test]
+    fn old_run_folder_config_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = TrainConfig::defaults("cnn", "ubn", "data".into(), "cache".into());
+        let mut v = serde_json::to_value(&d).unwrap();
+        v["norm_config"] = serde_json::json!({
+            "eps": 1e-5, "momentum": 0.1, "l2bn_mode": "rms", "gn_max_groups": 32,
+            "gnplus_variant": "deployable", "ubn_tau": 0.25, "ubn_momentum_cos": 0.1,
+            "ubn_cos_samples": 16, "ubn_fct_mode": "batch_when_below",
+            "ubn_bnet_init": "reference", "ubn_kernel": 5
+        });
+        std::fs::write(dir.path().join("config.json"), v.to_string()).unwrap();
+        let cfg = read_config(dir.path()).unwrap();
+        assert_eq!(cfg.norm_config.ubn.tau, 0.25);
+        assert_eq!(cfg.norm_config.ubn.kernel, 5);
+        assert_eq!(
+            cfg.norm_config.ubn.fct_mode,
+            crate::nn::norm::FctMode::BatchWhenBelow
+        );
+        let mut want = d.clone();
+        want.norm_config = cfg.norm_config.clone();
+        assert_eq!(cfg, want, "only norm_config differs from the defaults");
+    }
 
     #[test]
     fn device_names() {

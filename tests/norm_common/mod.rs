@@ -1,7 +1,10 @@
 //! Helpers shared by the norm integration tests.
 #![allow(dead_code)]
 
-use asc::nn::norm::{build_norm, FctMode, GnPlusVariant, L2bnMode, Norm, NormBuilder, NormConfig};
+use asc::nn::norm::{
+    build_norm, FctMode, GnOptions, GnPlusOptions, GnPlusVariant, L2bnMode, L2bnOptions, Norm,
+    NormBuilder, NormConfig, UbnOptions,
+};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
@@ -43,7 +46,7 @@ pub fn variants() -> Vec<(&'static str, &'static str, NormConfig)> {
             "l2bn_l2",
             "l2bn",
             NormConfig {
-                l2bn_mode: L2bnMode::L2,
+                l2bn: L2bnOptions { mode: L2bnMode::L2 },
                 ..d()
             },
         ),
@@ -52,7 +55,7 @@ pub fn variants() -> Vec<(&'static str, &'static str, NormConfig)> {
             "gn_g4",
             "gn",
             NormConfig {
-                gn_max_groups: 4,
+                gn: GnOptions { max_groups: 4 },
                 ..d()
             },
         ),
@@ -60,7 +63,7 @@ pub fn variants() -> Vec<(&'static str, &'static str, NormConfig)> {
             "gnplus",
             "gnplus",
             NormConfig {
-                gn_max_groups: 4,
+                gn: GnOptions { max_groups: 4 },
                 ..d()
             },
         ),
@@ -68,8 +71,10 @@ pub fn variants() -> Vec<(&'static str, &'static str, NormConfig)> {
             "gnplus_faithful",
             "gnplus",
             NormConfig {
-                gn_max_groups: 4,
-                gnplus_variant: GnPlusVariant::Faithful,
+                gn: GnOptions { max_groups: 4 },
+                gnplus: GnPlusOptions {
+                    variant: GnPlusVariant::Faithful,
+                },
                 ..d()
             },
         ),
@@ -78,7 +83,10 @@ pub fn variants() -> Vec<(&'static str, &'static str, NormConfig)> {
             "ubn_below",
             "ubn",
             NormConfig {
-                ubn_fct_mode: FctMode::BatchWhenBelow,
+                ubn: UbnOptions {
+                    fct_mode: FctMode::BatchWhenBelow,
+                    ..Default::default()
+                },
                 ..d()
             },
         ),
@@ -105,7 +113,7 @@ pub fn shape_indices(name: &str, cfg: &NormConfig) -> Vec<usize> {
     (0..SHAPES.len())
         .filter(|&s| {
             let shape = SHAPES[s];
-            let faithful = name == "gnplus" && cfg.gnplus_variant == GnPlusVariant::Faithful;
+            let faithful = name == "gnplus" && cfg.gnplus.variant == GnPlusVariant::Faithful;
             let skip = (name == "ubn" && shape.len() != 4)
                 || (faithful && shape[0] < 2)
                 || (name == "in" && shape.len() < 3);

@@ -3,11 +3,26 @@
 //! uses its group normalization and ONNX decomposition.
 
 use candle_core::{Result, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::stats::as_ncl;
 use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::{standardize, Activation, Grouping};
 use crate::onnx::graph::{attr_float, OnnxGraph};
+
+/// GN's settings (`norm_config.gn`), which GN+ uses too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GnOptions {
+    /// GN (and GN+) use the largest divisor of C that is at most this (docs/norms.md §2.2).
+    pub max_groups: usize,
+}
+
+impl Default for GnOptions {
+    fn default() -> Self {
+        Self { max_groups: 32 }
+    }
+}
 
 /// γ, β (C); no running statistics, train = eval.
 #[derive(Debug)]
@@ -54,7 +69,7 @@ pub(crate) fn one_group_per_channel(c: usize, cfg: &NormConfig) -> bool {
     cfg.groups_for(c) == c
 }
 
-/// G = the largest divisor of C that is ≤ `cfg.gn_max_groups` (docs/norms.md §2.2).
+/// G = the largest divisor of C that is ≤ `cfg.gn.max_groups` (docs/norms.md §2.2).
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
     Ok(Box::new(GroupNorm::new(
         ENTRY.name,

@@ -41,17 +41,25 @@ pub enum GnPlusVariant {
     Faithful,
 }
 
+/// GN+'s settings (`norm_config.gnplus`); its group count is GN's (`norm_config.gn`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct GnPlusOptions {
+    /// Which GN+ to build (docs/norms.md §4.2).
+    pub variant: GnPlusVariant,
+}
+
 /// The registry entry (docs/architecture.md, "Adding a norm").
 pub const ENTRY: NormEntry = NormEntry::new("gnplus", build).standardizing(standardizes_each_map);
 
 /// The deployable variant with G = C: its BN part re-normalizes maps that GN already left with
 /// zero mean (docs/norms.md §4.2). The faithful one mixes in batch-axis statistics.
 fn standardizes_each_map(c: usize, cfg: &NormConfig) -> bool {
-    super::gn::one_group_per_channel(c, cfg) && cfg.gnplus_variant == GnPlusVariant::Deployable
+    super::gn::one_group_per_channel(c, cfg) && cfg.gnplus.variant == GnPlusVariant::Deployable
 }
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
-    let stats = match cfg.gnplus_variant {
+    let stats = match cfg.gnplus.variant {
         GnPlusVariant::Deployable => Some(RunningStats::new(c, cfg, nb)?),
         GnPlusVariant::Faithful => None,
     };

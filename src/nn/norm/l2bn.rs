@@ -24,6 +24,14 @@ pub enum L2bnMode {
     L2,
 }
 
+/// L2BN's settings (`norm_config.l2bn`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct L2bnOptions {
+    /// How each sample is scaled (docs/norms.md §3.3).
+    pub mode: L2bnMode,
+}
+
 /// Clamp of the per-sample divisor (`F.normalize` default eps, docs/norms.md §3.1).
 const NORM_FLOOR: f64 = 1e-12;
 
@@ -41,7 +49,7 @@ pub const ENTRY: NormEntry = NormEntry::new("l2bn", build);
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
     Ok(Box::new(L2BatchNorm {
-        mode: cfg.l2bn_mode,
+        mode: cfg.l2bn.mode,
         weight: nb.param("weight", c, 1.0)?,
         bias: nb.param("bias", c, 0.0)?,
         stats: RunningStats::new(c, cfg, nb)?,

@@ -26,9 +26,10 @@ pub mod none;
 pub mod stats;
 pub mod ubn;
 
-pub use gnplus::GnPlusVariant;
-pub use l2bn::L2bnMode;
-pub use ubn::{BnetInit, FctMode};
+pub use gn::GnOptions;
+pub use gnplus::{GnPlusOptions, GnPlusVariant};
+pub use l2bn::{L2bnMode, L2bnOptions};
+pub use ubn::{BnetInit, FctMode, UbnOptions};
 
 /// A normalization layer over NC* input (rank 2, 3 or 4; UBN needs rank 4).
 pub trait Norm: Send + Sync + std::fmt::Debug {
@@ -54,32 +55,21 @@ pub trait Norm: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// Hyper-parameters of every layer; the defaults are those of docs/norms.md.
+/// Hyper-parameters of every layer: what all share, then each layer's own settings, defined in
+/// its file; the defaults are those of docs/norms.md. Stored in `config.json` under
+/// `norm_config`, each layer's settings as one object (`"ubn": {"tau": 0.15, ...}`); the flat
+/// form of earlier run folders (`ubn_tau`, `l2bn_mode`, ...) still loads (`LegacyFlat`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(from = "NormConfigFile")]
 pub struct NormConfig {
     /// ε inside the square root (docs/norms.md §1).
     pub eps: f64,
     /// PyTorch-style running-stat momentum, weight on the new value (docs/norms.md §1).
     pub momentum: f64,
-    /// L2BN scaling (docs/norms.md §3.3).
-    pub l2bn_mode: L2bnMode,
-    /// GN (and GN+) use the largest divisor of C that is at most this (docs/norms.md §2.2).
-    pub gn_max_groups: usize,
-    /// GN+ variant (docs/norms.md §4.2).
-    pub gnplus_variant: GnPlusVariant,
-    /// UBN's FCT threshold τ (docs/norms.md §5.6.2).
-    pub ubn_tau: f64,
-    /// EMA factor of UBN's moving cosine (`momentum_cos`, docs/norms.md §5.2).
-    pub ubn_momentum_cos: f64,
-    /// At most this many leading samples enter UBN's cosine statistic (docs/norms.md §5.6.3).
-    pub ubn_cos_samples: usize,
-    /// UBN gate direction (docs/norms.md §5.6.1).
-    pub ubn_fct_mode: FctMode,
-    /// UBN BNET kernel init (docs/norms.md §5.1).
-    pub ubn_bnet_init: BnetInit,
-    /// UBN BNET kernel size k (odd).
-    pub ubn_kernel: usize,
+    pub gn: GnOptions,
+    pub l2bn: L2bnOptions,
+    pub gnplus: GnPlusOptions,
+    pub ubn: UbnOptions,
 }
 
 impl Default for NormConfig {
@@ -87,24 +77,106 @@ impl Default for NormConfig {
         Self {
             eps: 1e-5,
             momentum: 0.1,
-            l2bn_mode: L2bnMode::Rms,
-            gn_max_groups: 32,
-            gnplus_variant: GnPlusVariant::Deployable,
-            ubn_tau: 0.15,
-            ubn_momentum_cos: 0.1,
-            ubn_cos_samples: 16,
-            ubn_fct_mode: FctMode::BatchWhenAbove,
-            ubn_bnet_init: BnetInit::Reference,
-            ubn_kernel: 3,
+            gn: GnOptions::default(),
+            l2bn: L2bnOptions::default(),
+            gnplus: GnPlusOptions::default(),
+            ubn: UbnOptions::default(),
+        }
+    }
+}
+
+/// `norm_config` as read: the current form, or the flat one of run folders written before each
+/// layer owned its settings.
+#[derive(Deserialize)]
+#[serde(default)]
+struct NormConfigFile {
+    eps: f64,
+    momentum: f64,
+    gn: Option<GnOptions>,
+    l2bn: Option<L2bnOptions>,
+    gnplus: Option<GnPlusOptions>,
+    ubn: Option<UbnOptions>,
+    #[serde(flatten)]
+    legacy: LegacyFlat,
+}
+
+impl Default for NormConfigFile {
+    fn default() -> Self {
+        let d = NormConfig::default();
+        Self {
+            eps: d.eps,
+            momentum: d.momentum,
+            gn: None,
+            l2bn: None,
+            gnplus: None,
+            ubn: None,
+            legacy: LegacyFlat::default(),
+        }
+    }
+}
+
+/// The flat per-layer fields of `norm_config` before each layer owned its settings; frozen,
+/// read only so that old run folders still load (and resume) with the settings they trained
+/// with.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LegacyFlat {
+    l2bn_mode: Option<L2bnMode>,
+    gn_max_groups: Option<usize>,
+    gnplus_variant: Option<GnPlusVariant>,
+    ubn_tau: Option<f64>,
+    ubn_momentum_cos: Option<f64>,
+    ubn_cos_samples: Option<usize>,
+    ubn_fct_mode: Option<FctMode>,
+    ubn_bnet_init: Option<BnetInit>,
+    ubn_kernel: Option<usize>,
+}
+
+impl From<NormConfigFile> for NormConfig {
+    fn from(f: NormConfigFile) -> Self {
+        let old = f.legacy;
+        let gn = f.gn.unwrap_or_else(|| {
+            let mut o = GnOptions::default();
+            o.max_groups = old.gn_max_groups.unwrap_or(o.max_groups);
+            o
+        });
+        let l2bn = f.l2bn.unwrap_or_else(|| {
+            let mut o = L2bnOptions::default();
+            o.mode = old.l2bn_mode.unwrap_or(o.mode);
+            o
+        });
+        let gnplus = f.gnplus.unwrap_or_else(|| {
+            let mut o = GnPlusOptions::default();
+            o.variant = old.gnplus_variant.unwrap_or(o.variant);
+            o
+        });
+        let ubn = f.ubn.unwrap_or_else(|| {
+            let d = UbnOptions::default();
+            UbnOptions {
+                tau: old.ubn_tau.unwrap_or(d.tau),
+                momentum_cos: old.ubn_momentum_cos.unwrap_or(d.momentum_cos),
+                cos_samples: old.ubn_cos_samples.unwrap_or(d.cos_samples),
+                fct_mode: old.ubn_fct_mode.unwrap_or(d.fct_mode),
+                bnet_init: old.ubn_bnet_init.unwrap_or(d.bnet_init),
+                kernel: old.ubn_kernel.unwrap_or(d.kernel),
+            }
+        });
+        Self {
+            eps: f.eps,
+            momentum: f.momentum,
+            gn,
+            l2bn,
+            gnplus,
+            ubn,
         }
     }
 }
 
 impl NormConfig {
-    /// GN group count for `c` channels: the largest divisor of `c` that is ≤ `gn_max_groups`
+    /// GN group count for `c` channels: the largest divisor of `c` that is ≤ `gn.max_groups`
     /// (docs/norms.md §2.2, judgement).
     pub fn groups_for(&self, c: usize) -> usize {
-        (1..=self.gn_max_groups.max(1).min(c.max(1)))
+        (1..=self.gn.max_groups.max(1).min(c.max(1)))
             .rev()
             .find(|g| c.is_multiple_of(*g))
             .unwrap_or(1)
@@ -393,11 +465,53 @@ mod tests {
         }
     }
 
+    /// A run folder's `config.json` from before each layer owned its settings (flat
+    /// `norm_config` fields) loads with the settings it was written with.
+    #[test]
+    fn old_flat_config_loads() {
+        let old = r#"{"eps":0.001,"momentum":0.2,"l2bn_mode":"l2","gn_max_groups":4,
+            "gnplus_variant":"faithful","ubn_tau":0.3,"ubn_momentum_cos":0.05,
+            "ubn_cos_samples":8,"ubn_fct_mode":"batch_when_below","ubn_bnet_init":"identity",
+            "ubn_kernel":5}"#;
+        let cfg: NormConfig = serde_json::from_str(old).unwrap();
+        let want = NormConfig {
+            eps: 0.001,
+            momentum: 0.2,
+            gn: GnOptions { max_groups: 4 },
+            l2bn: L2bnOptions { mode: L2bnMode::L2 },
+            gnplus: GnPlusOptions {
+                variant: GnPlusVariant::Faithful,
+            },
+            ubn: UbnOptions {
+                tau: 0.3,
+                momentum_cos: 0.05,
+                cos_samples: 8,
+                fct_mode: FctMode::BatchWhenBelow,
+                bnet_init: BnetInit::Identity,
+                kernel: 5,
+            },
+        };
+        assert_eq!(cfg, want);
+        // Partly flat, as a hand-written file may be: the rest keeps its defaults.
+        let cfg: NormConfig = serde_json::from_str(r#"{"ubn_tau":0.2}"#).unwrap();
+        assert_eq!(cfg.ubn.tau, 0.2);
+        assert_eq!(cfg.ubn.kernel, 3);
+        assert_eq!(cfg.gn, NormConfig::default().gn);
+        // Written back, it is the current form, which reads back the same.
+        let s = serde_json::to_string(&want).unwrap();
+        assert!(s.contains("\"ubn\":{\"tau\":0.3"), "{s}");
+        assert!(!s.contains("ubn_tau"), "{s}");
+        assert_eq!(serde_json::from_str::<NormConfig>(&s).unwrap(), want);
+    }
+
     #[test]
     fn config_round_trips_through_json() {
         let cfg = NormConfig {
-            l2bn_mode: L2bnMode::L2,
-            ubn_fct_mode: FctMode::BatchWhenBelow,
+            l2bn: L2bnOptions { mode: L2bnMode::L2 },
+            ubn: UbnOptions {
+                fct_mode: FctMode::BatchWhenBelow,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let s = serde_json::to_string(&cfg).unwrap();

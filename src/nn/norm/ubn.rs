@@ -43,6 +43,37 @@ pub enum BnetInit {
     Identity,
 }
 
+/// UBN's settings (`norm_config.ubn`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UbnOptions {
+    /// FCT threshold τ (docs/norms.md §5.6.2).
+    pub tau: f64,
+    /// EMA factor of the moving cosine (`momentum_cos`, docs/norms.md §5.2).
+    pub momentum_cos: f64,
+    /// At most this many leading samples enter the cosine statistic (docs/norms.md §5.6.3).
+    pub cos_samples: usize,
+    /// Gate direction (docs/norms.md §5.6.1).
+    pub fct_mode: FctMode,
+    /// BNET kernel init (docs/norms.md §5.1).
+    pub bnet_init: BnetInit,
+    /// BNET kernel size k (odd).
+    pub kernel: usize,
+}
+
+impl Default for UbnOptions {
+    fn default() -> Self {
+        Self {
+            tau: 0.15,
+            momentum_cos: 0.1,
+            cos_samples: 16,
+            fct_mode: FctMode::BatchWhenAbove,
+            bnet_init: BnetInit::Reference,
+            kernel: 3,
+        }
+    }
+}
+
 /// `torch.nn.functional.cosine_similarity` eps.
 const COS_EPS: f64 = 1e-8;
 
@@ -68,13 +99,13 @@ pub struct UnifiedBn {
 pub const ENTRY: NormEntry = NormEntry::new("ubn", build);
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
-    let k = cfg.ubn_kernel;
+    let k = cfg.ubn.kernel;
     if k.is_multiple_of(2) {
         bail!("ubn: the BNET kernel size must be odd, got {k}");
     }
     let conv = nb.params.pp("bnconv");
     let fresh = !conv.contains_tensor("weight");
-    let (k_init, b_init) = match cfg.ubn_bnet_init {
+    let (k_init, b_init) = match cfg.ubn.bnet_init {
         // kaiming_normal(fan_out, relu) with fan_out = C·k² for a depthwise kernel (§5.1).
         BnetInit::Reference => (
             Init::Randn {
@@ -90,7 +121,7 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
     };
     let kernel = conv.get_with_hints((c, 1, k, k), "weight", k_init)?;
     let kernel_bias = conv.get_with_hints(c, "bias", b_init)?;
-    if fresh && cfg.ubn_bnet_init == BnetInit::Identity {
+    if fresh && cfg.ubn.bnet_init == BnetInit::Identity {
         let mut taps = vec![0f32; c * k * k];
         for ch in 0..c {
             taps[ch * k * k + (k * k) / 2] = 1.0;
@@ -108,10 +139,10 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
         k,
         stats: RunningStats::new(c, cfg, nb)?,
         moving_cos: nb.buffer("moving_cos", 1, 1.0)?,
-        tau: cfg.ubn_tau,
-        momentum_cos: cfg.ubn_momentum_cos,
-        cos_samples: cfg.ubn_cos_samples.max(1),
-        fct_mode: cfg.ubn_fct_mode,
+        tau: cfg.ubn.tau,
+        momentum_cos: cfg.ubn.momentum_cos,
+        cos_samples: cfg.ubn.cos_samples.max(1),
+        fct_mode: cfg.ubn.fct_mode,
     }))
 }
 
