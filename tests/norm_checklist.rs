@@ -486,3 +486,22 @@ fn bad_inputs_are_errors_naming_shapes() {
         );
     }
 }
+
+/// The prose a new layer needs (docs/architecture.md, "Adding a norm") names every registered
+/// layer: the README's list and the `--norm` table of docs/norms.md §9.
+#[test]
+fn docs_name_every_registered_norm() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let norms = std::fs::read_to_string(root.join("docs/norms.md")).unwrap();
+    for name in NORM_NAMES {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README.md does not name `{name}`"
+        );
+        assert!(
+            norms.contains(&format!("| `{name}` |")),
+            "docs/norms.md §9 has no `--norm` row for `{name}`"
+        );
+    }
+}
