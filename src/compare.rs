@@ -57,46 +57,57 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 /// Trains and tests every (norm, seed); runs already finished in `out` are reused, so an
-/// interrupted comparison continues where it stopped. Writes `results.md`, `results.csv`
-/// (one line per run) and `results.png`.
+/// interrupted comparison continues where it stopped. Seed by seed, every norm in turn: a
+/// comparison stopped early (a long one on a CPU is run in pieces) has the same seeds for every
+/// norm, which the paired table needs. Writes `results.md`, `results.csv` (one line per run)
+/// and `results.png` after each round of seeds.
 pub fn run(opts: &Options) -> Result<Vec<Row>, TrainError> {
-    let mut rows = Vec::new();
-    for norm in &opts.norms {
-        let mut row = Row {
+    let mut rows: Vec<Row> = opts
+        .norms
+        .iter()
+        .map(|norm| Row {
             norm: norm.clone(),
             params: 0,
             cells: Vec::new(),
-        };
-        for &seed in &opts.seeds {
-            if !opts.quiet {
-                eprintln!("compare: {norm}, seed {seed}");
-            }
-            let run_dir = opts.out.join(format!("{norm}-seed{seed}"));
-            let cfg = TrainConfig {
-                norm: norm.clone(),
-                seed,
-                ..opts.base.clone()
-            };
-            let run_opts = RunOptions {
-                resume: true,
-                quiet: opts.quiet,
-                ..RunOptions::default()
-            };
-            let s = train::train(cfg, &run_dir, opts.device.clone(), &run_opts)?;
-            let test = evaluate::evaluate_run(&run_dir, None, Split::Test, opts.device.clone())?;
-            row.params = s.params;
-            row.cells.push(Cell {
-                seed,
-                best_epoch: s.best_epoch.unwrap_or(0),
-                val_macro_accuracy: s.best_val_macro_accuracy,
-                test,
-                clips_per_second: s.clips_per_second,
-            });
+        })
+        .collect();
+    for &seed in &opts.seeds {
+        for row in rows.iter_mut() {
+            let (params, cell) = run_cell(opts, &row.norm, seed)?;
+            row.params = params;
+            row.cells.push(cell);
         }
-        rows.push(row);
         write_results(opts, &rows)?;
     }
     Ok(rows)
+}
+
+/// One norm with one seed: trained (or resumed, or reused) and scored on the test list.
+fn run_cell(opts: &Options, norm: &str, seed: u64) -> Result<(usize, Cell), TrainError> {
+    if !opts.quiet {
+        eprintln!("compare: {norm}, seed {seed}");
+    }
+    let run_dir = opts.out.join(format!("{norm}-seed{seed}"));
+    let cfg = TrainConfig {
+        norm: norm.to_string(),
+        seed,
+        ..opts.base.clone()
+    };
+    let run_opts = RunOptions {
+        resume: true,
+        quiet: opts.quiet,
+        ..RunOptions::default()
+    };
+    let s = train::train(cfg, &run_dir, opts.device.clone(), &run_opts)?;
+    let test = evaluate::evaluate_run(&run_dir, None, Split::Test, opts.device.clone())?;
+    let cell = Cell {
+        seed,
+        best_epoch: s.best_epoch.unwrap_or(0),
+        val_macro_accuracy: s.best_val_macro_accuracy,
+        test,
+        clips_per_second: s.clips_per_second,
+    };
+    Ok((s.params, cell))
 }
 
 fn stat(row: &Row, f: impl Fn(&Cell) -> f64) -> (f64, f64) {
