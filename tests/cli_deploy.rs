@@ -164,9 +164,10 @@ fn train_export_classify_with_broken_inputs() {
 fn compare_writes_table_csv_and_plot() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth(dir.path());
-    // One-epoch comparison of `norms` over `seeds` seeds into `out`; returns its results.csv.
+    // One-epoch comparison of `norms` over `seeds` seeds into `out`; returns its results.csv
+    // and the order in which the runs were made.
     let compare = |norms: &str, seeds: &str, out: &Path| {
-        let md = ok(&[
+        let args = [
             "compare",
             "--data",
             s(&data),
@@ -184,19 +185,37 @@ fn compare_writes_table_csv_and_plot() {
             "librosa",
             "--out",
             s(out),
-        ]);
+        ];
+        let run = asc(&args);
+        let log = String::from_utf8_lossy(&run.stderr).to_string();
+        assert!(run.status.success(), "asc {args:?} failed: {log}");
+        let md = String::from_utf8(run.stdout).unwrap();
         for norm in norms.split(',') {
             assert!(md.contains(&format!("| {norm} |")), "{md}");
         }
-        std::fs::read_to_string(out.join("results.csv")).unwrap()
+        let order: Vec<String> = log
+            .lines()
+            .filter_map(|l| l.strip_prefix("compare: "))
+            .map(str::to_string)
+            .collect();
+        (
+            std::fs::read_to_string(out.join("results.csv")).unwrap(),
+            order,
+        )
     };
     let out = dir.path().join("cmp");
-    let csv = compare("bn,gn", "2", &out);
+    let (csv, order) = compare("bn,gn", "2", &out);
     assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
+    // Seed by seed, every norm in turn: a comparison stopped early has equal seeds per norm.
+    assert_eq!(
+        order,
+        ["bn, seed 0", "gn, seed 0", "bn, seed 1", "gn, seed 1"],
+        "{order:?}"
+    );
     assert!(out.join("results.png").exists());
     // Same seed, same data order and initial weights: bn seed 0 of a rerun agrees exactly, in
     // every column but the measured speed (the last).
-    let again = compare("bn", "1", &dir.path().join("cmp2"));
+    let (again, _) = compare("bn", "1", &dir.path().join("cmp2"));
     let seed0 = |t: &str| {
         let line = t.lines().find(|l| l.starts_with("bn,0,")).unwrap();
         line.rsplit_once(',').unwrap().0.to_string()
