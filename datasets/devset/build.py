@@ -146,6 +146,22 @@ def choose_test(counts):
     return set(best[2])
 
 
+def write_lists(out, meta, train, test):
+    """The DCASE lists (tab-separated, with headers): meta.csv from (file, label, identifier,
+    device) rows, fold 1's train/evaluate lists from (file, label) pairs and the unlabelled test
+    list. Also used by make_slice.py."""
+    def write(path, header, rows):
+        with open(os.path.join(out, path), "w", newline="") as f:
+            w = csv.writer(f, delimiter="\t", lineterminator="\n")
+            w.writerow(header)
+            w.writerows(rows)
+
+    write("meta.csv", ["filename", "scene_label", "identifier", "source_label"], meta)
+    write("evaluation_setup/fold1_train.csv", ["filename", "scene_label"], train)
+    write("evaluation_setup/fold1_evaluate.csv", ["filename", "scene_label"], test)
+    write("evaluation_setup/fold1_test.csv", ["filename"], [(f,) for f, _ in test])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="data/devset")
@@ -198,19 +214,9 @@ def main():
         test_sources |= choose_test(counts)
     clips.sort()
 
-    def write(path, header, rows_):
-        with open(os.path.join(a.out, path), "w", newline="") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(header)
-            w.writerows(rows_)
-
-    write("meta.csv", ["filename", "scene_label", "identifier", "source_label"],
-          [(f, l, i, d) for f, l, i, d, _ in clips])
     train = [(f, l) for f, l, _, _, s in clips if s not in test_sources]
     test = [(f, l) for f, l, _, _, s in clips if s in test_sources]
-    write("evaluation_setup/fold1_train.csv", ["filename", "scene_label"], train)
-    write("evaluation_setup/fold1_evaluate.csv", ["filename", "scene_label"], test)
-    write("evaluation_setup/fold1_test.csv", ["filename"], [(f,) for f, _ in test])
+    write_lists(a.out, [(f, l, i, d) for f, l, i, d, _ in clips], train, test)
     with open(os.path.join(a.out, "LICENSES.md"), "w") as f:
         f.write("# Licences of the development set\n\nEvery clip is cut from the file named here, "
                 "as shipped in the Debian package; licence and copyright as that package's "

@@ -15,6 +15,10 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from build import write_lists  # noqa: E402
 
 # class: (training sources, test source), licences in sources.tsv.
 SLICE = {
@@ -62,16 +66,7 @@ def main():
             licences.append(f"| {label} | `{src}` | {s['package']} {s['version_used']} | "
                             f"/{s['path']} | {s['license']} | {s['copyright']} |")
 
-    def write(path, header, items):
-        with open(os.path.join(a.out, path), "w", newline="") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(header)
-            w.writerows(items)
-
-    write("meta.csv", ["filename", "scene_label", "identifier", "source_label"], rows)
-    write("evaluation_setup/fold1_train.csv", ["filename", "scene_label"], train)
-    write("evaluation_setup/fold1_evaluate.csv", ["filename", "scene_label"], test)
-    write("evaluation_setup/fold1_test.csv", ["filename"], [(n,) for n, _ in test])
+    write_lists(a.out, rows, train, test)
     with open(os.path.join(a.out, "LICENSES.md"), "w") as f:
         f.write("# Licences of the real-recording test slice\n\n1 s pieces, resampled to 16 kHz, "
                 "of the development set's clips (datasets/devset/make_slice.py); each source "

@@ -105,13 +105,7 @@ impl TrainConfig {
     /// run folder is written or a feature is computed.
     pub fn check_names(&self) -> Result<(), UnknownName> {
         crate::nn::norm::check_name(&self.norm)?;
-        if !crate::nn::models::MODEL_NAMES.contains(&self.model.name.as_str()) {
-            return Err(UnknownName::new(
-                "model",
-                &self.model.name,
-                crate::nn::models::MODEL_NAMES,
-            ));
-        }
+        crate::nn::models::check_name(&self.model.name)?;
         Ok(())
     }
 

@@ -18,6 +18,15 @@ use serde::{Deserialize, Serialize};
 /// Names accepted for `--model`.
 pub const MODEL_NAMES: &[&str] = &["cnn", "cp-mobile"];
 
+/// `name` against [`MODEL_NAMES`], as `nn::norm::check_name` does for norms.
+pub fn check_name(name: &str) -> std::result::Result<(), crate::error::UnknownName> {
+    if MODEL_NAMES.contains(&name) {
+        Ok(())
+    } else {
+        Err(crate::error::UnknownName::new("model", name, MODEL_NAMES))
+    }
+}
+
 /// Everything needed to rebuild a model (saved in the run's `config.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
