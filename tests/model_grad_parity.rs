@@ -36,10 +36,7 @@ fn variants() -> Vec<(&'static str, &'static str, NormConfig)> {
         .iter()
         .map(|&n| (n, n, NormConfig::default()))
         .collect();
-    let g4 = NormConfig {
-        gn: GnOptions { max_groups: 4 },
-        ..NormConfig::default()
-    };
+    let g4 = NormConfig::default().with_options(GnOptions { max_groups: 4 });
     v.push(("gnplus_g4", "gnplus", g4));
     v
 }

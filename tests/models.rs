@@ -3,6 +3,7 @@
 //! `docs/datasets.md`), and every model with every norm trains, saves, reloads into a fresh model
 //! and gives bit-identical eval outputs; with IN, CP-Mobile's head keeps the input signal.
 
+use asc::nn::models::{CnnOptions, CpMobileOptions, ModelConfig, MODEL_NAMES};
 use asc::nn::norm::NORM_NAMES;
 use asc::train::checkpoint::{self, Weights};
 use asc::train::optim::Optimizer;
@@ -27,10 +28,71 @@ fn cp_mobile_has_the_dcase2024_baseline_size() {
     assert_eq!(s.model.macs((256, 65)), 29_419_156);
 }
 
+/// An architecture's settings (`model.cp-mobile`, `model.cnn` in config.json) change the network
+/// they build, round-trip through JSON, default to the baseline where a config has none (run
+/// folders written before they existed) and are refused, naming the setting, where they cannot
+/// make a network.
+#[test]
+fn architecture_settings_build_other_networks() {
+    let small = CpMobileOptions {
+        blocks_per_stage: vec![2, 1, 1],
+        strides: vec![[1, 1], [1, 2], [2, 1], [1, 1]],
+        ..Default::default()
+    };
+    let mut c = session("cp-mobile", "bn", 10, 0).config;
+    c.model = c.model.with_options(small.clone());
+    let s = Session::build(c.clone(), Device::Cpu).unwrap();
+    assert!(s.param_count() < 61_148, "{}", s.param_count());
+    let text = serde_json::to_string(&c.model).unwrap();
+    assert!(text.contains("\"cp-mobile\":{"), "{text}");
+    let back: ModelConfig = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.options::<CpMobileOptions>(), small);
+
+    // A config from before the settings existed: the baseline.
+    let mut v = serde_json::to_value(&c.model).unwrap();
+    v.as_object_mut().unwrap().remove("cp-mobile");
+    let old: ModelConfig = serde_json::from_value(v).unwrap();
+    assert_eq!(old.options::<CpMobileOptions>(), CpMobileOptions::default());
+
+    let wider = CnnOptions {
+        channels: [8, 16, 24],
+        kernel: 5,
+        hidden: 50,
+    };
+    let mut c = session("cnn", "bn", 10, 0).config;
+    let baseline = Session::build(c.clone(), Device::Cpu)
+        .unwrap()
+        .param_count();
+    c.model = c.model.with_options(wider);
+    assert_ne!(
+        Session::build(c, Device::Cpu).unwrap().param_count(),
+        baseline
+    );
+
+    let mut c = session("cp-mobile", "bn", 10, 0).config;
+    c.model = c.model.with_options(CpMobileOptions {
+        strides: vec![[1, 1]; 5],
+        ..Default::default()
+    });
+    let err = Session::build(c, Device::Cpu).err().unwrap().to_string();
+    assert!(
+        err.contains("model.cp-mobile: 5 strides for 6 blocks"),
+        "{err}"
+    );
+    let bad = r#"{"name": "cnn", "n_classes": 3, "cnn": {"chanels": [1, 2, 3]}}"#;
+    let err = serde_json::from_str::<ModelConfig>(bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("model.cnn: unknown field `chanels`"),
+        "{err}"
+    );
+}
+
 #[test]
 fn every_model_and_norm_trains_saves_and_reloads_identically() {
     let dir = tempfile::tempdir().unwrap();
-    for model in ["cnn", "cp-mobile"] {
+    for model in MODEL_NAMES {
         for norm in NORM_NAMES {
             let s = session(model, norm, 4, 1);
             let mut opt = Optimizer::new(s.config.optimizer.clone(), s.named_params()).unwrap();

@@ -109,7 +109,7 @@ fn onnx_decomposition_equals_eval_forward_in_tract() {
         rand_tensor(&[3, 8, 7, 11], 12, -2.0, 3.0),
     ];
     for (stem, b, cfg) in trained_layers() {
-        if cfg.gnplus.variant == GnPlusVariant::Faithful {
+        if cfg.options::<GnPlusOptions>().variant == GnPlusVariant::Faithful {
             let err = b
                 .layer
                 .emit_onnx(&mut OnnxGraph::new(), "x")
@@ -145,7 +145,7 @@ fn eval_is_batch_independent_except_faithful_gnplus() {
             .narrow(0, 0, 1)
             .unwrap();
         let single = b.layer.forward_t(&x.narrow(0, 0, 1).unwrap(), false);
-        if cfg.gnplus.variant == GnPlusVariant::Faithful {
+        if cfg.options::<GnPlusOptions>().variant == GnPlusVariant::Faithful {
             assert!(
                 max_abs_diff(&y0, &y0_mixed) > 1e-3,
                 "{stem}: faithful GN+ looked batch-independent"
@@ -245,17 +245,11 @@ fn group_norm_identities() {
     };
     let gn_c = with_params(
         "gn",
-        &NormConfig {
-            gn: GnOptions { max_groups: c },
-            ..Default::default()
-        },
+        &NormConfig::default().with_options(GnOptions { max_groups: c }),
     );
     let gn_1 = with_params(
         "gn",
-        &NormConfig {
-            gn: GnOptions { max_groups: 1 },
-            ..Default::default()
-        },
+        &NormConfig::default().with_options(GnOptions { max_groups: 1 }),
     );
     assert_close(
         "GN(G=C) = IN",
@@ -281,10 +275,7 @@ fn group_norm_identities() {
 fn l2bn_is_scale_invariant_iebn_is_not() {
     let x = rand_tensor(&[4, 8, 6, 5], 61, -1.0, 2.0);
     for mode in [L2bnMode::Rms, L2bnMode::L2] {
-        let cfg = NormConfig {
-            l2bn: L2bnOptions { mode },
-            ..Default::default()
-        };
+        let cfg = NormConfig::default().with_options(L2bnOptions { mode });
         let b = build("l2bn", 8, &cfg);
         let y = b.layer.forward_t(&x, true).unwrap();
         for alpha in [3.0, 0.25] {
@@ -321,13 +312,10 @@ fn init_values_match_the_papers() {
     // UBN with identity BNET: y = σ(1)·BN(x), σ(1) = 0.7311 (docs/norms.md §5.1), train and eval.
     let s = sigmoid(1.0);
     assert!((s - 0.7311).abs() < 1e-4);
-    let ucfg = NormConfig {
-        ubn: UbnOptions {
-            bnet_init: BnetInit::Identity,
-            ..Default::default()
-        },
+    let ucfg = NormConfig::default().with_options(UbnOptions {
+        bnet_init: BnetInit::Identity,
         ..Default::default()
-    };
+    });
     let ubn = build("ubn", 8, &ucfg);
     let bn_b = build("bn", 8, &cfg);
     let (y_u, y_b) = (
@@ -353,10 +341,7 @@ fn init_values_match_the_papers() {
         1e-5,
     );
     // GN+: s = σ(λ₀ = 1) = 0.7311 (docs/norms.md §4.1): y = s·GN(x) + (1−s)·BN(GN(x)).
-    let gcfg = NormConfig {
-        gn: GnOptions { max_groups: 4 },
-        ..Default::default()
-    };
+    let gcfg = NormConfig::default().with_options(GnOptions { max_groups: 4 });
     let gp = build("gnplus", 8, &gcfg);
     let lambda = var_tensor(&gp.params, "lambda").to_vec1::<f32>().unwrap()[0] as f64;
     assert!((sigmoid(lambda) - s).abs() < 1e-7);
@@ -406,12 +391,9 @@ fn parameter_and_buffer_counts() {
             assert_eq!(b.layer.name(), name);
         }
     }
-    let faithful = NormConfig {
-        gnplus: GnPlusOptions {
-            variant: GnPlusVariant::Faithful,
-        },
-        ..Default::default()
-    };
+    let faithful = NormConfig::default().with_options(GnPlusOptions {
+        variant: GnPlusVariant::Faithful,
+    });
     assert_eq!(elem_count(&build("gnplus", 8, &faithful).buffers), 0);
 }
 

@@ -15,7 +15,9 @@
 mod norm_common;
 use norm_common as common;
 
-use asc::nn::norm::{FctMode, L2bnMode, NormConfig, UbnOptions, NORM_NAMES};
+use asc::nn::norm::{
+    FctMode, GnOptions, L2bnMode, L2bnOptions, NormConfig, UbnOptions, NORM_NAMES,
+};
 use candle_core::{Device, Tensor};
 use common::*;
 
@@ -140,26 +142,40 @@ fn wrong_settings(name: &str, cfg: &NormConfig) -> Vec<(&'static str, NormConfig
         v.push(("momentum 0.2", with(&|c| c.momentum = 0.2)));
     }
     if matches!(name, "gn" | "gnplus") {
-        v.push(("half the groups", with(&|c| c.gn.max_groups /= 2)));
+        v.push((
+            "half the groups",
+            with(&|c| c.update(|o: &mut GnOptions| o.max_groups /= 2)),
+        ));
     }
     if name == "l2bn" {
-        let other = match cfg.l2bn.mode {
+        let other = match cfg.options::<L2bnOptions>().mode {
             L2bnMode::Rms => L2bnMode::L2,
             L2bnMode::L2 => L2bnMode::Rms,
         };
-        v.push(("the other L2BN mode", with(&|c| c.l2bn.mode = other)));
+        v.push((
+            "the other L2BN mode",
+            with(&|c| c.update(|o: &mut L2bnOptions| o.mode = other)),
+        ));
     }
     if name == "ubn" {
-        let flipped = match cfg.ubn.fct_mode {
+        let flipped = match cfg.options::<UbnOptions>().fct_mode {
             FctMode::BatchWhenAbove => FctMode::BatchWhenBelow,
             FctMode::BatchWhenBelow => FctMode::BatchWhenAbove,
         };
-        v.push(("gate direction", with(&|c| c.ubn.fct_mode = flipped)));
-        v.push(("τ = 0.14", with(&|c| c.ubn.tau = 0.14)));
-        v.push(("τ = 0.16", with(&|c| c.ubn.tau = 0.16)));
-        v.push(("momentum_cos 0.2", with(&|c| c.ubn.momentum_cos = 0.2)));
-        v.push(("cosine over 17 samples", with(&|c| c.ubn.cos_samples = 17)));
-        v.push(("cosine over 15 samples", with(&|c| c.ubn.cos_samples = 15)));
+        v.push((
+            "gate direction",
+            with(&|c| c.update(|o: &mut UbnOptions| o.fct_mode = flipped)),
+        ));
+        let ubn_changes: [(_, fn(&mut UbnOptions)); 5] = [
+            ("τ = 0.14", |o| o.tau = 0.14),
+            ("τ = 0.16", |o| o.tau = 0.16),
+            ("momentum_cos 0.2", |o| o.momentum_cos = 0.2),
+            ("cosine over 17 samples", |o| o.cos_samples = 17),
+            ("cosine over 15 samples", |o| o.cos_samples = 15),
+        ];
+        for (label, change) in ubn_changes {
+            v.push((label, with(&|c| c.update(change))));
+        }
     }
     v
 }
@@ -219,13 +235,10 @@ fn ubn_bnet_init_matches_pytorch() {
     let fx = fixture_file("ubn_init", &Device::Cpu);
     let c = 256; // as in the fixture: the kernel's std depends on C
     for k in [3, 5] {
-        let cfg = NormConfig {
-            ubn: UbnOptions {
-                kernel: k,
-                ..Default::default()
-            },
+        let cfg = NormConfig::default().with_options(UbnOptions {
+            kernel: k,
             ..Default::default()
-        };
+        });
         let b = build("ubn", c, &cfg);
         let scalar = |key: &str| fx[&format!("k{k}.{key}")].to_vec1::<f32>().unwrap()[0];
         let (bound, std) = (scalar("bias_bound"), scalar("weight_std"));

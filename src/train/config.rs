@@ -124,10 +124,7 @@ impl TrainConfig {
             data,
             fold: 1,
             train_list: None,
-            model: ModelConfig {
-                input_norm: InputNorm::Global,
-                ..ModelConfig::new(model, 0)
-            },
+            model: ModelConfig::new(model, 0).with_input_norm(InputNorm::Global),
             norm: norm.to_string(),
             norm_config: NormConfig::default(),
             frontend,

@@ -136,12 +136,10 @@ mod tests {
         });
         std::fs::write(dir.path().join("config.json"), v.to_string()).unwrap();
         let cfg = read_config(dir.path()).unwrap();
-        assert_eq!(cfg.norm_config.ubn.tau, 0.25);
-        assert_eq!(cfg.norm_config.ubn.kernel, 5);
-        assert_eq!(
-            cfg.norm_config.ubn.fct_mode,
-            crate::nn::norm::FctMode::BatchWhenBelow
-        );
+        let ubn: crate::nn::norm::UbnOptions = cfg.norm_config.options();
+        assert_eq!(ubn.tau, 0.25);
+        assert_eq!(ubn.kernel, 5);
+        assert_eq!(ubn.fct_mode, crate::nn::norm::FctMode::BatchWhenBelow);
         let mut want = d.clone();
         want.norm_config = cfg.norm_config.clone();
         assert_eq!(cfg, want, "only norm_config differs from the defaults");

@@ -45,50 +45,31 @@ pub fn variants() -> Vec<(&'static str, &'static str, NormConfig)> {
         (
             "l2bn_l2",
             "l2bn",
-            NormConfig {
-                l2bn: L2bnOptions { mode: L2bnMode::L2 },
-                ..d()
-            },
+            d().with_options(L2bnOptions { mode: L2bnMode::L2 }),
         ),
         ("gn", "gn", d()),
-        (
-            "gn_g4",
-            "gn",
-            NormConfig {
-                gn: GnOptions { max_groups: 4 },
-                ..d()
-            },
-        ),
+        ("gn_g4", "gn", d().with_options(GnOptions { max_groups: 4 })),
         (
             "gnplus",
             "gnplus",
-            NormConfig {
-                gn: GnOptions { max_groups: 4 },
-                ..d()
-            },
+            d().with_options(GnOptions { max_groups: 4 }),
         ),
         (
             "gnplus_faithful",
             "gnplus",
-            NormConfig {
-                gn: GnOptions { max_groups: 4 },
-                gnplus: GnPlusOptions {
+            d().with_options(GnOptions { max_groups: 4 })
+                .with_options(GnPlusOptions {
                     variant: GnPlusVariant::Faithful,
-                },
-                ..d()
-            },
+                }),
         ),
         ("ubn", "ubn", d()),
         (
             "ubn_below",
             "ubn",
-            NormConfig {
-                ubn: UbnOptions {
-                    fct_mode: FctMode::BatchWhenBelow,
-                    ..Default::default()
-                },
-                ..d()
-            },
+            d().with_options(UbnOptions {
+                fct_mode: FctMode::BatchWhenBelow,
+                ..Default::default()
+            }),
         ),
         ("iebn", "iebn", d()),
         ("ln", "ln", d()),
@@ -113,7 +94,8 @@ pub fn shape_indices(name: &str, cfg: &NormConfig) -> Vec<usize> {
     (0..SHAPES.len())
         .filter(|&s| {
             let shape = SHAPES[s];
-            let faithful = name == "gnplus" && cfg.gnplus.variant == GnPlusVariant::Faithful;
+            let faithful = name == "gnplus"
+                && cfg.options::<GnPlusOptions>().variant == GnPlusVariant::Faithful;
             let skip = (name == "ubn" && shape.len() != 4)
                 || (faithful && shape[0] < 2)
                 || (name == "in" && shape.len() < 3);

@@ -1,7 +1,7 @@
 //! `cnn`: the DCASE 2021/2022 task 1 baseline CNN (`docs/models.md`), with global average pooling
 //! in place of the fixed (4, 100) pool so that it serves any clip length.
 
-use super::{Model, ModelConfig, NormFactory};
+use super::{Model, ModelConfig, ModelEntry, NormFactory};
 use crate::nn::layers::{
     emit_global_avg_pool, emit_max_pool, global_avg_pool, Conv, Dropout, Linear,
 };
@@ -10,6 +10,40 @@ use crate::nn::ops::{self, Activation};
 use crate::onnx::graph::OnnxGraph;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+/// The registry entry; the baseline's dropout is 0.3.
+pub const ENTRY: ModelEntry = ModelEntry::new::<CnnOptions>("cnn", build, 0.3);
+
+fn build(config: &ModelConfig, vb: VarBuilder, norm: &NormFactory) -> Result<Box<dyn Model>> {
+    Ok(Box::new(Cnn::new(config, vb, norm)?))
+}
+
+/// `cnn`'s settings (`model.cnn`); the defaults are the DCASE baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CnnOptions {
+    /// Output channels of the three convolutions.
+    pub channels: [usize; 3],
+    /// Their (square, odd: "same" padding) kernel size.
+    pub kernel: usize,
+    /// Units of the hidden fully connected layer.
+    pub hidden: usize,
+}
+
+impl Default for CnnOptions {
+    fn default() -> Self {
+        Self {
+            channels: [16, 16, 32],
+            kernel: 7,
+            hidden: 100,
+        }
+    }
+}
+
+impl crate::nn::options::Options for CnnOptions {
+    const KEY: &'static str = "cnn";
+}
 
 pub struct Cnn {
     convs: Vec<(Conv, Box<dyn Norm>)>,
@@ -20,14 +54,19 @@ pub struct Cnn {
     fc2: Linear,
 }
 
-const CHANNELS: [usize; 3] = [16, 16, 32];
-
 impl Cnn {
     pub fn new(config: &ModelConfig, vb: VarBuilder, norm: &NormFactory) -> Result<Self> {
+        let opts: CnnOptions = config.options();
+        if opts.kernel.is_multiple_of(2) || opts.channels.contains(&0) || opts.hidden == 0 {
+            candle_core::bail!(
+                "model.cnn: the kernel size must be odd, channels and hidden positive: {opts:?}"
+            );
+        }
+        let k = opts.kernel;
         let mut convs = Vec::new();
         let mut in_c = config.in_channels;
-        for (i, &c) in CHANNELS.iter().enumerate() {
-            let conv = Conv::new(vb.pp(format!("conv{i}")), in_c, c, (7, 7), (1, 1), false)?;
+        for (i, &c) in opts.channels.iter().enumerate() {
+            let conv = Conv::new(vb.pp(format!("conv{i}")), in_c, c, (k, k), (1, 1), false)?;
             convs.push((conv, norm.build(&format!("norm{i}"), c)?));
             in_c = c;
         }
@@ -36,8 +75,8 @@ impl Cnn {
             drop1: Dropout::new(config.dropout, 1),
             drop2: Dropout::new(config.dropout, 2),
             drop3: Dropout::new(config.dropout, 3),
-            fc1: Linear::new(vb.pp("fc1"), in_c, 100)?,
-            fc2: Linear::new(vb.pp("fc2"), 100, config.n_classes)?,
+            fc1: Linear::new(vb.pp("fc1"), in_c, opts.hidden)?,
+            fc2: Linear::new(vb.pp("fc2"), opts.hidden, config.n_classes)?,
         })
     }
 
@@ -72,7 +111,7 @@ impl Model for Cnn {
         let mut hw = (h, w);
         for (i, (conv, _)) in self.convs.iter().enumerate() {
             hw = conv.out_hw(hw);
-            total += conv.macs(hw) + 2 * CHANNELS[i] as u64;
+            total += conv.macs(hw) + 2 * conv.weight.dims()[0] as u64;
             if i == 1 {
                 hw = (hw.0 / 5, hw.1 / 5);
             }

@@ -2,25 +2,79 @@
 //! a two-conv stem, three stages of inverted-residual blocks with depthwise 3×3 convolutions and
 //! asymmetric strides, and a 1×1 classifier conv followed by a norm and global average pooling.
 
-use super::{Model, ModelConfig, NormFactory};
+use super::{Model, ModelConfig, ModelEntry, NormFactory};
 use crate::nn::layers::{emit_avg_pool, emit_global_avg_pool, global_avg_pool, Conv};
 use crate::nn::norm::Norm;
 use crate::nn::ops::{self, Activation};
 use crate::onnx::graph::OnnxGraph;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
 
-const BASE_CHANNELS: usize = 32;
-const CHANNEL_MULTIPLIER: f64 = 1.8;
-const EXPANSION_RATE: f64 = 2.1;
-const BLOCKS_PER_STAGE: [usize; 3] = [3, 2, 1];
+/// The registry entry; no dropout.
+pub const ENTRY: ModelEntry = ModelEntry::new::<CpMobileOptions>("cp-mobile", build, 0.0);
 
-/// Blocks are numbered from 1 across stages; b3 and b4 carry the asymmetric strides.
-fn block_stride(block_id: usize) -> (usize, usize) {
-    match block_id {
-        3 => (1, 2),
-        4 => (2, 1),
-        _ => (1, 1),
+fn build(config: &ModelConfig, vb: VarBuilder, norm: &NormFactory) -> Result<Box<dyn Model>> {
+    Ok(Box::new(CpMobile::new(config, vb, norm)?))
+}
+
+/// `cp-mobile`'s settings (`model.cp-mobile`); the defaults are the DCASE 2024/2025 baseline
+/// (`docs/models.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CpMobileOptions {
+    /// Channels after the stem (rounded to a multiple of 8; the stem's first conv has a quarter).
+    pub base_channels: usize,
+    /// Each stage is this many times wider than the one before (rounded to a multiple of 8).
+    pub channel_multiplier: f64,
+    /// A block's 1×1 expansion: its input channels times this (rounded to a multiple of 8).
+    pub expansion_rate: f64,
+    /// Inverted-residual blocks in each stage.
+    pub blocks_per_stage: Vec<usize>,
+    /// Each block's depthwise stride (frequency, time), blocks numbered across stages; as many
+    /// as there are blocks.
+    pub strides: Vec<[usize; 2]>,
+}
+
+impl Default for CpMobileOptions {
+    /// The baseline: blocks 3 and 4 carry the asymmetric strides.
+    fn default() -> Self {
+        Self {
+            base_channels: 32,
+            channel_multiplier: 1.8,
+            expansion_rate: 2.1,
+            blocks_per_stage: vec![3, 2, 1],
+            strides: vec![[1, 1], [1, 1], [1, 2], [2, 1], [1, 1], [1, 1]],
+        }
+    }
+}
+
+impl crate::nn::options::Options for CpMobileOptions {
+    const KEY: &'static str = "cp-mobile";
+}
+
+impl CpMobileOptions {
+    /// Refuses settings that cannot make a network, naming the setting.
+    fn check(&self) -> Result<()> {
+        let blocks: usize = self.blocks_per_stage.iter().sum();
+        if self.strides.len() != blocks {
+            candle_core::bail!(
+                "model.cp-mobile: {} strides for {blocks} blocks (blocks_per_stage {:?})",
+                self.strides.len(),
+                self.blocks_per_stage
+            );
+        }
+        if self.strides.iter().flatten().any(|&s| s == 0) {
+            candle_core::bail!("model.cp-mobile: strides must be at least 1");
+        }
+        if self.base_channels == 0
+            || !(self.channel_multiplier > 0.0 && self.expansion_rate > 0.0)
+        {
+            candle_core::bail!(
+                "model.cp-mobile: base_channels, channel_multiplier and expansion_rate must be positive"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -127,8 +181,9 @@ impl Block {
         in_c: usize,
         out_c: usize,
         stride: (usize, usize),
+        expansion_rate: f64,
     ) -> Result<Self> {
-        let exp = make_divisible(in_c as f64 * EXPANSION_RATE, 8);
+        let exp = make_divisible(in_c as f64 * expansion_rate, 8);
         Ok(Self {
             layers: [
                 ConvNorm::new(
@@ -212,7 +267,9 @@ pub struct CpMobile {
 
 impl CpMobile {
     pub fn new(config: &ModelConfig, vb: VarBuilder, norm: &NormFactory) -> Result<Self> {
-        let base = make_divisible(BASE_CHANNELS as f64, 8);
+        let opts: CpMobileOptions = config.options();
+        opts.check()?;
+        let base = make_divisible(opts.base_channels as f64, 8);
         let stem = [
             ConvNorm::new(
                 &vb,
@@ -239,9 +296,11 @@ impl CpMobile {
         ];
         let mut blocks = Vec::new();
         let mut in_c = base;
-        for (stage, &n) in BLOCKS_PER_STAGE.iter().enumerate() {
-            let out_c = make_divisible(base as f64 * CHANNEL_MULTIPLIER.powi(stage as i32), 8);
+        for (stage, &n) in opts.blocks_per_stage.iter().enumerate() {
+            let width = base as f64 * opts.channel_multiplier.powi(stage as i32);
+            let out_c = make_divisible(width, 8);
             for _ in 0..n {
+                let [sf, st] = opts.strides[blocks.len()];
                 let id = blocks.len() + 1;
                 blocks.push(Block::new(
                     &vb,
@@ -249,7 +308,8 @@ impl CpMobile {
                     &format!("b{id}"),
                     in_c,
                     out_c,
-                    block_stride(id),
+                    (sf, st),
+                    opts.expansion_rate,
                 )?);
                 in_c = out_c;
             }

@@ -8,14 +8,19 @@ use serde::{Deserialize, Serialize};
 use super::stats::as_ncl;
 use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::{standardize, Activation, Grouping};
+use crate::nn::options::Options;
 use crate::onnx::graph::{attr_float, OnnxGraph};
 
 /// GN's settings (`norm_config.gn`), which GN+ uses too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GnOptions {
     /// GN (and GN+) use the largest divisor of C that is at most this (docs/norms.md §2.2).
     pub max_groups: usize,
+}
+
+impl Options for GnOptions {
+    const KEY: &'static str = "gn";
 }
 
 impl Default for GnOptions {
@@ -62,7 +67,9 @@ impl GroupNorm {
 }
 
 /// The registry entry (docs/architecture.md, "Adding a norm").
-pub const ENTRY: NormEntry = NormEntry::new("gn", build).standardizing(one_group_per_channel);
+pub const ENTRY: NormEntry = NormEntry::new("gn", build)
+    .standardizing(one_group_per_channel)
+    .configured_by::<GnOptions>();
 
 /// With G = C every (sample, channel) map is standardized on its own (docs/norms.md §2.2).
 pub(crate) fn one_group_per_channel(c: usize, cfg: &NormConfig) -> bool {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::gn::{emit_group_norm, group_normalize};
 use super::stats::{as_ncl, RunningStats};
 use super::{Norm, NormBuilder, NormConfig, NormEntry};
+use crate::nn::options::Options;
 use crate::nn::ops::{plane_affine, Activation};
 use crate::onnx::graph::OnnxGraph;
 
@@ -43,23 +44,29 @@ pub enum GnPlusVariant {
 
 /// GN+'s settings (`norm_config.gnplus`); its group count is GN's (`norm_config.gn`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GnPlusOptions {
     /// Which GN+ to build (docs/norms.md §4.2).
     pub variant: GnPlusVariant,
 }
 
+impl Options for GnPlusOptions {
+    const KEY: &'static str = "gnplus";
+}
+
 /// The registry entry (docs/architecture.md, "Adding a norm").
-pub const ENTRY: NormEntry = NormEntry::new("gnplus", build).standardizing(standardizes_each_map);
+pub const ENTRY: NormEntry = NormEntry::new("gnplus", build)
+    .standardizing(standardizes_each_map)
+    .configured_by::<GnPlusOptions>();
 
 /// The deployable variant with G = C: its BN part re-normalizes maps that GN already left with
 /// zero mean (docs/norms.md §4.2). The faithful one mixes in batch-axis statistics.
 fn standardizes_each_map(c: usize, cfg: &NormConfig) -> bool {
-    super::gn::one_group_per_channel(c, cfg) && cfg.gnplus.variant == GnPlusVariant::Deployable
+    super::gn::one_group_per_channel(c, cfg) && cfg.options::<GnPlusOptions>().variant == GnPlusVariant::Deployable
 }
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
-    let stats = match cfg.gnplus.variant {
+    let stats = match cfg.options::<GnPlusOptions>().variant {
         GnPlusVariant::Deployable => Some(RunningStats::new(c, cfg, nb)?),
         GnPlusVariant::Faithful => None,
     };

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::{as_ncl, RunningStats};
 use super::{Norm, NormBuilder, NormConfig, NormEntry};
+use crate::nn::options::Options;
 use crate::nn::ops::{equalize_samples, Activation};
 use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
 
@@ -26,10 +27,14 @@ pub enum L2bnMode {
 
 /// L2BN's settings (`norm_config.l2bn`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct L2bnOptions {
     /// How each sample is scaled (docs/norms.md §3.3).
     pub mode: L2bnMode,
+}
+
+impl Options for L2bnOptions {
+    const KEY: &'static str = "l2bn";
 }
 
 /// Clamp of the per-sample divisor (`F.normalize` default eps, docs/norms.md §3.1).
@@ -45,11 +50,11 @@ pub struct L2BatchNorm {
 }
 
 /// The registry entry (docs/architecture.md, "Adding a norm").
-pub const ENTRY: NormEntry = NormEntry::new("l2bn", build);
+pub const ENTRY: NormEntry = NormEntry::new("l2bn", build).configured_by::<L2bnOptions>();
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
     Ok(Box::new(L2BatchNorm {
-        mode: cfg.l2bn.mode,
+        mode: cfg.options::<L2bnOptions>().mode,
         weight: nb.param("weight", c, 1.0)?,
         bias: nb.param("bias", c, 0.0)?,
         stats: RunningStats::new(c, cfg, nb)?,

@@ -4,27 +4,34 @@
 //! optimiser sees) and its non-gradient state (running mean/var, UBN's `moving_cos`) in a
 //! separate *buffer* `VarMap`, updated in place with `Var::set` in train mode and saved with
 //! the checkpoint (docs/norms.md §1, §5.6.4). Adding a layer is one new file (with its
-//! [`NormEntry`]) plus its `pub mod` and one line in [`REGISTRY`]; what else a layer with
-//! settings still touches: docs/architecture.md, "Adding a norm".
+//! [`NormEntry`] and, if it has settings, their struct) plus its name in the `registry!` list;
+//! docs/architecture.md, "Adding a norm", walks through it.
 
 use candle_core::{bail, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 use crate::nn::ops::Activation;
+use crate::nn::options::{Options, OptionsEntry, OptionsMap};
 use crate::onnx::graph::OnnxGraph;
 
-pub mod bn;
 pub mod gate;
-pub mod gn;
-pub mod gnplus;
-pub mod iebn;
-pub mod in_norm;
-pub mod l2bn;
-pub mod ln;
-pub mod none;
 pub mod stats;
-pub mod ubn;
+
+super::registry! {
+    NormEntry;
+    bn,
+    l2bn,
+    gn,
+    gnplus,
+    ubn,
+    iebn,
+    ln,
+    in_norm,
+    none,
+}
 
 pub use gn::GnOptions;
 pub use gnplus::{GnPlusOptions, GnPlusVariant};
@@ -56,20 +63,20 @@ pub trait Norm: Send + Sync + std::fmt::Debug {
 }
 
 /// Hyper-parameters of every layer: what all share, then each layer's own settings, defined in
-/// its file; the defaults are those of docs/norms.md. Stored in `config.json` under
-/// `norm_config`, each layer's settings as one object (`"ubn": {"tau": 0.15, ...}`); the flat
-/// form of earlier run folders (`ubn_tau`, `l2bn_mode`, ...) still loads (`LegacyFlat`).
+/// its file and named in its registry entry ([`NormEntry::configured_by`]); the defaults are those
+/// of docs/norms.md. Stored in `config.json` under `norm_config`, each layer's settings as one
+/// object (`"ubn": {"tau": 0.15, ...}`); the flat form of earlier run folders (`ubn_tau`,
+/// `l2bn_mode`, ...) still loads ([`LEGACY_FLAT`]). An unknown key or setting is an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(from = "NormConfigFile")]
+#[serde(try_from = "NormConfigFile")]
 pub struct NormConfig {
     /// ε inside the square root (docs/norms.md §1).
     pub eps: f64,
     /// PyTorch-style running-stat momentum, weight on the new value (docs/norms.md §1).
     pub momentum: f64,
-    pub gn: GnOptions,
-    pub l2bn: L2bnOptions,
-    pub gnplus: GnPlusOptions,
-    pub ubn: UbnOptions,
+    /// Every registered layer's settings, complete.
+    #[serde(flatten)]
+    options: OptionsMap,
 }
 
 impl Default for NormConfig {
@@ -77,27 +84,24 @@ impl Default for NormConfig {
         Self {
             eps: 1e-5,
             momentum: 0.1,
-            gn: GnOptions::default(),
-            l2bn: L2bnOptions::default(),
-            gnplus: GnPlusOptions::default(),
-            ubn: UbnOptions::default(),
+            options: OptionsMap::defaults(registered_options()),
         }
     }
 }
 
-/// `norm_config` as read: the current form, or the flat one of run folders written before each
-/// layer owned its settings.
+/// The settings entries of the registered layers that have settings.
+fn registered_options() -> impl Iterator<Item = &'static OptionsEntry> + Clone {
+    REGISTRY.iter().filter_map(|e| e.options.as_ref())
+}
+
+/// `norm_config` as read: the shared fields, then the layers' objects (or legacy flat fields).
 #[derive(Deserialize)]
 #[serde(default)]
 struct NormConfigFile {
     eps: f64,
     momentum: f64,
-    gn: Option<GnOptions>,
-    l2bn: Option<L2bnOptions>,
-    gnplus: Option<GnPlusOptions>,
-    ubn: Option<UbnOptions>,
     #[serde(flatten)]
-    legacy: LegacyFlat,
+    rest: BTreeMap<String, Value>,
 }
 
 impl Default for NormConfigFile {
@@ -106,77 +110,84 @@ impl Default for NormConfigFile {
         Self {
             eps: d.eps,
             momentum: d.momentum,
-            gn: None,
-            l2bn: None,
-            gnplus: None,
-            ubn: None,
-            legacy: LegacyFlat::default(),
+            rest: BTreeMap::new(),
         }
     }
 }
 
-/// The flat per-layer fields of `norm_config` before each layer owned its settings; frozen,
-/// read only so that old run folders still load (and resume) with the settings they trained
-/// with.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct LegacyFlat {
-    l2bn_mode: Option<L2bnMode>,
-    gn_max_groups: Option<usize>,
-    gnplus_variant: Option<GnPlusVariant>,
-    ubn_tau: Option<f64>,
-    ubn_momentum_cos: Option<f64>,
-    ubn_cos_samples: Option<usize>,
-    ubn_fct_mode: Option<FctMode>,
-    ubn_bnet_init: Option<BnetInit>,
-    ubn_kernel: Option<usize>,
+/// The flat per-layer fields of `norm_config` before each layer owned its settings, as
+/// (flat key, layer, field); frozen, read only so that old run folders still load (and resume)
+/// with the settings they trained with. A layer's object, where present, wins over them.
+const LEGACY_FLAT: [(&str, &str, &str); 9] = [
+    ("l2bn_mode", "l2bn", "mode"),
+    ("gn_max_groups", "gn", "max_groups"),
+    ("gnplus_variant", "gnplus", "variant"),
+    ("ubn_tau", "ubn", "tau"),
+    ("ubn_momentum_cos", "ubn", "momentum_cos"),
+    ("ubn_cos_samples", "ubn", "cos_samples"),
+    ("ubn_fct_mode", "ubn", "fct_mode"),
+    ("ubn_bnet_init", "ubn", "bnet_init"),
+    ("ubn_kernel", "ubn", "kernel"),
+];
+
+/// Moves the legacy flat fields of `rest` into their layers' objects.
+fn nest_legacy_fields(rest: &mut BTreeMap<String, Value>) {
+    let nested: Vec<String> = rest.keys().cloned().collect();
+    for (flat, layer, field) in LEGACY_FLAT {
+        let Some(v) = rest.remove(flat) else { continue };
+        if nested.iter().any(|k| k == layer) {
+            continue;
+        }
+        let obj = rest
+            .entry(layer.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(m) = obj {
+            m.insert(field.to_string(), v);
+        }
+    }
 }
 
-impl From<NormConfigFile> for NormConfig {
-    fn from(f: NormConfigFile) -> Self {
-        let old = f.legacy;
-        let gn = f.gn.unwrap_or_else(|| {
-            let mut o = GnOptions::default();
-            o.max_groups = old.gn_max_groups.unwrap_or(o.max_groups);
-            o
-        });
-        let l2bn = f.l2bn.unwrap_or_else(|| {
-            let mut o = L2bnOptions::default();
-            o.mode = old.l2bn_mode.unwrap_or(o.mode);
-            o
-        });
-        let gnplus = f.gnplus.unwrap_or_else(|| {
-            let mut o = GnPlusOptions::default();
-            o.variant = old.gnplus_variant.unwrap_or(o.variant);
-            o
-        });
-        let ubn = f.ubn.unwrap_or_else(|| {
-            let d = UbnOptions::default();
-            UbnOptions {
-                tau: old.ubn_tau.unwrap_or(d.tau),
-                momentum_cos: old.ubn_momentum_cos.unwrap_or(d.momentum_cos),
-                cos_samples: old.ubn_cos_samples.unwrap_or(d.cos_samples),
-                fct_mode: old.ubn_fct_mode.unwrap_or(d.fct_mode),
-                bnet_init: old.ubn_bnet_init.unwrap_or(d.bnet_init),
-                kernel: old.ubn_kernel.unwrap_or(d.kernel),
-            }
-        });
-        Self {
+impl TryFrom<NormConfigFile> for NormConfig {
+    type Error = String;
+
+    fn try_from(mut f: NormConfigFile) -> std::result::Result<Self, String> {
+        nest_legacy_fields(&mut f.rest);
+        Ok(Self {
             eps: f.eps,
             momentum: f.momentum,
-            gn,
-            l2bn,
-            gnplus,
-            ubn,
-        }
+            options: OptionsMap::read("norm_config", f.rest, registered_options())?,
+        })
     }
 }
 
 impl NormConfig {
+    /// A layer's settings, e.g. `cfg.options::<UbnOptions>().tau`.
+    pub fn options<O: Options>(&self) -> O {
+        self.options.get()
+    }
+
+    /// Replaces a layer's settings.
+    pub fn set_options<O: Options>(&mut self, o: O) {
+        self.options.set(o);
+    }
+
+    /// The config with a layer's settings replaced.
+    pub fn with_options<O: Options>(mut self, o: O) -> Self {
+        self.set_options(o);
+        self
+    }
+
+    /// Changes a layer's settings in place, e.g. `cfg.update(|o: &mut UbnOptions| o.tau = 0.2)`.
+    pub fn update<O: Options>(&mut self, f: impl FnOnce(&mut O)) {
+        let mut o = self.options();
+        f(&mut o);
+        self.set_options(o);
+    }
+
     /// GN group count for `c` channels: the largest divisor of `c` that is ≤ `gn.max_groups`
     /// (docs/norms.md §2.2, judgement).
     pub fn groups_for(&self, c: usize) -> usize {
-        (1..=self.gn.max_groups.max(1).min(c.max(1)))
+        (1..=self.options::<GnOptions>().max_groups.max(1).min(c.max(1)))
             .rev()
             .find(|g| c.is_multiple_of(*g))
             .unwrap_or(1)
@@ -236,6 +247,8 @@ pub struct NormEntry {
     /// Whether the layer standardizes every (sample, channel) map on its own; see
     /// [`standardizes_each_map`]. `false` unless the layer says otherwise.
     pub standardizes_each_map: NormRule,
+    /// The layer's own settings, if it has any ([`NormEntry::configured_by`]).
+    pub options: Option<OptionsEntry>,
 }
 
 impl NormEntry {
@@ -245,6 +258,16 @@ impl NormEntry {
             name,
             build,
             standardizes_each_map: never,
+            options: None,
+        }
+    }
+
+    /// The entry of a layer with settings `O` (stored as `norm_config.<O::KEY>`, the key being
+    /// the layer's name); the layer reads them with [`NormConfig::options`].
+    pub const fn configured_by<O: Options>(self) -> Self {
+        Self {
+            options: Some(OptionsEntry::of::<O>()),
+            ..self
         }
     }
 
@@ -261,30 +284,8 @@ fn never(_c: usize, _cfg: &NormConfig) -> bool {
     false
 }
 
-/// The name registry: one line per layer (docs/style.md, "tract"; docs/architecture.md,
-/// "Adding a norm").
-pub const REGISTRY: &[NormEntry] = &[
-    bn::ENTRY,
-    l2bn::ENTRY,
-    gn::ENTRY,
-    gnplus::ENTRY,
-    ubn::ENTRY,
-    iebn::ENTRY,
-    ln::ENTRY,
-    in_norm::ENTRY,
-    none::ENTRY,
-];
-
 /// The valid names, in registry order.
-pub const NORM_NAMES: [&str; REGISTRY.len()] = {
-    let mut names = [""; REGISTRY.len()];
-    let mut i = 0;
-    while i < REGISTRY.len() {
-        names[i] = REGISTRY[i].name;
-        i += 1;
-    }
-    names
-};
+pub const NORM_NAMES: [&str; REGISTRY.len()] = super::names_of!(REGISTRY);
 
 /// The valid names as prose for help texts: `bn, l2bn, ..., in or none`.
 pub fn names_in_words() -> String {
@@ -297,10 +298,13 @@ pub fn names_in_words() -> String {
 
 /// The registry entry of `name`.
 pub fn entry(name: &str) -> std::result::Result<&'static NormEntry, crate::error::UnknownName> {
-    REGISTRY
-        .iter()
-        .find(|e| e.name == name)
-        .ok_or_else(|| crate::error::UnknownName::new("norm", name, &NORM_NAMES))
+    super::lookup(REGISTRY, "norm", name, &NORM_NAMES)
+}
+
+impl super::Registered for NormEntry {
+    fn registry_name(&self) -> &'static str {
+        self.name
+    }
 }
 
 /// Checks a norm name before any work starts (e.g. a comparison that would fail on its last norm).
@@ -477,43 +481,74 @@ mod tests {
         let want = NormConfig {
             eps: 0.001,
             momentum: 0.2,
-            gn: GnOptions { max_groups: 4 },
-            l2bn: L2bnOptions { mode: L2bnMode::L2 },
-            gnplus: GnPlusOptions {
-                variant: GnPlusVariant::Faithful,
-            },
-            ubn: UbnOptions {
-                tau: 0.3,
-                momentum_cos: 0.05,
-                cos_samples: 8,
-                fct_mode: FctMode::BatchWhenBelow,
-                bnet_init: BnetInit::Identity,
-                kernel: 5,
-            },
-        };
+            ..Default::default()
+        }
+        .with_options(GnOptions { max_groups: 4 })
+        .with_options(L2bnOptions { mode: L2bnMode::L2 })
+        .with_options(GnPlusOptions {
+            variant: GnPlusVariant::Faithful,
+        })
+        .with_options(UbnOptions {
+            tau: 0.3,
+            momentum_cos: 0.05,
+            cos_samples: 8,
+            fct_mode: FctMode::BatchWhenBelow,
+            bnet_init: BnetInit::Identity,
+            kernel: 5,
+        });
         assert_eq!(cfg, want);
         // Partly flat, as a hand-written file may be: the rest keeps its defaults.
         let cfg: NormConfig = serde_json::from_str(r#"{"ubn_tau":0.2}"#).unwrap();
-        assert_eq!(cfg.ubn.tau, 0.2);
-        assert_eq!(cfg.ubn.kernel, 3);
-        assert_eq!(cfg.gn, NormConfig::default().gn);
+        assert_eq!(cfg.options::<UbnOptions>().tau, 0.2);
+        assert_eq!(cfg.options::<UbnOptions>().kernel, 3);
+        assert_eq!(cfg.options::<GnOptions>(), GnOptions::default());
         // Written back, it is the current form, which reads back the same.
         let s = serde_json::to_string(&want).unwrap();
-        assert!(s.contains("\"ubn\":{\"tau\":0.3"), "{s}");
+        assert!(s.contains("\"ubn\":{") && s.contains("\"tau\":0.3"), "{s}");
         assert!(!s.contains("ubn_tau"), "{s}");
         assert_eq!(serde_json::from_str::<NormConfig>(&s).unwrap(), want);
     }
 
+    /// Each layer's settings sit under its own name; a misspelt setting or layer is refused with
+    /// the place it was found, not ignored.
+    #[test]
+    fn settings_are_keyed_by_layer_and_checked() {
+        for e in REGISTRY {
+            if let Some(o) = e.options {
+                assert_eq!(o.key, e.name);
+            }
+        }
+        let s = serde_json::to_string(&NormConfig::default()).unwrap();
+        for key in ["gn", "gnplus", "l2bn", "ubn"] {
+            assert!(s.contains(&format!("\"{key}\":{{")), "{s}");
+        }
+        let err = |json: &str| {
+            serde_json::from_str::<NormConfig>(json)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(r#"{"ubn": {"tauu": 0.2}}"#);
+        assert!(
+            e.starts_with("norm_config.ubn: unknown field `tauu`"),
+            "{e}"
+        );
+        let e = err(r#"{"l2bn": {"mode": "l3"}}"#);
+        assert!(
+            e.starts_with("norm_config.l2bn: unknown variant `l3`"),
+            "{e}"
+        );
+        let e = err(r#"{"ubnn": {}}"#);
+        assert!(e.starts_with("norm_config: unknown setting 'ubnn'"), "{e}");
+    }
+
     #[test]
     fn config_round_trips_through_json() {
-        let cfg = NormConfig {
-            l2bn: L2bnOptions { mode: L2bnMode::L2 },
-            ubn: UbnOptions {
+        let cfg = NormConfig::default()
+            .with_options(L2bnOptions { mode: L2bnMode::L2 })
+            .with_options(UbnOptions {
                 fct_mode: FctMode::BatchWhenBelow,
                 ..Default::default()
-            },
-            ..Default::default()
-        };
+            });
         let s = serde_json::to_string(&cfg).unwrap();
         assert!(
             s.contains("\"l2\"") && s.contains("batch_when_below"),

@@ -19,6 +19,7 @@ use super::gate::{emit_gap_gate, gap_gate};
 use super::stats::{as_ncl, gap, RunningStats};
 use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::{depthwise_conv2d, plane_affine, Activation};
+use crate::nn::options::Options;
 use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
 
 /// Direction of UBN's feature-condensation gate (docs/norms.md §5.6.1).
@@ -45,7 +46,7 @@ pub enum BnetInit {
 
 /// UBN's settings (`norm_config.ubn`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct UbnOptions {
     /// FCT threshold τ (docs/norms.md §5.6.2).
     pub tau: f64,
@@ -59,6 +60,10 @@ pub struct UbnOptions {
     pub bnet_init: BnetInit,
     /// BNET kernel size k (odd).
     pub kernel: usize,
+}
+
+impl Options for UbnOptions {
+    const KEY: &'static str = "ubn";
 }
 
 impl Default for UbnOptions {
@@ -96,16 +101,17 @@ pub struct UnifiedBn {
 }
 
 /// The registry entry (docs/architecture.md, "Adding a norm").
-pub const ENTRY: NormEntry = NormEntry::new("ubn", build);
+pub const ENTRY: NormEntry = NormEntry::new("ubn", build).configured_by::<UbnOptions>();
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
-    let k = cfg.ubn.kernel;
+    let opts: UbnOptions = cfg.options();
+    let k = opts.kernel;
     if k.is_multiple_of(2) {
         bail!("ubn: the BNET kernel size must be odd, got {k}");
     }
     let conv = nb.params.pp("bnconv");
     let fresh = !conv.contains_tensor("weight");
-    let (k_init, b_init) = match cfg.ubn.bnet_init {
+    let (k_init, b_init) = match opts.bnet_init {
         // kaiming_normal(fan_out, relu) with fan_out = C·k² for a depthwise kernel (§5.1).
         BnetInit::Reference => (
             Init::Randn {
@@ -121,7 +127,7 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
     };
     let kernel = conv.get_with_hints((c, 1, k, k), "weight", k_init)?;
     let kernel_bias = conv.get_with_hints(c, "bias", b_init)?;
-    if fresh && cfg.ubn.bnet_init == BnetInit::Identity {
+    if fresh && opts.bnet_init == BnetInit::Identity {
         let mut taps = vec![0f32; c * k * k];
         for ch in 0..c {
             taps[ch * k * k + (k * k) / 2] = 1.0;
@@ -139,10 +145,10 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
         k,
         stats: RunningStats::new(c, cfg, nb)?,
         moving_cos: nb.buffer("moving_cos", 1, 1.0)?,
-        tau: cfg.ubn.tau,
-        momentum_cos: cfg.ubn.momentum_cos,
-        cos_samples: cfg.ubn.cos_samples.max(1),
-        fct_mode: cfg.ubn.fct_mode,
+        tau: opts.tau,
+        momentum_cos: opts.momentum_cos,
+        cos_samples: opts.cos_samples.max(1),
+        fct_mode: opts.fct_mode,
     }))
 }
 
