@@ -94,7 +94,8 @@ impl Norm for RmsNorm {
         let axes = attr_ints("axes", &[1, 2, 3]);
         let ms = g.add_node("ReduceMean", &[&sq], vec![axes, attr_int("keepdims", 1)]);
         let eps = g.add_initializer("rms_eps", &[self.eps as f32], &[]);
-        let rms = g.add_node("Sqrt", &[&g.add_node("Add", &[&ms, &eps], vec![])], vec![]);
+        let var = g.add_node("Add", &[&ms, &eps], vec![]);
+        let rms = g.add_node("Sqrt", &[&var], vec![]);
         let y = g.add_node("Div", &[input, &rms], vec![]);
         let w = g.add_tensor("rms_weight", &self.weight, &[c, 1, 1])?;
         let b = g.add_tensor("rms_bias", &self.bias, &[c, 1, 1])?;
@@ -117,7 +118,7 @@ ASC="$WORK/target/release/asc"
 RUN="$WORK/run"
 rm -rf "$RUN" && mkdir -p "$RUN"
 "$ASC" train --help | grep -o "bn, l2bn[^.]*rms" | head -1
-"$ASC" synth --out "$RUN/data" --clips-per-class 4 --seconds 2 2>&1 | tail -1
+"$ASC" synth --out "$RUN/data" --clips-per-class 10 --seconds 1 2>&1 | tail -1
 echo "== train cnn --norm rms, defaults"
 "$ASC" train --data "$RUN/data" --model cnn --norm rms --epochs 1 --out "$RUN/a" 2>&1 | tail -2
 # Its setting changed in a copy of the run's config, trained again from that file.

@@ -250,86 +250,76 @@ fn backward(
     } else {
         (0..g.n).map(|_| None).collect()
     };
-    let gw = gx_planes
+    // One weight-gradient partial per sample, summed in sample order below: the sum is the same
+    // whatever the thread count and however rayon splits the batch (tests/reproducibility.rs).
+    let partials: Vec<Vec<f32>> = gx_planes
         .into_par_iter()
         .enumerate()
-        .fold(
-            || (vec![0f32; if need_gw { g.o * ckk } else { 0 }], Vec::new()),
-            |(mut gw, mut col): (Vec<f32>, Vec<f32>), (n, gxn)| {
-                let xn = &x[n * chw..(n + 1) * chw];
-                let gyn = &gy[n * g.o * ohw..(n + 1) * g.o * ohw];
-                if g.is_pointwise() {
-                    if need_gw {
-                        // gw (O×C) += gy_n (O×HW) · x_n^T (HW×C)
-                        let dst = (gw.as_mut_slice(), ckk);
-                        matmul((g.o, ckk, ohw), dst, true, gyn, (ohw, 1), xn, (1, ohw), par);
-                    }
-                    if let Some(gxn) = gxn {
-                        // gx_n (C×HW) = w^T (C×O) · gy_n (O×HW)
-                        let dst = (gxn, ohw);
-                        matmul((ckk, ohw, g.o), dst, false, w, (1, ckk), gyn, (ohw, 1), par);
-                    }
-                    return (gw, col);
+        .map_init(Vec::new, |col: &mut Vec<f32>, (n, gxn)| {
+            let mut gw = vec![0f32; if need_gw { g.o * ckk } else { 0 }];
+            let xn = &x[n * chw..(n + 1) * chw];
+            let gyn = &gy[n * g.o * ohw..(n + 1) * g.o * ohw];
+            if g.is_pointwise() {
+                if need_gw {
+                    // gw (O×C) += gy_n (O×HW) · x_n^T (HW×C)
+                    let dst = (gw.as_mut_slice(), ckk);
+                    matmul((g.o, ckk, ohw), dst, true, gyn, (ohw, 1), xn, (1, ohw), par);
                 }
-                let mut gxn = gxn;
-                for (r0, r1) in g.tiles() {
-                    let tn = (r1 - r0) * g.ow;
-                    let gy_tile = &gyn[r0 * g.ow..];
-                    col.resize(ckk * tn, 0.0);
-                    if need_gw {
-                        im2col(xn, g, (r0, r1), &mut col);
-                        // gw (O×CKK) += gy_tile (O×tn) · cols^T (tn×CKK)
-                        let dst = (gw.as_mut_slice(), ckk);
-                        matmul(
-                            (g.o, ckk, tn),
-                            dst,
-                            true,
-                            gy_tile,
-                            (ohw, 1),
-                            &col,
-                            (1, tn),
-                            par,
-                        );
-                    }
-                    if let Some(gxn) = gxn.as_deref_mut() {
-                        // dcol (CKK×tn) = w^T (CKK×O) · gy_tile (O×tn)
-                        let dst = (col.as_mut_slice(), tn);
-                        matmul(
-                            (ckk, tn, g.o),
-                            dst,
-                            false,
-                            w,
-                            (1, ckk),
-                            gy_tile,
-                            (ohw, 1),
-                            par,
-                        );
-                        col2im(&col, g, (r0, r1), gxn);
-                    }
+                if let Some(gxn) = gxn {
+                    // gx_n (C×HW) = w^T (C×O) · gy_n (O×HW)
+                    let dst = (gxn, ohw);
+                    matmul((ckk, ohw, g.o), dst, false, w, (1, ckk), gyn, (ohw, 1), par);
                 }
-                (gw, col)
-            },
-        )
-        .map(|(gw, _)| gw)
-        .reduce(Vec::new, |mut a, b| {
-            if a.is_empty() {
-                return b;
+                return gw;
             }
-            for (x, y) in a.iter_mut().zip(&b) {
-                *x += y;
+            let mut gxn = gxn;
+            for (r0, r1) in g.tiles() {
+                let tn = (r1 - r0) * g.ow;
+                let gy_tile = &gyn[r0 * g.ow..];
+                col.resize(ckk * tn, 0.0);
+                if need_gw {
+                    im2col(xn, g, (r0, r1), col);
+                    // gw (O×CKK) += gy_tile (O×tn) · cols^T (tn×CKK)
+                    let dst = (gw.as_mut_slice(), ckk);
+                    matmul(
+                        (g.o, ckk, tn),
+                        dst,
+                        true,
+                        gy_tile,
+                        (ohw, 1),
+                        col.as_slice(),
+                        (1, tn),
+                        par,
+                    );
+                }
+                if let Some(gxn) = gxn.as_deref_mut() {
+                    // dcol (CKK×tn) = w^T (CKK×O) · gy_tile (O×tn)
+                    let dst = (col.as_mut_slice(), tn);
+                    matmul(
+                        (ckk, tn, g.o),
+                        dst,
+                        false,
+                        w,
+                        (1, ckk),
+                        gy_tile,
+                        (ohw, 1),
+                        par,
+                    );
+                    col2im(col, g, (r0, r1), gxn);
+                }
             }
-            a
-        });
-    let gw = if need_gw {
-        // An empty batch leaves the reduction's identity: the gradient is all zeros.
-        Some(if gw.is_empty() {
-            vec![0f32; g.o * ckk]
-        } else {
             gw
         })
-    } else {
-        None
-    };
+        .collect();
+    let gw = need_gw.then(|| {
+        let mut sum = vec![0f32; g.o * ckk];
+        for p in &partials {
+            for (s, v) in sum.iter_mut().zip(p) {
+                *s += v;
+            }
+        }
+        sum
+    });
     (need_gx.then_some(gx), gw)
 }
 
