@@ -114,10 +114,7 @@ pub fn run(opts: &Options) -> Result<Report, QuickstartError> {
         }
     };
     say(format!("[1/4] synthetic data set in {}", data.display()));
-    let synth_cfg = SynthConfig {
-        clips_per_class: opts.clips_per_class,
-        ..SynthConfig::default()
-    };
+    let synth_cfg = SynthConfig::default().with_clips_per_class(opts.clips_per_class);
     say(format!("      {}", synth::generate(&data, &synth_cfg)?));
     let mut results = Vec::new();
     for (i, norm) in opts.norms.iter().enumerate() {

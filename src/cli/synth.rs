@@ -28,7 +28,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         ..SynthConfig::default()
     };
     if let Some(n) = a.clips_per_class {
-        cfg.clips_per_class = n;
+        cfg = cfg.with_clips_per_class(n);
     }
     if let Some(s) = a.seconds {
         cfg.clip_seconds = s;

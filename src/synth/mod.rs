@@ -84,6 +84,18 @@ impl Default for SynthConfig {
     }
 }
 
+impl SynthConfig {
+    /// The defaults with `n` clips per class, spread over at most the default number of
+    /// recording locations (never more locations than clips; `--clips-per-class 4` gets 4).
+    pub fn with_clips_per_class(self, n: usize) -> Self {
+        Self {
+            clips_per_class: n,
+            locations_per_class: self.locations_per_class.min(n),
+            ..self
+        }
+    }
+}
+
 /// What [`generate`] produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -214,7 +226,10 @@ pub enum SynthConfigError {
     ClipSeconds(f32),
     #[error("bits_per_sample {0} (16 or 24)")]
     BitsPerSample(u16),
-    #[error("locations_per_class {locations} must be in 2..=clips_per_class ({clips})")]
+    #[error(
+        "locations_per_class {locations} must be in 2..=clips_per_class ({clips}): each class needs \
+         recordings from at least 2 locations, so that training and test never share one"
+    )]
     LocationsPerClass { locations: usize, clips: usize },
     #[error("test_location_fraction {0} not in (0, 1)")]
     TestLocationFraction(f32),
@@ -427,4 +442,25 @@ fn write_wav(path: &Path, spec: hound::WavSpec, x: &[f32]) -> Result<u64, SynthE
     std::fs::metadata(path)
         .map(|m| m.len())
         .map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fewer clips than the default locations: as many locations as clips, down to the two a
+    /// location-disjoint split needs.
+    #[test]
+    fn few_clips_per_class_get_fewer_locations() {
+        let cfg = SynthConfig::default().with_clips_per_class(4);
+        assert_eq!(cfg.locations_per_class, 4);
+        assert!(cfg.validate().is_ok());
+        let cfg = SynthConfig::default().with_clips_per_class(100);
+        assert_eq!(cfg.locations_per_class, 10);
+        let err = SynthConfig::default().with_clips_per_class(1).validate();
+        assert!(matches!(
+            err,
+            Err(SynthConfigError::LocationsPerClass { .. })
+        ));
+    }
 }
