@@ -1,4 +1,6 @@
-//! The front end against librosa: references written by tests/fixtures/gen_frontend.py.
+//! The front end against float64 references written by tests/fixtures/gen_frontend.py (librosa
+//! presets on synthetic, real and silent signals) and tests/fixtures/gen_quiet_bands.py (real
+//! recordings with quiet top bands).
 
 use asc::features::{self, FrontendConfig, LogMel};
 use ndarray::Array1;
@@ -10,17 +12,20 @@ fn fixtures() -> PathBuf {
 }
 
 fn cases() -> serde_json::Value {
-    let text = std::fs::read_to_string(fixtures().join("cases.json")).unwrap();
+    read_cases("cases.json")
+}
+
+fn read_cases(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
-/// docs/frontend.md: max |ours − librosa| ≤ 1e-3 on the log scale, every preset, real and synthetic
-/// signals and silence.
-#[test]
-fn every_preset_matches_librosa() {
-    let cases = cases();
+/// Runs every case of a cases file through its preset and asserts max |ours − float64 reference|
+/// ≤ `tolerance` on the log scale (dB for `power_to_db`); returns how many cases there were. The worst value of each case is printed with its band, frame and reference
+/// value, so a failure says where the front end lost precision.
+fn check_cases(file: &str, tolerance: f32) -> usize {
+    let cases = read_cases(file);
     let list = cases["cases"].as_array().unwrap();
-    assert!(list.len() >= 9);
     for case in list {
         let preset = case["preset"].as_str().unwrap();
         let wav = fixtures().join(case["wav"].as_str().unwrap());
@@ -34,15 +39,47 @@ fn every_preset_matches_librosa() {
             "{}",
             wav.display()
         );
-        let worst = ours
+        let (i, worst) = ours
             .data
             .iter()
             .zip(&reference.data)
             .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        eprintln!("{:<28} {preset:<10} max |diff| {worst:.2e}", case["wav"]);
-        assert!(worst <= 1e-3, "{}: max |diff| {worst}", wav.display());
+            .enumerate()
+            .fold(
+                (0, 0.0f32),
+                |best, (i, d)| if d > best.1 { (i, d) } else { best },
+            );
+        let (band, frame) = (i / ours.frames, i % ours.frames);
+        let at = format!("band {band} frame {frame}, reference {}", reference.data[i]);
+        eprintln!(
+            "{:<28} {preset:<10} max |diff| {worst:.2e} ({at})",
+            case["wav"]
+        );
+        assert!(
+            worst <= tolerance,
+            "{}: max |diff| {worst:.2e} > {tolerance:.0e} at {at}",
+            wav.display()
+        );
     }
+    list.len()
+}
+
+/// Every preset against its float64 librosa reference within 1e-3 (docs/frontend.md,
+/// "Precision"): real and synthetic signals and silence (so the floor set by the offset or by
+/// `amin` must match too).
+#[test]
+fn every_preset_matches_librosa() {
+    assert!(check_cases("cases.json", 1e-3) >= 9);
+}
+
+/// Real recordings with a loud low band and a top band near the 16-bit noise floor, one per
+/// preset (tests/fixtures/gen_quiet_bands.py): the float32 window and FFT leak the loud bins into
+/// the quiet ones, and the error there is the front end's largest (docs/frontend.md, "Precision":
+/// 6.4e-3, 4.1e-3 and 9.7e-3 dB on these clips, 1.5e-2 at worst over the development set). This pins that
+/// bound; issue 17's 1e-4 needs the float64 spectrum, measured 1.7–1.9× slower.
+#[test]
+fn quiet_top_bands_stay_within_the_float32_bound() {
+    assert_eq!(check_cases("quiet_cases.json", 2e-2), 3);
 }
 
 fn sdr_db(ours: &[f32], reference: &[f32], margin: usize) -> f64 {
