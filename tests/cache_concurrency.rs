@@ -47,13 +47,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 fn two_processes_share_a_feature_cache_without_corrupting_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = child::run(
-        child::asc()
-            .args(["synth", "--clips-per-class", "10", "--seconds", "0.5"])
-            .args(["--sample-rate", "16000", "--out"])
-            .arg(&data),
-    );
-    assert_eq!(out.code, Some(0), "{}", out.describe());
+    child::synth(&data, "0.5");
     let audio = data.join("audio");
     let reference_dir = dir.path().join("reference");
     let out = child::run(&mut features(&audio, &reference_dir, None));

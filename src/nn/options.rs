@@ -119,11 +119,6 @@ impl OptionsMap {
     pub fn retain_only(&mut self, key: &str) {
         self.0.retain(|k, _| k == key);
     }
-
-    /// Whether the map holds settings under `key`.
-    pub fn contains(&self, key: &str) -> bool {
-        self.0.contains_key(key)
-    }
 }
 
 #[cfg(test)]
@@ -196,6 +191,5 @@ mod tests {
         };
         m.set(d.clone());
         assert_eq!(m.get::<Demo>(), d);
-        assert!(m.contains("demo") && !m.contains("other"));
     }
 }

@@ -108,16 +108,27 @@ fn own_peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// A tiny synthetic DCASE-layout set in `dir/data` (`asc synth`: 6 classes × 10 clips of 0.25 s
-/// at 16 kHz) and a training config for it in `dir/train.json` (32 mel bands, batch 8, `epochs`
-/// epochs of a cosine schedule with 2 warm-up steps): a whole run in seconds.
-pub fn tiny_training_set(dir: &std::path::Path, epochs: u64) -> std::path::PathBuf {
-    let data = dir.join("data");
+/// A small synthetic DCASE-layout set in `data` (`asc synth`: 6 classes × 10 clips of `seconds`
+/// at 16 kHz).
+pub fn synth(data: &std::path::Path, seconds: &str) {
     let out = run(asc()
-        .args(["synth", "--clips-per-class", "10", "--seconds", "0.25"])
+        .args(["synth", "--clips-per-class", "10", "--seconds", seconds])
         .args(["--sample-rate", "16000", "--out"])
-        .arg(&data));
+        .arg(data));
     assert_eq!(out.code, Some(0), "{}", out.describe());
+}
+
+/// A tiny synthetic DCASE-layout set in `dir/data` ([`synth`], clips of 0.25 s) and a training
+/// config for it in `dir/train.json` (32 mel bands, batch 8, `epochs` epochs of a cosine schedule
+/// with 2 warm-up steps): a whole run in seconds.
+pub fn tiny_training_set(dir: &std::path::Path, epochs: u64) -> std::path::PathBuf {
+    training_set(dir, epochs, "0.25")
+}
+
+/// [`tiny_training_set`] with clips of `seconds`.
+pub fn training_set(dir: &std::path::Path, epochs: u64, seconds: &str) -> std::path::PathBuf {
+    let data = dir.join("data");
+    synth(&data, seconds);
     let mut cfg =
         asc::train::TrainConfig::defaults("cnn", "bn", data.clone(), data.join(".asc-cache"));
     cfg.frontend.sr = 16_000;
