@@ -89,11 +89,15 @@ ok "short_10_samples.wav"
 gen "short_2ms_192k_8ch_f64.wav" -n -r 192000 -c 8 -e floating-point -b 64 : synth 0.002 sine 1000
 ok "short_2ms_192k_8ch_f64.wav"
 
-# Valid WAV encodings the decoder does not support: refused with the encoding's name.
+# G.711 WAV (telephony, many field recorders' "voice" modes).
 gen "codec_alaw.wav" -n -r 8000 -c 1 -e a-law : synth 0.05 sine 440
-err "codec_alaw.wav" "A-law"
+ok "codec_alaw.wav"
 gen "codec_ulaw.wav" -n -r 8000 -c 1 -e u-law : synth 0.05 sine 440
-err "codec_ulaw.wav" "µ-law"
+ok "codec_ulaw.wav"
+gen "codec_ulaw_stereo_16k.wav" -n -r 16000 -c 2 -e u-law : synth 0.05 pinknoise
+ok "codec_ulaw_stereo_16k.wav"
+
+# Valid WAV encodings the decoder does not support: refused with the encoding's name.
 gen "codec_ima_adpcm.wav" -n -r 16000 -c 1 -e ima-adpcm : synth 0.05 sine 440
 err "codec_ima_adpcm.wav" "ADPCM"
 gen "codec_ms_adpcm.wav" -n -r 16000 -c 1 -e ms-adpcm : synth 0.05 sine 440
@@ -108,6 +112,85 @@ err "truncated_data.wav" "truncated"
 head -c 30 "$out/cut_source.wav" >"$out/truncated_in_fmt.wav"
 err "truncated_in_fmt.wav" "chunk 'fmt ' at byte 12 claims"
 rm "$out/cut_source.wav"
+
+# Other containers (issue 18), each valid at a few rates, widths and channel counts, cut short,
+# cut inside its header, and with bytes flipped inside its audio. Frame counts come from soxi
+# (libFLAC, libvorbisfile, libsndfile) except for MP3, where sox's libmad ignores the LAME
+# header's encoder delay and padding: there ffmpeg, which honours it, counts the frames.
+for tool in flac oggenc lame ffmpeg; do
+    command -v "$tool" >/dev/null || apt-get install -y flac vorbis-tools lame ffmpeg libsox-fmt-all >/dev/null
+done
+ffmpeg_frames() {
+    local f="$out/$1" ch
+    ch=$(soxi -c "$f" 2>/dev/null || echo 1)
+    echo $(($(ffmpeg -loglevel error -i "$f" -f s16le - | wc -c) / 2 / ch))
+}
+ok_ffmpeg() {
+    local f="$out/$1"
+    probe() { ffprobe -v error -select_streams a:0 -show_entries "stream=$1" -of csv=p=0 "$f" | tr -d ,; }
+    printf '%s\tok\t\t%s\t%s\t%s\n' "$1" "$(probe sample_rate)" "$(probe channels)" "$(ffmpeg_frames "$1")" >>"$manifest"
+}
+# variants NAME EXPECT_TRUNCATED EXPECT_CORRUPT: NAME cut in half, cut to 40 bytes, and with 16
+# bytes flipped in its second half; an empty EXPECT means "decodes" (checked by ok_ffmpeg).
+variants() {
+    local name="$1" stem="${1%.*}" ext="${1##*.}" size
+    size=$(stat -c %s "$out/$name")
+    head -c $((size / 2)) "$out/$name" >"$out/${stem}_cut_half.$ext"
+    if [ -n "$2" ]; then err "${stem}_cut_half.$ext" "$2"; else ok_ffmpeg "${stem}_cut_half.$ext"; fi
+    head -c 40 "$out/$name" >"$out/${stem}_cut_header.$ext"
+    err "${stem}_cut_header.$ext" "truncated"
+    python3 - "$out/$name" "$out/${stem}_flipped.$ext" <<'PY'
+import random, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+rng = random.Random(18)
+for _ in range(16):
+    b[rng.randrange(len(b) // 2, len(b))] ^= 0xFF
+open(sys.argv[2], "wb").write(b)
+PY
+    if [ -n "$3" ]; then err "${stem}_flipped.$ext" "$3"; else ok_ffmpeg "${stem}_flipped.$ext"; fi
+}
+gen "src_s16_stereo.wav" -n -r 44100 -c 2 -b 16 : synth 0.3 sine 440 sine 660 vol 0.5
+gen "src_s24_mono_48k.wav" -n -r 48000 -c 1 -b 24 : synth 0.3 pinknoise vol 0.5
+flac -s -f "$out/src_s16_stereo.wav" -o "$out/flac_s16_stereo.flac"
+flac -s -f "$out/src_s24_mono_48k.wav" -o "$out/flac_s24_mono_48k.flac"
+gen "flac_s16_6ch_96k.flac" -n -r 96000 -c 6 -b 16 : synth 0.05 whitenoise vol 0.3
+ok "flac_s16_stereo.flac"
+ok "flac_s24_mono_48k.flac"
+ok "flac_s16_6ch_96k.flac"
+variants "flac_s16_stereo.flac" "truncated" "corrupt"
+oggenc -Q "$out/src_s16_stereo.wav" -o "$out/vorbis_stereo.ogg"
+oggenc -Q "$out/src_s24_mono_48k.wav" -o "$out/vorbis_mono_48k.ogg"
+ok "vorbis_stereo.ogg"
+ok "vorbis_mono_48k.ogg"
+variants "vorbis_stereo.ogg" "truncated" "corrupt"
+lame --quiet "$out/src_s16_stereo.wav" "$out/mp3_stereo.mp3"
+lame --quiet -m m --resample 22.05 "$out/src_s24_mono_48k.wav" "$out/mp3_mono_22k.mp3"
+# Without the Xing/LAME header frame (-t) nothing declares the length: a cut file decodes.
+lame --quiet -t "$out/src_s16_stereo.wav" "$out/mp3_no_lame_header.mp3"
+ok_ffmpeg "mp3_stereo.mp3"
+ok_ffmpeg "mp3_mono_22k.mp3"
+ok_ffmpeg "mp3_no_lame_header.mp3"
+variants "mp3_stereo.mp3" "truncated" ""
+# Cut at a frame boundary (ffprobe's packet positions): a partial last frame is dropped by us
+# and concealed by ffmpeg, so only whole frames give both the same count.
+cut_at=$(ffprobe -v error -select_streams a:0 -show_entries packet=pos -of csv=p=0 "$out/mp3_no_lame_header.mp3" | sed -n 7p)
+head -c "$cut_at" "$out/mp3_no_lame_header.mp3" >"$out/mp3_no_lame_header_cut.mp3"
+ok_ffmpeg "mp3_no_lame_header_cut.mp3"
+gen "aiff_s16_stereo.aiff" -n -r 44100 -c 2 -b 16 : synth 0.05 sine 440
+gen "aiff_s24_mono_96k.aiff" -n -r 96000 -c 1 -b 24 : synth 0.05 sine 440
+gen "aifc_f32_stereo.aifc" -n -r 48000 -c 2 -e floating-point -b 32 : synth 0.05 sine 440
+gen "caf_s16_stereo.caf" -n -r 44100 -c 2 -b 16 : synth 0.05 sine 440
+gen "caf_f32_mono.caf" -n -r 32000 -c 1 -e floating-point -b 32 : synth 0.05 sine 440
+for f in aiff_s16_stereo.aiff aiff_s24_mono_96k.aiff aifc_f32_stereo.aifc caf_s16_stereo.caf caf_f32_mono.caf; do
+    ok "$f"
+done
+# PCM has no checksum: flipped sample bytes decode, like a WAV's.
+variants "aiff_s16_stereo.aiff" "truncated" ""
+variants "caf_s16_stereo.caf" "truncated" ""
+# sox writes G.711 in CAF, which symphonia's PCM decoder refuses (a known gap, README).
+gen "caf_alaw.caf" -n -r 8000 -c 1 -e a-law : synth 0.05 sine 440
+err "caf_alaw.caf" "CAF"
+rm "$out/src_s16_stereo.wav" "$out/src_s24_mono_48k.wav"
 
 # Hand-made headers, broken and odd; appends to the manifest itself.
 python3 "$root/scripts/gen_corpus_broken.py" "$out"

@@ -341,7 +341,7 @@ fn malformed() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         (
             "text.wav",
             b"this is not audio at all, just text".to_vec(),
-            "not a WAV file",
+            "not an audio file this tool reads",
         ),
         (
             "avi.wav",
@@ -376,9 +376,14 @@ fn malformed() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             "0 channels",
         ),
         (
-            "ulaw.wav",
-            riff(&[fmt(7, 1, 8000, 8), chunk(b"data", &data)]),
-            "µ-law",
+            "adpcm.wav",
+            riff(&[fmt(2, 1, 8000, 4), chunk(b"data", &data)]),
+            "ADPCM",
+        ),
+        (
+            "alaw16.wav",
+            riff(&[fmt(6, 1, 8000, 16), chunk(b"data", &data)]),
+            "16-bit A-law",
         ),
         (
             "pcm12.wav",

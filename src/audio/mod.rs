@@ -1,17 +1,27 @@
 //! Audio input: the only place that knows file formats.
 //!
+//! The container is sniffed from a file's first bytes ([`sniff`]), never taken from its name.
 //! WAV files are walked chunk by chunk ([`riff`]) so that valid files `hound` mishandles
-//! (odd-sized chunks with a pad byte, `LIST` before `fmt `, chunks after `data`, 64-bit float)
-//! still decode, and malformed ones are refused with a reason before any allocation is sized
-//! from the header. Samples are then downmixed to mono and resampled to the front end's rate.
+//! (odd-sized chunks with a pad byte, `LIST` before `fmt `, chunks after `data`, 64-bit float,
+//! streaming sizes, G.711) still decode, and malformed ones are refused with a reason before any
+//! allocation is sized from the header. FLAC, Ogg Vorbis, MP3, AIFF and CAF go through
+//! `symphonia` ([`codec`]). Samples are then downmixed to mono and resampled to the front end's
+//! rate.
 
+mod codec;
 mod decode;
 mod resample;
 mod riff;
+mod sniff;
 
-pub use decode::{decode_bytes, decode_file, read_file, Decoded, MAX_FILE_BYTES, MAX_FLOAT_SAMPLE};
+pub use codec::MAX_DECODED_SAMPLES;
+pub use decode::{
+    decode_bytes, decode_bytes_within, decode_file, read_file, AudioInfo, Decoded, MAX_FILE_BYTES,
+    MAX_FLOAT_SAMPLE,
+};
 pub use resample::{resample, ResampleError};
-pub use riff::{SampleFormat, WavInfo, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
+pub use riff::{SampleFormat, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
+pub use sniff::{sniff, Container, SUPPORTED};
 
 pub use crate::error::FileError as AudioError;
 use std::path::{Path, PathBuf};
@@ -28,13 +38,13 @@ pub fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Decodes a WAV file and returns mono samples at `target_rate` (any rate when `None`),
+/// Decodes an audio file and returns mono samples at `target_rate` (any rate when `None`),
 /// with the sample rate they are at.
 pub fn load_mono(path: &Path, target_rate: Option<u32>) -> Result<(Vec<f32>, u32), AudioError> {
     decode_mono(path, &read_file(path)?, target_rate)
 }
 
-/// [`load_mono`] on the bytes of a whole WAV file already in memory; `path` only names it in
+/// [`load_mono`] on the bytes of a whole audio file already in memory; `path` only names it in
 /// errors.
 pub fn decode_mono(
     path: &Path,
@@ -63,14 +73,20 @@ pub fn into_mono(
     }
 }
 
+/// File extensions taken as audio when walking folders (a file named explicitly is decoded
+/// whatever its name; the format always comes from its bytes).
+pub const AUDIO_EXTENSIONS: &[&str] = &[
+    "wav", "wave", "flac", "ogg", "oga", "mp3", "aif", "aiff", "aifc", "caf",
+];
+
 /// Is this path one we treat as audio when walking folders?
-pub fn is_wav(path: &Path) -> bool {
+pub fn is_audio(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("wav") || e.eq_ignore_ascii_case("wave"))
+        .is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|a| e.eq_ignore_ascii_case(a)))
 }
 
-/// Expands files and folders (recursively, sorted) into the WAV files they hold. Paths named
+/// Expands files and folders (recursively, sorted) into the audio files they hold. Paths named
 /// explicitly are kept whatever their extension, so that a bad file named by the user is
 /// reported rather than silently skipped.
 pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, AudioError> {
@@ -81,7 +97,7 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, AudioError> {
                 .follow_links(true)
                 .into_iter()
                 .filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_file() && is_wav(e.path()))
+                .filter(|e| e.file_type().is_file() && is_audio(e.path()))
                 .map(|e| e.into_path())
                 .collect();
             found.sort();

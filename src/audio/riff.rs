@@ -1,7 +1,8 @@
 //! A RIFF/WAVE chunk walker: finds `fmt ` and `data` wherever they are, honours pad bytes
 //! after odd-sized chunks, and checks every size against the bytes actually present.
 
-use super::AudioError;
+use super::sniff::Container;
+use super::{AudioError, AudioInfo};
 use std::path::Path;
 
 /// Sample encoding of a WAV file.
@@ -12,38 +13,39 @@ pub enum SampleFormat {
     Int,
     /// IEEE float.
     Float,
+    /// G.711 A-law, 8 bits a sample expanding to 13-bit linear.
+    #[serde(rename = "a-law")]
+    ALaw,
+    /// G.711 µ-law, 8 bits a sample expanding to 14-bit linear.
+    #[serde(rename = "mu-law")]
+    MuLaw,
+    /// A lossy codec (Vorbis, MP3): samples come out of the decoder as floats.
+    Lossy,
 }
 
-/// What the decoder sees in a WAV header.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct WavInfo {
-    pub sample_rate: u32,
-    pub channels: u16,
-    pub format: SampleFormat,
-    /// Significant bits per sample.
-    pub bits_per_sample: u16,
-    /// Bytes per sample in the stream (the container width).
-    pub container_bytes: u16,
-    /// `true` for `WAVE_FORMAT_EXTENSIBLE` headers.
-    pub extensible: bool,
-    /// Sample frames (one sample per channel) in the `data` chunk.
-    pub frames: u64,
-}
-
-impl WavInfo {
-    pub fn duration_secs(&self) -> f64 {
-        self.frames as f64 / self.sample_rate as f64
+impl SampleFormat {
+    /// The words `asc info` prints after the width.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SampleFormat::Int => "int",
+            SampleFormat::Float => "float",
+            SampleFormat::ALaw => "A-law",
+            SampleFormat::MuLaw => "µ-law",
+            SampleFormat::Lossy => "lossy",
+        }
     }
 }
 
 /// The located pieces of a WAV file: its parsed header and the `data` body.
 pub(super) struct Chunks<'a> {
-    pub info: WavInfo,
+    pub info: AudioInfo,
     pub data: &'a [u8],
 }
 
 const WAVE_FORMAT_PCM: u16 = 1;
 const WAVE_FORMAT_IEEE_FLOAT: u16 = 3;
+const WAVE_FORMAT_ALAW: u16 = 0x0006;
+const WAVE_FORMAT_MULAW: u16 = 0x0007;
 const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
 /// Lowest accepted sample rate. Nothing records scenes below 1 kHz, and a lower rate (a corrupt
 /// header saying 1 Hz) would make resampling to the front end's rate ask for output blocks of
@@ -51,7 +53,8 @@ const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
 pub const MIN_SAMPLE_RATE: u32 = 1_000;
 /// Highest accepted sample rate: 768 kHz, the highest rate audio interfaces record at.
 pub const MAX_SAMPLE_RATE: u32 = 768_000;
-const MAX_CHANNELS: u16 = 256;
+/// Most channels accepted (ambisonics and arrays stay far below).
+pub const MAX_CHANNELS: u16 = 256;
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
@@ -103,6 +106,7 @@ pub(super) fn walk<'a>(path: &Path, bytes: &'a [u8]) -> Result<Chunks<'a>, Audio
         )));
     }
 
+    let riff_size = u32_at(bytes, 4);
     let mut fmt: Option<&[u8]> = None;
     let mut data: Option<&[u8]> = None;
     let mut at = 12usize;
@@ -111,6 +115,14 @@ pub(super) fn walk<'a>(path: &Path, bytes: &'a [u8]) -> Result<Chunks<'a>, Audio
         let size = u32_at(bytes, at + 4) as usize;
         let body_start = at + 8;
         let remaining = bytes.len() - body_start;
+        // Streaming writers (pipes, live encoders) cannot seek back to fill in the size; like
+        // libsndfile and sox, the data then runs to the end of the file. Any other size beyond
+        // the file is truncation, refused below.
+        let size = if id == b"data" && data.is_none() && is_streaming_size(size, riff_size) {
+            remaining
+        } else {
+            size
+        };
         if size > remaining {
             let what = if id == b"data" {
                 format!("truncated: the data chunk claims {size} bytes but only {remaining} follow")
@@ -137,8 +149,19 @@ pub(super) fn walk<'a>(path: &Path, bytes: &'a [u8]) -> Result<Chunks<'a>, Audio
     Ok(Chunks { info, data })
 }
 
+/// Is `size` a placeholder that a writer which cannot seek leaves in the `data` header?
+/// 0xFFFFFFFF (ffmpeg and most encoders writing to a pipe), 0x7FFFF000 (sox), or 0 when the
+/// RIFF size is a placeholder too (0 or 0xFFFFFFFF): a 0 under a real RIFF size is an empty
+/// `data` chunk followed by other chunks.
+fn is_streaming_size(size: usize, riff_size: u32) -> bool {
+    const SOX_PIPE: usize = 0x7FFF_F000;
+    size == u32::MAX as usize
+        || size == SOX_PIPE
+        || (size == 0 && (riff_size == 0 || riff_size == u32::MAX))
+}
+
 /// Parses and validates a `fmt ` body; `data_len` gives the frame count.
-fn parse_fmt(fmt: &[u8], data_len: usize) -> Result<WavInfo, String> {
+fn parse_fmt(fmt: &[u8], data_len: usize) -> Result<AudioInfo, String> {
     if fmt.len() < 16 {
         return Err(format!(
             "'fmt ' chunk is {} bytes, at least 16 are needed",
@@ -168,8 +191,8 @@ fn parse_fmt(fmt: &[u8], data_len: usize) -> Result<WavInfo, String> {
     let format = match tag {
         WAVE_FORMAT_PCM => SampleFormat::Int,
         WAVE_FORMAT_IEEE_FLOAT => SampleFormat::Float,
-        0x0006 => return Err("A-law encoding is not supported".into()),
-        0x0007 => return Err("µ-law encoding is not supported".into()),
+        WAVE_FORMAT_ALAW => SampleFormat::ALaw,
+        WAVE_FORMAT_MULAW => SampleFormat::MuLaw,
         0x0002 | 0x0011 => return Err("ADPCM encoding is not supported".into()),
         other => {
             return Err(format!(
@@ -197,13 +220,15 @@ fn parse_fmt(fmt: &[u8], data_len: usize) -> Result<WavInfo, String> {
     let supported = match format {
         SampleFormat::Int => matches!(container_bits, 8 | 16 | 24 | 32),
         SampleFormat::Float => matches!(container_bits, 32 | 64),
+        SampleFormat::ALaw | SampleFormat::MuLaw => container_bits == 8,
+        SampleFormat::Lossy => false,
     };
     if !supported || bits == 0 || bits > container_bits {
         return Err(format!(
             "unsupported sample width: {bits} bits in {container_bits}-bit {} samples",
             match format {
                 SampleFormat::Int => "integer",
-                SampleFormat::Float => "float",
+                other => other.describe(),
             }
         ));
     }
@@ -214,7 +239,8 @@ fn parse_fmt(fmt: &[u8], data_len: usize) -> Result<WavInfo, String> {
             "block alignment {block_align} does not match {channels} channel(s) of {container_bytes} byte(s)"
         ));
     }
-    Ok(WavInfo {
+    Ok(AudioInfo {
+        container: Container::Wav,
         sample_rate,
         channels,
         format,

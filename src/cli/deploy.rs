@@ -48,7 +48,7 @@ pub struct ClassifyArgs {
     /// Model written by `asc export`.
     #[arg(long)]
     model: PathBuf,
-    /// WAV files or folders (walked recursively).
+    /// Audio files or folders (walked recursively): WAV, FLAC, Ogg Vorbis, MP3, AIFF, CAF.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Output on stdout: table, json, csv or dcase.

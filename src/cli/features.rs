@@ -30,7 +30,7 @@ impl FrontendArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// WAV files or folders (walked recursively).
+    /// Audio files or folders (walked recursively): WAV, FLAC, Ogg Vorbis, MP3, AIFF, CAF.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Output folder; folder inputs keep their subfolder structure below it.

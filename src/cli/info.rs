@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// WAV files or folders (walked recursively).
+    /// Audio files or folders (walked recursively): WAV, FLAC, Ogg Vorbis, MP3, AIFF, CAF.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// One JSON object per line instead of text.
@@ -21,7 +21,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 let i = &d.info;
                 if a.json {
                     let v = serde_json::json!({
-                        "file": path, "sample_rate": i.sample_rate, "channels": i.channels,
+                        "file": path, "container": i.container,
+                        "sample_rate": i.sample_rate, "channels": i.channels,
                         "format": i.format, "bits_per_sample": i.bits_per_sample,
                         "extensible": i.extensible, "frames": i.frames,
                         "duration_s": i.duration_secs(),
@@ -29,15 +30,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     println!("{v}");
                 } else {
                     println!(
-                        "{}: {} Hz, {} ch, {}-bit {}{}, {:.3} s ({} frames)",
+                        "{}: {} Hz, {} ch, {}{}, {:.3} s ({} frames)",
                         path.display(),
                         i.sample_rate,
                         i.channels,
-                        i.bits_per_sample,
-                        match i.format {
-                            audio::SampleFormat::Int => "int",
-                            audio::SampleFormat::Float => "float",
-                        },
+                        i.encoding(),
                         if i.extensible { " (extensible)" } else { "" },
                         i.duration_secs(),
                         i.frames

@@ -37,11 +37,7 @@ pub(super) fn open(root: &Path, _opts: &LoadOptions) -> Result<Dataset, DatasetE
                 io(&path, e.into())
             })?;
             let p = item.path();
-            let is_wav = p
-                .extension()
-                .and_then(|x| x.to_str())
-                .is_some_and(|x| x.eq_ignore_ascii_case("wav"));
-            if !item.file_type().is_file() || !is_wav {
+            if !item.file_type().is_file() || !crate::audio::is_audio(p) {
                 continue;
             }
             let Ok(rel) = p.strip_prefix(root) else {
@@ -57,7 +53,7 @@ pub(super) fn open(root: &Path, _opts: &LoadOptions) -> Result<Dataset, DatasetE
     if found.is_empty() {
         return Err(DatasetError::Empty {
             root: root.to_path_buf(),
-            hint: "no meta.csv (DCASE layout) and no ROOT/<label>/*.wav files (plain layout)"
+            hint: "no meta.csv (DCASE layout) and no ROOT/<label>/ audio files (plain layout)"
                 .into(),
         });
     }
