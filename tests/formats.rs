@@ -164,3 +164,69 @@ fn features_over_a_folder_of_mixed_formats() {
         .count();
     assert_eq!(written, 6, "{}", run.describe());
 }
+
+/// A DCASE list that names `.flac`, `.ogg` and `.mp3` files trains and evaluates like one of
+/// WAVs: the synthetic set with some clips swapped for the compressed fixtures (their labels are
+/// noise to the model; what is checked is that every path of the data set accepts them).
+#[test]
+fn dcase_lists_naming_compressed_files_train_and_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = child::tiny_training_set(dir.path(), 1);
+    let data = dir.path().join("data");
+    let meta = std::fs::read_to_string(data.join("meta.csv")).unwrap();
+    let wavs: Vec<String> = meta
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect();
+    let swaps = [
+        "s16_stereo.flac",
+        "vorbis_stereo.ogg",
+        "mp3_stereo.mp3",
+        "s24_mono.aiff",
+    ];
+    // Every 7th clip, so the train, evaluate and test lists all get some.
+    let mut renamed = Vec::new();
+    for (i, wav) in wavs.iter().enumerate().filter(|(i, _)| i % 7 == 0) {
+        let fixture_name = swaps[i / 7 % swaps.len()];
+        let ext = fixture_name.rsplit('.').next().unwrap();
+        let new = format!("{}.{ext}", wav.trim_end_matches(".wav"));
+        std::fs::remove_file(data.join(wav)).unwrap();
+        std::fs::copy(fixture(fixture_name), data.join(&new)).unwrap();
+        renamed.push((wav.clone(), new));
+    }
+    for list in [
+        "meta.csv",
+        "evaluation_setup/fold1_train.csv",
+        "evaluation_setup/fold1_evaluate.csv",
+        "evaluation_setup/fold1_test.csv",
+    ] {
+        let path = data.join(list);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for (old, new) in &renamed {
+            text = text.replace(old.as_str(), new);
+        }
+        std::fs::write(&path, text).unwrap();
+    }
+    let run = dir.path().join("run");
+    let out = child::run(
+        child::asc()
+            .args(["train", "--data"])
+            .arg(&data)
+            .arg("--config")
+            .arg(&config)
+            .arg("--out")
+            .arg(&run),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(!out.stderr.contains("skipp"), "{}", out.describe());
+    let eval = child::run(child::asc().args(["evaluate", "--run"]).arg(&run));
+    assert_eq!(eval.code, Some(0), "{}", eval.describe());
+    let split = std::fs::read_to_string(run.join("split.json")).unwrap();
+    for ext in ["flac", "ogg", "mp3", "aiff"] {
+        assert!(
+            split.contains(&format!(".{ext}\"")),
+            "no .{ext} in split.json"
+        );
+    }
+}

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// `TrainConfig::defaults` ([`with_defaults`]), so `--help` cannot drift from the code.
 #[derive(clap::Args, Debug)]
 pub struct ExperimentArgs {
-    /// Data set root (DCASE layout with meta.csv, or ROOT/<label>/*.wav).
+    /// Data set root (DCASE layout with meta.csv, or ROOT/<label>/ audio files).
     #[arg(long)]
     data: PathBuf,
     #[arg(long, default_value = "cnn")]

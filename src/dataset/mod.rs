@@ -1,5 +1,5 @@
 //! Data sets on disk: the DCASE layout (docs/datasets.md "Dataset layout") and a plain
-//! `ROOT/<label>/**/*.wav` layout, the alphabetical [`LabelMap`], the train/evaluate/test lists,
+//! `ROOT/<label>/**/*.{wav,flac,ogg,mp3,aiff,caf}` layout, the alphabetical [`LabelMap`], the train/evaluate/test lists,
 //! a location-disjoint validation split ([`split::validation_split`]) and index samplers
 //! ([`sampler`]).
 //!
@@ -43,7 +43,7 @@ pub struct Clip {
 pub enum Layout {
     /// `meta.csv` + `evaluation_setup/fold{K}_*.csv`.
     Dcase,
-    /// `ROOT/<label>/**/*.wav`; every clip is in the train list.
+    /// `ROOT/<label>/**/*.{wav,flac,ogg,mp3,aiff,caf}`; every clip is in the train list.
     Plain,
 }
 

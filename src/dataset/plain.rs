@@ -1,4 +1,4 @@
-//! Reader of the plain layout `ROOT/<label>/**/*.wav`: the label is the top-level folder name.
+//! Reader of the plain layout `ROOT/<label>/**/*.{wav,flac,ogg,mp3,aiff,caf}`: the label is the top-level folder name.
 //! All clips go to the train list; carve a validation split with
 //! [`validation_split`](super::validation_split), which treats each clip as its own location.
 
