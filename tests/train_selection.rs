@@ -280,3 +280,119 @@ fn unknown_norm_or_model_is_refused_before_the_run_folder_is_written() {
         assert!(!run.exists(), "{} was written", run.display());
     }
 }
+
+/// `--init` starts from the given weights: with a learning rate of 0 the parameters stay where
+/// the init file put them (another run's trained weights, not the seed's draw), while the input
+/// statistics are measured on this run's list; a checkpoint of another model is refused naming
+/// the file and the variable (a UBN model from a BN checkpoint).
+#[test]
+fn init_starts_from_the_given_weights() {
+    let f = Fixture::new();
+    let (first, _) = f.train("first", &["--validation", "none"]);
+    let init = first.join("best.safetensors");
+    let init_arg = init.to_str().unwrap();
+    let (second, _) = f.train(
+        "second",
+        &[
+            "--validation",
+            "none",
+            "--init",
+            init_arg,
+            "--lr",
+            "0",
+            "--seed",
+            "7",
+        ],
+    );
+    assert_eq!(json(&second.join("config.json"))["init"], init_arg);
+    let params = |path: &Path| -> Vec<(String, Vec<f32>)> {
+        weights(path)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("param."))
+            .collect()
+    };
+    assert_eq!(params(&init), params(&second.join("best.safetensors")));
+    // Without --init the same seed draws other weights: the comparison above can fail.
+    let (drawn, _) = f.train(
+        "drawn",
+        &["--validation", "none", "--lr", "0", "--seed", "7"],
+    );
+    assert_ne!(params(&init), params(&drawn.join("best.safetensors")));
+
+    let out = child::run(
+        child::asc()
+            .args(["train", "--data"])
+            .arg(&f.data)
+            .arg("--config")
+            .arg(&f.config)
+            .args(["--norm", "ubn", "--init", init_arg, "--out"])
+            .arg(f.dir.path().join("wrong")),
+    );
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains(init_arg) && out.stderr.contains("lacks"),
+        "{}",
+        out.describe()
+    );
+}
+
+/// `--trace-batches` writes one line per step with its clips (training clips of split.json)
+/// and crop starts, and an interrupted run resumed writes each step once; `--dropout` is the
+/// run's dropout.
+#[test]
+fn trace_batches_records_every_step_once() {
+    let f = Fixture::new();
+    let (run, _) = f.train(
+        "traced",
+        &[
+            "--validation",
+            "none",
+            "--trace-batches",
+            "--stop-after",
+            "1",
+            "--dropout",
+            "0.5",
+        ],
+    );
+    assert_eq!(json(&run.join("config.json"))["model"]["dropout"], 0.5);
+    let (run2, _) = f.train(
+        "traced",
+        &["--validation", "none", "--trace-batches", "--resume"],
+    );
+    assert_eq!(run, run2);
+    let train: Vec<String> =
+        serde_json::from_value(json(&run.join("split.json"))["train"].clone()).unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("batches.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<u64> = lines.iter().map(|l| l["step"].as_u64().unwrap()).collect();
+    assert_eq!(
+        steps,
+        (0..steps.len() as u64).collect::<Vec<_>>(),
+        "each step once, in order"
+    );
+    let epochs_done = epochs(&run).len();
+    assert_eq!(
+        lines.last().unwrap()["epoch"].as_u64().unwrap() as usize,
+        epochs_done
+    );
+    let mut seen_per_epoch = vec![0usize; epochs_done];
+    for l in &lines {
+        let clips = l["clips"].as_array().unwrap();
+        assert_eq!(clips.len(), l["starts"].as_array().unwrap().len());
+        for c in clips {
+            assert!(train.contains(&c.as_str().unwrap().to_string()), "{c}");
+        }
+        seen_per_epoch[l["epoch"].as_u64().unwrap() as usize - 1] += clips.len();
+    }
+    // Every training clip once per epoch (the last partial batch is kept unless it is 1 clip).
+    for seen in seen_per_epoch {
+        assert!(
+            seen + 1 >= train.len() && seen <= train.len(),
+            "{seen} of {}",
+            train.len()
+        );
+    }
+}

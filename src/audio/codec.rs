@@ -30,8 +30,25 @@ pub(super) fn decode(
     container: Container,
     max_samples: usize,
 ) -> Result<Decoded, String> {
-    decode_stream(bytes, container, max_samples)
-        .map_err(|reason| format!("{}: {reason}", container.name()))
+    // symphonia has fixed panics on malformed input as fuzzers found them (its issues #57, #200,
+    // #299, #439, #488); one it has not found yet must still end as an error naming the file,
+    // not abort a batch. Everything the closure touches is built inside it, so nothing is seen
+    // half-updated after an unwind. (Under the fuzzer a panic aborts, so fuzzing still sees it.)
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_stream(bytes, container, max_samples)
+    }));
+    let name = container.name();
+    match outcome {
+        Ok(result) => result.map_err(|reason| format!("{name}: {reason}")),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(format!("{name}: the decoder failed on this file ({what})"))
+        }
+    }
 }
 
 fn decode_stream(

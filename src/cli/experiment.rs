@@ -65,6 +65,10 @@ pub struct ExperimentArgs {
     time_mask: Option<usize>,
     #[arg(long)]
     mixstyle: Option<f32>,
+    /// Dropout probability of the model's dropout layers [default: the architecture's: 0.3 for
+    /// cnn, none in cp-mobile].
+    #[arg(long)]
+    dropout: Option<f32>,
     /// A JSON file with a whole TrainConfig (flags given override its fields).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -234,6 +238,7 @@ pub fn build_config(
         augment: a.augment,
         skip_bad: a.skip_bad.then_some(true),
         seed,
+        dropout: a.dropout,
     };
     Ok(overrides.build(&base)?)
 }

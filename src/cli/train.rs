@@ -29,16 +29,29 @@ pub struct Args {
     /// it never chooses the model).
     #[arg(long)]
     watch_test: bool,
+    /// Start from these weights (a checkpoint of the same model and norm, e.g. another run's
+    /// best.safetensors) instead of drawing them from the seed: fine-tuning, or the same start
+    /// as another trainer. The input standardisation is measured on this run's training list.
+    #[arg(long, value_name = "FILE.safetensors")]
+    init: Option<PathBuf>,
+    /// Write every step's clips and crop starts to batches.jsonl in the run folder, so that
+    /// another trainer can replay the run batch by batch (scripts/recipe_parity.py --lockstep).
+    #[arg(long)]
+    trace_batches: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let cfg = build_config(&a.exp, &a.norm, a.seed)?;
+    let mut cfg = build_config(&a.exp, &a.norm, a.seed)?;
+    if a.init.is_some() {
+        cfg.init = a.init.clone();
+    }
     let device = session::device(&a.exp.device)?;
     let opts = RunOptions {
         resume: a.resume,
         stop_after_epochs: a.stop_after,
         quiet: false,
         watch_test: a.watch_test,
+        trace_batches: a.trace_batches,
     };
     let summary = train::train(cfg, &a.out, device, &opts).map_err(|e| match &e {
         train::TrainError::Dataset(d) if d.is_row_error() => {

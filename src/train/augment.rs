@@ -57,6 +57,8 @@ pub struct HostBatch {
     pub y: Vec<f32>,
     /// The hard label of each example before mixing (for training accuracy).
     pub labels: Vec<usize>,
+    /// The frame each example's crop starts at (0 without random crops).
+    pub starts: Vec<usize>,
 }
 
 /// Gamma(shape, 1) by Marsaglia and Tsang (with the shape < 1 boost).
@@ -200,6 +202,7 @@ mod tests {
                 .flat_map(|i| (0..2).map(move |c| (i % 2 == c) as u8 as f32))
                 .collect(),
             labels: (0..b).map(|i| i % 2).collect(),
+            starts: vec![0; b],
         }
     }
 

@@ -64,14 +64,28 @@ impl Loaded {
     /// Copies the checkpoint's parameters and buffers into `weights`; every variable must be
     /// present with its shape, so a checkpoint of another model is refused, not half-loaded.
     pub fn restore(&self, path: &Path, weights: &Weights) -> Result<(), FileError> {
+        self.restore_except(path, weights, "")
+    }
+
+    /// [`Loaded::restore`], except that variables whose key starts with `optional` (non-empty)
+    /// keep their value when the checkpoint lacks them: initial weights written by another
+    /// trainer carry no input statistics, which a run measures itself.
+    pub fn restore_except(
+        &self,
+        path: &Path,
+        weights: &Weights,
+        optional: &str,
+    ) -> Result<(), FileError> {
         for (prefix, map) in [("param.", weights.params), ("buffer.", weights.buffers)] {
             let data = map.data().lock().expect("varmap lock");
             for (name, var) in data.iter() {
                 let key = format!("{prefix}{name}");
-                let t = self
-                    .tensors
-                    .get(&key)
-                    .ok_or_else(|| FileError::new(path, format!("checkpoint lacks '{key}'")))?;
+                let Some(t) = self.tensors.get(&key) else {
+                    if !optional.is_empty() && key.starts_with(optional) {
+                        continue;
+                    }
+                    return Err(FileError::new(path, format!("checkpoint lacks '{key}'")));
+                };
                 if t.dims() != var.dims() {
                     return Err(FileError::new(
                         path,
@@ -82,7 +96,10 @@ impl Loaded {
                         ),
                     ));
                 }
-                var.set(t)
+                let t = t
+                    .to_dtype(var.dtype())
+                    .map_err(|e| FileError::new(path, e.to_string()))?;
+                var.set(&t)
                     .map_err(|e| FileError::new(path, e.to_string()))?;
             }
         }

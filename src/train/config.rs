@@ -98,6 +98,11 @@ pub struct TrainConfig {
     /// with a warning for each, instead of stopping at the first (`asc train --skip-bad`).
     #[serde(default)]
     pub skip_bad: bool,
+    /// Initial weights: a checkpoint of the same model and norm (another run's
+    /// `best.safetensors`, or the reference trainer's start) instead of the seed's draw. The
+    /// input standardisation is measured on this run's training list either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
 }
 
 impl TrainConfig {
@@ -146,6 +151,7 @@ impl TrainConfig {
             class_balanced: false,
             cache,
             skip_bad: false,
+            init: None,
         }
     }
 }
@@ -199,6 +205,9 @@ pub enum ConfigError {
     /// A run of no steps.
     #[error("--epochs and --batch-size must be at least 1")]
     NoSteps,
+    /// A dropout probability outside [0, 1).
+    #[error("--dropout must be at least 0 and below 1, got {0}")]
+    Dropout(f32),
 }
 
 /// Settings given on the command line (or by a library caller) over a base config: each
@@ -232,6 +241,8 @@ pub struct Overrides {
     pub augment: bool,
     pub skip_bad: Option<bool>,
     pub seed: Option<u64>,
+    /// Dropout probability of the model's dropout layers (the architecture's default otherwise).
+    pub dropout: Option<f32>,
 }
 
 impl Overrides {
@@ -287,6 +298,12 @@ impl Overrides {
         set(&mut c.augment.mixstyle_p, &self.mixstyle_p);
         set(&mut c.skip_bad, &self.skip_bad);
         set(&mut c.seed, &self.seed);
+        if let Some(p) = self.dropout {
+            if !(0.0..1.0).contains(&p) {
+                return Err(ConfigError::Dropout(p));
+            }
+            c.model.dropout = p;
+        }
         if !(c.batch_size > 0 && c.epochs > 0) {
             return Err(ConfigError::NoSteps);
         }

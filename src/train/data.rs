@@ -127,11 +127,13 @@ impl FeatureStore {
             .collect::<Result<_, _>>()?;
         let m = self.n_mels;
         let mut x = vec![0.0f32; clips.len() * m * frames];
+        let mut starts = Vec::with_capacity(clips.len());
         for (b, spec) in specs.iter().enumerate() {
             let start = match rng.as_deref_mut() {
                 Some(r) => augment::crop_start(r, spec.frames, frames),
                 None => 0,
             };
+            starts.push(start);
             for f in 0..m {
                 let row = &spec.data[f * spec.frames..(f + 1) * spec.frames];
                 let dst = &mut x[(b * m + f) * frames..(b * m + f + 1) * frames];
@@ -151,6 +153,7 @@ impl FeatureStore {
             x,
             y,
             labels: labels.to_vec(),
+            starts,
         };
         if let (Some(cfg), Some(r)) = (augment_cfg, rng) {
             augment::apply(cfg, &mut batch, r);

@@ -37,6 +37,8 @@ pub(super) struct EpochPlan<'a> {
     /// Named in the error of a non-finite loss.
     pub run_dir: &'a Path,
     pub quiet: bool,
+    /// Append every step's clips and crop starts to [`TRACE_FILE`].
+    pub trace_batches: bool,
 }
 
 /// Figures of one pass over the training batches.
@@ -65,6 +67,7 @@ pub(super) fn run_epoch(
         crate::progress::bar(per_epoch, &format!("epoch {}/{}", epoch + 1, config.epochs))
     };
     let mut totals = EpochTotals::default();
+    let mut trace = Vec::new();
     for batch_ids in plan.sampler.batches(epoch) {
         let step = state.step;
         let labels: Vec<usize> = batch_ids.iter().map(|i| plan.label_of[i]).collect();
@@ -75,9 +78,16 @@ pub(super) fn run_epoch(
             step,
             lr: totals.lr,
         };
-        let (loss_value, correct) = train_step(plan.session, plan.data, optimizer, &step_in)
-            .and_then(|r| finite(r, step, epoch, state, plan.run_dir))
-            .inspect_err(|_| bar.abandon())?;
+        let (loss_value, correct, starts) =
+            train_step(plan.session, plan.data, optimizer, &step_in)
+                .and_then(|(loss, correct, starts)| {
+                    finite((loss, correct), step, epoch, state, plan.run_dir)
+                        .map(|(l, c)| (l, c, starts))
+                })
+                .inspect_err(|_| bar.abandon())?;
+        if plan.trace_batches {
+            trace.push(traced(plan, epoch, step, &batch_ids, &starts));
+        }
         totals.correct += correct;
         totals.seen += labels.len();
         totals.loss_sum += loss_value as f64 * labels.len() as f64;
@@ -92,6 +102,9 @@ pub(super) fn run_epoch(
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if plan.trace_batches {
+        append_trace(plan.run_dir, &trace)?;
+    }
     let clips_per_second = totals.seen as f64 / started.elapsed().as_secs_f64();
     let val = scored(plan, &plan.data.validation)?;
     let test = scored(plan, plan.test_clips)?;
@@ -111,6 +124,44 @@ pub(super) fn run_epoch(
     })
 }
 
+/// File of `--trace-batches`: one JSON line per step, its clips (by file name) in batch order
+/// and where each crop starts, so that another trainer can replay the run batch by batch
+/// (tests/fixtures/ref_train.py --lockstep).
+pub const TRACE_FILE: &str = "batches.jsonl";
+
+fn traced(
+    plan: &EpochPlan,
+    epoch: u64,
+    step: u64,
+    batch_ids: &[usize],
+    starts: &[usize],
+) -> String {
+    let clips: Vec<&str> = batch_ids
+        .iter()
+        .map(|&i| plan.data.dataset.clips[i].filename.as_str())
+        .collect();
+    serde_json::json!({"epoch": epoch + 1, "step": step, "clips": clips, "starts": starts})
+        .to_string()
+}
+
+/// Appends an epoch's trace lines. Written after the epoch, so a resumed run (which restarts
+/// the epoch that was interrupted) does not repeat lines of the steps it trains again.
+fn append_trace(run_dir: &Path, lines: &[String]) -> Result<(), TrainError> {
+    use std::io::Write;
+    let path = run_dir.join(TRACE_FILE);
+    let io =
+        |e: std::io::Error| TrainError::from(crate::error::FileError::new(&path, e.to_string()));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io)?;
+    for line in lines {
+        writeln!(f, "{line}").map_err(io)?;
+    }
+    Ok(())
+}
+
 /// Metrics of `clips`, or none for an empty list.
 fn scored(plan: &EpochPlan, clips: &[usize]) -> Result<Option<Metrics>, TrainError> {
     if clips.is_empty() {
@@ -128,14 +179,14 @@ struct StepInput<'a> {
     lr: f64,
 }
 
-/// One optimiser step on a batch: returns the loss and the number of correct predictions. A
-/// non-finite loss updates nothing (the caller stops the run).
+/// One optimiser step on a batch: returns the loss, the number of correct predictions and where
+/// each example's crop started. A non-finite loss updates nothing (the caller stops the run).
 fn train_step(
     session: &Session,
     data: &RunData,
     optimizer: &mut Optimizer,
     input: &StepInput,
-) -> Result<(f32, usize), TrainError> {
+) -> Result<(f32, usize, Vec<usize>), TrainError> {
     let StepInput {
         batch_ids,
         labels,
@@ -161,7 +212,7 @@ fn train_step(
     let loss = soft_cross_entropy(&logits, &y)?;
     let loss_value = loss.to_scalar::<f32>()?;
     if !loss_value.is_finite() {
-        return Ok((loss_value, 0));
+        return Ok((loss_value, 0, batch.starts));
     }
     optimizer.backward_step(&loss, lr)?;
     let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
@@ -170,7 +221,7 @@ fn train_step(
         .zip(labels)
         .filter(|(p, l)| **p as usize == **l)
         .count();
-    Ok((loss_value, correct))
+    Ok((loss_value, correct, batch.starts))
 }
 
 /// Stops the run on a non-finite loss, naming the step and the checkpoint it leaves.

@@ -33,6 +33,9 @@ pub struct RunOptions {
     /// Score the test list after every epoch and record it in `metrics.jsonl` (learning curves
     /// for diagnosis, e.g. the recipe-parity check). It never chooses an epoch.
     pub watch_test: bool,
+    /// Record every step's clips and crop starts in `batches.jsonl` (`epoch::TRACE_FILE`), so
+    /// that another trainer can replay the run.
+    pub trace_batches: bool,
 }
 
 /// What a finished run reports.
@@ -169,6 +172,7 @@ pub fn train(
         test_clips: &test_clips,
         run_dir,
         quiet: opts.quiet,
+        trace_batches: opts.trace_batches,
     };
     let last_rate = run_epochs(&plan, &mut optimizer, &mut state, opts.stop_after_epochs)?;
     Ok(RunSummary {
@@ -236,9 +240,14 @@ fn resume_state(
     Ok(state)
 }
 
-/// A fresh run starts from the seeded initial weights; only the input standardisation is
-/// measured, on the training list alone (validation clips must not leak into the model).
+/// A fresh run starts from the seeded initial weights, or from `config.init`; the input
+/// standardisation is measured on the training list alone (validation clips must not leak into
+/// the model), also over an `init` checkpoint's own statistics.
 fn fresh_state(session: &Session, data: &RunData) -> Result<TrainState, TrainError> {
+    if let Some(init) = &session.config.init {
+        let loaded = checkpoint::load(init, &session.device)?;
+        loaded.restore_except(init, &session.weights(), "buffer.input_norm.")?;
+    }
     if let Some(input_norm) = session.model.input_stats() {
         let (mean, std) = data
             .store
