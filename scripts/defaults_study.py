@@ -13,7 +13,6 @@ Run:  python3 scripts/defaults_study.py --data data/devset --out runs/study --se
           --recipe "plain=--no-augment --lr 0.001 --schedule constant" --recipe "default="
 """
 import argparse
-import csv
 import json
 import os
 import shlex
@@ -21,7 +20,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from recipe_parity import ROOT, finished, jsonl, mean_std, run  # noqa: E402
+from recipe_parity import ROOT, finished, jsonl, mean_std, run, write_md_csv  # noqa: E402
 
 
 def train_one(a, name, flags, seed, log):
@@ -79,12 +78,7 @@ def main():
         f = lambda k: "{:.3f} ± {:.3f}".format(*mean_std([r[k] for r in sel]))
         lines.append(f"| {name} | `{(a.flags + ' ' + flags).strip()}` | {f('test_macro_accuracy')} | "
                      f"{f('test_accuracy')} | {f('test_log_loss')} | {f('train_loss')} |")
-    with open(os.path.join(a.out, "study.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(a.out, "study.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_md_csv(a.out, "study", lines, rows)
     print("\n".join(lines))
 
 

@@ -19,14 +19,14 @@ Run (needs python3 with torch, numpy, safetensors, matplotlib, and a release bui
       --models cnn,cp-mobile --norms bn,l2bn [--flags "--epochs 20"] [--seed 0]
 """
 import argparse
-import csv
 import json
 import os
 import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from recipe_parity import REF, ROOT, features_for, jsonl, run  # noqa: E402
+from recipe_parity import (REF, add_common_args, features_for, jsonl, run,  # noqa: E402
+                           write_md_csv)
 
 # Per-epoch relative difference of the training loss below which the two runs count as the
 # same computation: float32 rounding, summed in different orders by the two kernels, stays
@@ -58,14 +58,8 @@ def cell(a, model, norm, log):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--out", default="runs/lockstep")
-    ap.add_argument("--models", default="cnn,cp-mobile")
-    ap.add_argument("--norms", default="bn,l2bn")
+    add_common_args(ap, "runs/lockstep")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--flags", default="", help="extra asc train flags for every run")
-    ap.add_argument("--asc", default=os.path.join(ROOT, "target", "release", "asc"))
-    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     if not os.path.exists(a.asc):
         sys.exit(f"{a.asc} not found: cargo build --release first")
@@ -109,12 +103,7 @@ def write(a, rows, curves, verdicts):
         lines.append(f"| {r['model']} | {r['norm']} | {r['epoch']} | {r['asc_train_loss']:.6f} | "
                      f"{r['ref_train_loss']:.6f} | {r['rel_diff']:.1e} | {r['asc_test_macro']:.3f} | "
                      f"{r['ref_test_macro']:.3f} |")
-    with open(os.path.join(a.out, "lockstep.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(a.out, "lockstep.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_md_csv(a.out, "lockstep", lines, rows)
     plot(a, curves)
     print("\n".join(lines))
 

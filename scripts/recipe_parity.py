@@ -108,6 +108,27 @@ def one(a, model, norm, seed, log):
     return asc_row, ref_row
 
 
+def add_common_args(ap, out):
+    """The flags every check over the development set takes (this script's and its siblings')."""
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", default=out)
+    ap.add_argument("--models", default="cnn,cp-mobile")
+    ap.add_argument("--norms", default="bn,l2bn")
+    ap.add_argument("--flags", default="", help="extra asc train flags for every run")
+    ap.add_argument("--asc", default=os.path.join(ROOT, "target", "release", "asc"))
+    ap.add_argument("--threads", type=int, default=2)
+
+
+def write_md_csv(folder, stem, lines, rows):
+    """FOLDER/STEM.md from `lines` and FOLDER/STEM.csv from `rows` (dicts with equal keys)."""
+    with open(os.path.join(folder, stem + ".md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(folder, stem + ".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
 def mean_std(v):
     return (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
 
@@ -183,16 +204,10 @@ def plot(a, rows):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--out", default="runs/parity")
-    ap.add_argument("--models", default="cnn,cp-mobile")
-    ap.add_argument("--norms", default="bn,l2bn")
+    add_common_args(ap, "runs/parity")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--flags", default="", help="extra asc train flags for every run")
     ap.add_argument("--model-flags", action="append", default=[],
                     help="MODEL=FLAGS: extra asc train flags for one model (repeatable)")
-    ap.add_argument("--asc", default=os.path.join(ROOT, "target", "release", "asc"))
-    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     a.models = a.models.split(",")
     a.norms = a.norms.split(",")
