@@ -4,7 +4,11 @@
 //! panic or a non-finite feature. The `old-decoder-*` inputs crashed the decoder before float
 //! samples were checked (seeded with the valid corpus files, the fuzzer found 7 crashes in
 //! 241 s): NaN or finite values near 1e38 made rubato's FFT overflow and panic ("Imaginary part
-//! of first value was non-zero"), values near 1e34 gave non-finite features.
+//! of first value was non-zero"), values near 1e34 gave non-finite features. The
+//! `aiff-float-huge-*` and `caf-float-huge-*` inputs (the per-format runs of issue 18, found
+//! within seconds) are float AIFF-C and CAF files with samples near 1e26-1e31, which symphonia
+//! decodes as they are: they gave non-finite features until float samples from every decoder
+//! were held to the WAV rule (`audio::decode::not_audio`).
 
 use asc::features::{FrontendConfig, LogMel};
 use std::path::Path;

@@ -129,11 +129,12 @@ fn decode_stream(
             "truncated: {frames} of the {declared} frames the header declares are present"
         ));
     }
-    if let Some(bad) = samples.iter().position(|v| !v.is_finite()) {
-        return Err(format!(
-            "sample {bad} decodes to {}: not audio",
-            samples[bad]
-        ));
+    // Float PCM in AIFF-C and CAF can hold any value, as in a float WAV (a lossy decoder's
+    // output is bounded by construction, but is checked alike).
+    for (i, &v) in samples.iter().enumerate() {
+        if let Some(reason) = super::decode::not_audio(i, channels, v as f64, &format!("{v:e}")) {
+            return Err(reason);
+        }
     }
     let bits = params.bits_per_sample.unwrap_or(0).min(64) as u16;
     let info = AudioInfo {

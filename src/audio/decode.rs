@@ -210,19 +210,29 @@ fn decode_float(data: &[u8], width: usize, channels: usize) -> Result<Vec<f32>, 
                 (x, format!("{x:e}"))
             }
         };
-        if v.is_nan() || v.abs() > MAX_FLOAT_SAMPLE {
-            let at = format!(
-                "sample {i} (frame {}, channel {}) is {shown}",
-                i / channels,
-                i % channels
-            );
-            return Err(if v.is_finite() {
-                format!("{at}, beyond ±{MAX_FLOAT_SAMPLE}: not float audio")
-            } else {
-                format!("{at}: not audio")
-            });
+        if let Some(reason) = not_audio(i, channels, v, &shown) {
+            return Err(reason);
         }
         out.push(v as f32);
     }
     Ok(out)
+}
+
+/// Why sample `i` with value `v` (written `shown` in its stored type) cannot be audio: NaN,
+/// infinite, or beyond [`MAX_FLOAT_SAMPLE`]; `None` for a usable value. Shared by every decoder
+/// that yields floats, so a float AIFF or CAF is held to the same rule as a float WAV.
+pub(super) fn not_audio(i: usize, channels: usize, v: f64, shown: &str) -> Option<String> {
+    if !(v.is_nan() || v.abs() > MAX_FLOAT_SAMPLE) {
+        return None;
+    }
+    let at = format!(
+        "sample {i} (frame {}, channel {}) is {shown}",
+        i / channels.max(1),
+        i % channels.max(1)
+    );
+    Some(if v.is_finite() {
+        format!("{at}, beyond ±{MAX_FLOAT_SAMPLE}: not float audio")
+    } else {
+        format!("{at}: not audio")
+    })
 }
