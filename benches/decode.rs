@@ -30,10 +30,18 @@ fn soundfile(dir: &Path) -> Option<serde_json::Value> {
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     // A tone over noise with a slow envelope: compressible like a recording, not like silence.
-    common::write_clips(dir.path(), CLIPS, RATE, SECONDS, 0x9E37_79B9_7F4A_7C15, |n, noise| {
-        let t = n as f32 / RATE as f32;
-        0.3 * (t * 2.0 * std::f32::consts::PI * 440.0).sin() + noise * (0.5 + 0.4 * (t * 3.0).sin())
-    });
+    common::write_clips(
+        dir.path(),
+        CLIPS,
+        RATE,
+        SECONDS,
+        0x9E37_79B9_7F4A_7C15,
+        |n, noise| {
+            let t = n as f32 / RATE as f32;
+            0.3 * (t * 2.0 * std::f32::consts::PI * 440.0).sin()
+                + noise * (0.5 + 0.4 * (t * 3.0).sin())
+        },
+    );
     let Some(peer) = soundfile(dir.path()) else {
         println!("decode: python3 with soundfile is needed to write the encoded files; skipped");
         return;
