@@ -359,7 +359,7 @@ fn bad_rows_stop_training_unless_skipped_with_a_warning_each() {
         .count();
     let evaluate_clip = first_listed(&data.join("evaluation_setup/fold1_evaluate.csv"));
     append_rows(&train_list, &[format!("{evaluate_clip}\tspaceship")]);
-    // A listed clip whose audio is not a WAV file.
+    // A listed clip whose audio is not an audio file.
     let corrupt = first_listed(&train_list);
     std::fs::write(data.join(&corrupt), b"not audio at all").unwrap();
 
@@ -400,7 +400,10 @@ fn bad_rows_stop_training_unless_skipped_with_a_warning_each() {
             train_list.display(),
             train_lines + 1
         ),
-        format!("{}: not a WAV file", data.join(&corrupt).display()),
+        format!(
+            "{}: not an audio file this tool reads",
+            data.join(&corrupt).display()
+        ),
     ];
     for words in &expected {
         assert!(
