@@ -13,6 +13,7 @@ pub mod export;
 pub mod features;
 pub mod fsutil;
 pub mod infer;
+pub mod kernels;
 pub mod nn;
 pub mod onnx;
 pub mod progress;

@@ -1,6 +1,8 @@
-//! 2-D convolution (groups = 1) with separate height/width strides and paddings, forward via
-//! im2col + `gemm`, backward via gemm + col2im (input) and im2col + gemm (weight), parallel over
-//! the batch.
+//! 2-D convolution (groups = 1) with separate height/width strides and paddings. Stride 1
+//! (every 3×3 and 7×7 conv of the baseline CNN) runs the direct kernel of [`crate::kernels::conv`]
+//! forward and, as the forward pass of the adjoint convolution, for the input gradient. Strided
+//! convs go through im2col + `gemm` forward and gemm + col2im for the input gradient; the weight
+//! gradient is im2col + gemm for all. Parallel over the batch.
 //!
 //! Why: candle's conv backward is a naive loop parallel only over input channels and its conv
 //! takes a single stride (`docs/architecture.md` § "candle on CPU"); CP-Mobile's stem and blocks
@@ -9,6 +11,7 @@
 
 use super::window::{valid_range, Window2d};
 use super::{cpu_f32, grad_tensor, use_cpu_kernels, with_f32};
+use crate::kernels::{conv as kconv, Isa};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -59,6 +62,21 @@ impl Window2d {
         (0..self.oh)
             .step_by(t)
             .map(move |r0| (r0, (r0 + t).min(self.oh)))
+    }
+
+    /// The direct kernel's geometry when it applies: stride 1 and not 1×1 (a 1×1 conv is a plain
+    /// matrix product, which gemm does best).
+    fn direct(&self) -> Option<kconv::Conv> {
+        (self.sh == 1 && self.sw == 1 && !self.is_pointwise()).then_some(kconv::Conv {
+            c: self.c,
+            h: self.h,
+            w: self.w,
+            o: self.o,
+            kh: self.kh,
+            kw: self.kw,
+            ph: self.ph,
+            pw: self.pw,
+        })
     }
 
     /// 1×1, stride 1, no padding: the input plane is its own column matrix.
@@ -197,6 +215,9 @@ fn matmul(
 }
 
 fn forward(x: &[f32], w: &[f32], g: &Window2d) -> Vec<f32> {
+    if let Some(d) = g.direct() {
+        return kconv::forward(x, g.n, &kconv::Packed::new(d, w, None, Isa::active()));
+    }
     let (ckk, ohw) = (g.ckk(), g.ohw());
     let chw = g.c * g.h * g.w;
     let mut out = vec![0f32; g.n * g.o * ohw];
@@ -355,10 +376,18 @@ impl CustomOp2 for Conv2dOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = &self.geom;
         let (need_gx, need_gw) = (x.track_op(), w.track_op());
+        let adjoint = g.direct().and_then(|d| Some((d, d.adjoint()?)));
         let (gx, gw) = with_f32(x, "conv2d backward", |xs| {
             with_f32(w, "conv2d backward", |ws| {
                 with_f32(gy, "conv2d backward", |gys| {
-                    Ok(backward(xs, ws, gys, g, need_gx, need_gw))
+                    let Some((d, a)) = adjoint.filter(|_| need_gx) else {
+                        return Ok(backward(xs, ws, gys, g, need_gx, need_gw));
+                    };
+                    let aw = kconv::adjoint_weights(&d, ws);
+                    let gx =
+                        kconv::forward(gys, g.n, &kconv::Packed::new(a, &aw, None, Isa::active()));
+                    let (_, gw) = backward(xs, ws, gys, g, false, need_gw);
+                    Ok((Some(gx), gw))
                 })
             })
         })?;

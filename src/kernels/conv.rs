@@ -1,0 +1,554 @@
+//! Direct 2-D convolution for stride 1, groups 1, NCHW: the shapes where im2col + GEMM wastes
+//! its time on the column matrix (a 7×7 kernel makes it 49× the input) and on a GEMM with only
+//! 16 rows.
+//!
+//! The output is computed in tiles of one output row × `V` vectors of `L` positions × `OB`
+//! output channels, held in registers while the loop runs over input channels and kernel taps:
+//! per tap, `V` input loads and `OB` weight broadcasts feed `OB · V` fused multiply-adds. The
+//! input is first copied into a zero-padded plane (padding plus the tail of the last tile), so
+//! the inner loop has no bounds checks and no branches; the weights are packed per channel block
+//! as [ic][kh][kw][OB].
+
+use super::Isa;
+use rayon::prelude::*;
+
+/// Geometry of one stride-1 convolution: input C × H × W, weight O × C × KH × KW, zero padding
+/// (PH, PW) on both sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub ph: usize,
+    pub pw: usize,
+}
+
+impl Conv {
+    /// Whether the output is non-empty: the padded input is at least the kernel's size.
+    pub fn is_valid(&self) -> bool {
+        self.h + 2 * self.ph >= self.kh && self.w + 2 * self.pw >= self.kw && self.kh * self.kw > 0
+    }
+
+    pub fn oh(&self) -> usize {
+        self.h + 2 * self.ph + 1 - self.kh
+    }
+
+    pub fn ow(&self) -> usize {
+        self.w + 2 * self.pw + 1 - self.kw
+    }
+
+    /// The convolution whose forward pass is this one's input gradient: the output gradient
+    /// (O × OH × OW) convolved with the flipped, transposed kernel ([`adjoint_weights`]) and
+    /// padding K − 1 − P gives C × H × W. `None` when P > K − 1 (the adjoint would need a
+    /// negative padding, a crop).
+    pub fn adjoint(&self) -> Option<Conv> {
+        (self.ph < self.kh && self.pw < self.kw).then(|| Conv {
+            c: self.o,
+            h: self.oh(),
+            w: self.ow(),
+            o: self.c,
+            kh: self.kh,
+            kw: self.kw,
+            ph: self.kh - 1 - self.ph,
+            pw: self.kw - 1 - self.pw,
+        })
+    }
+}
+
+/// The kernel of [`Conv::adjoint`]: `w'[c][o][r][s] = w[o][c][KH−1−r][KW−1−s]`.
+pub fn adjoint_weights(g: &Conv, w: &[f32]) -> Vec<f32> {
+    let (kh, kw) = (g.kh, g.kw);
+    let mut out = vec![0.0; w.len()];
+    for o in 0..g.o {
+        for c in 0..g.c {
+            for r in 0..kh {
+                for s in 0..kw {
+                    out[((c * g.o + o) * kh + r) * kw + s] =
+                        w[((o * g.c + c) * kh + (kh - 1 - r)) * kw + (kw - 1 - s)];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// (lanes per vector, output channels per block, vectors per tile) of each path.
+fn blocking(isa: Isa) -> (usize, usize, usize) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => (avx512::L, avx512::OB, avx512::V),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => (avx2::L, avx2::OB, avx2::V),
+        _ => (portable::L, portable::OB, portable::V),
+    }
+}
+
+/// Weights packed for one instruction set: blocks of `ob` output channels (the last padded with
+/// zero channels), each [ic][kh][kw][ob].
+pub struct Packed {
+    isa: Isa,
+    g: Conv,
+    data: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Packed {
+    /// `w` is O × C × KH × KW; `bias` has O entries when given.
+    pub fn new(g: Conv, w: &[f32], bias: Option<&[f32]>, isa: Isa) -> Packed {
+        assert!(isa.available(), "{isa:?} kernels on a CPU without them");
+        assert!(g.is_valid(), "conv geometry {g:?} has an empty output");
+        assert_eq!(w.len(), g.o * g.c * g.kh * g.kw, "conv weight size");
+        let (_, ob, _) = blocking(isa);
+        let blocks = g.o.div_ceil(ob);
+        let taps = g.c * g.kh * g.kw;
+        let mut data = vec![0.0; blocks * taps * ob];
+        for o in 0..g.o {
+            let (b, j) = (o / ob, o % ob);
+            for t in 0..taps {
+                data[(b * taps + t) * ob + j] = w[o * taps + t];
+            }
+        }
+        let mut b = vec![0.0; blocks * ob];
+        if let Some(bias) = bias {
+            b[..g.o].copy_from_slice(bias);
+        }
+        Packed {
+            isa,
+            g,
+            data,
+            bias: b,
+        }
+    }
+}
+
+/// The input of one batch element copied into a zero-padded buffer: `c` planes of `rows` rows of
+/// `stride` floats, with the real data at (ph, pw).
+struct Padded {
+    data: Vec<f32>,
+    rows: usize,
+    stride: usize,
+}
+
+impl Padded {
+    fn new(x: &[f32], g: &Conv, tile: usize) -> Padded {
+        let ow = g.ow();
+        let tiles = ow.div_ceil(tile);
+        let stride = tiles * tile + g.kw - 1;
+        let rows = g.h + 2 * g.ph;
+        let mut data = vec![0.0; g.c * rows * stride];
+        for ic in 0..g.c {
+            for r in 0..g.h {
+                let dst = (ic * rows + r + g.ph) * stride + g.pw;
+                data[dst..dst + g.w].copy_from_slice(&x[(ic * g.h + r) * g.w..][..g.w]);
+            }
+        }
+        Padded { data, rows, stride }
+    }
+}
+
+/// Forward convolution of `n` inputs (N × C × H × W) into N × O × OH × OW.
+pub fn forward(x: &[f32], n: usize, p: &Packed) -> Vec<f32> {
+    let mut y = vec![0.0f32; n * p.g.o * p.g.oh() * p.g.ow()];
+    forward_into(x, n, p, &mut y);
+    y
+}
+
+/// [`forward`] into a caller's buffer of N × O × OH × OW floats (tract's output tensor).
+pub fn forward_into(x: &[f32], n: usize, p: &Packed, y: &mut [f32]) {
+    let g = p.g;
+    let (oh, ow) = (g.oh(), g.ow());
+    let plane = oh * ow;
+    assert_eq!(x.len(), n * g.c * g.h * g.w, "conv input size");
+    assert_eq!(y.len(), n * g.o * plane, "conv output size");
+    let (l, ob, v) = blocking(p.isa);
+    let tile = l * v;
+    let blocks = g.o.div_ceil(ob);
+    y.par_chunks_mut(g.o * plane)
+        .enumerate()
+        .for_each(|(i, yi)| {
+            let xp = Padded::new(&x[i * g.c * g.h * g.w..][..g.c * g.h * g.w], &g, tile);
+            // Each output row of each channel block is an independent task; rows of one block
+            // share their packed weights (25 KB for 16 × 7 × 7 × 8), which stay in L1.
+            let rows: Vec<(usize, usize)> = (0..blocks)
+                .flat_map(|b| (0..oh).map(move |r| (b, r)))
+                .collect();
+            let out = SyncPtr(yi.as_mut_ptr());
+            rows.par_iter().with_min_len(8).for_each(|&(b, r)| {
+                let out = &out;
+                row(&xp, p, b, r, |o, col, vals| {
+                    // SAFETY: (b, r) pairs are distinct, so the written ranges are disjoint.
+                    unsafe {
+                        let dst = out.0.add(o * plane + r * ow + col);
+                        std::ptr::copy_nonoverlapping(vals.as_ptr(), dst, vals.len());
+                    }
+                })
+            });
+        });
+}
+
+struct SyncPtr(*mut f32);
+unsafe impl Sync for SyncPtr {}
+unsafe impl Send for SyncPtr {}
+
+/// One output row of channel block `b`, tile by tile; `put(o, col, values)` stores a channel's
+/// run of outputs.
+fn row(xp: &Padded, p: &Packed, b: usize, r: usize, mut put: impl FnMut(usize, usize, &[f32])) {
+    let g = p.g;
+    let (l, ob, v) = blocking(p.isa);
+    let tile = l * v;
+    let ow = g.ow();
+    let taps = g.c * g.kh * g.kw;
+    let w = &p.data[b * taps * ob..][..taps * ob];
+    let bias = &p.bias[b * ob..][..ob];
+    let oc = ob.min(g.o - b * ob);
+    let mut acc = vec![0.0f32; ob * tile];
+    for col in (0..ow).step_by(tile) {
+        let x0 = r * xp.stride + col;
+        let shape = TileShape {
+            plane: xp.rows * xp.stride,
+            stride: xp.stride,
+            c: g.c,
+            kh: g.kh,
+            kw: g.kw,
+        };
+        // SAFETY: the padded buffer holds rows r..r+kh and columns col..col+tile+kw-1 of
+        // every channel (Padded::new sizes it for whole tiles); `w` holds taps × ob weights.
+        unsafe {
+            match p.isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => {
+                    avx512::tile(xp.data.as_ptr().add(x0), w.as_ptr(), bias, &shape, &mut acc)
+                }
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => {
+                    avx2::tile(xp.data.as_ptr().add(x0), w.as_ptr(), bias, &shape, &mut acc)
+                }
+                _ => portable::tile(&xp.data[x0..], w, bias, &shape, &mut acc),
+            }
+        }
+        let n = tile.min(ow - col);
+        for o in 0..oc {
+            put(o + b * ob, col, &acc[o * tile..][..n]);
+        }
+    }
+}
+
+/// Strides and extents the tile kernels walk.
+struct TileShape {
+    plane: usize,
+    stride: usize,
+    c: usize,
+    kh: usize,
+    kw: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::TileShape;
+    use std::arch::x86_64::*;
+
+    pub const L: usize = 16;
+    pub const OB: usize = 8;
+    pub const V: usize = 3;
+
+    /// # Safety
+    /// The CPU has AVX-512F; `x` points at a tile's first input of channel 0 with `s.c` planes,
+    /// `s.kh` rows and `V·L + s.kw − 1` columns readable; `w` holds `c·kh·kw·OB` floats.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile(x: *const f32, w: *const f32, bias: &[f32], s: &TileShape, out: &mut [f32]) {
+        let mut acc = [[_mm512_setzero_ps(); V]; OB];
+        for o in 0..OB {
+            for a in acc[o].iter_mut() {
+                *a = _mm512_set1_ps(bias[o]);
+            }
+        }
+        let mut wp = w;
+        for ic in 0..s.c {
+            let xc = x.add(ic * s.plane);
+            for kr in 0..s.kh {
+                let xr = xc.add(kr * s.stride);
+                for ks in 0..s.kw {
+                    let mut xv = [_mm512_setzero_ps(); V];
+                    for (j, xv) in xv.iter_mut().enumerate() {
+                        *xv = _mm512_loadu_ps(xr.add(ks + j * L));
+                    }
+                    for (o, acc) in acc.iter_mut().enumerate() {
+                        let wv = _mm512_set1_ps(*wp.add(o));
+                        for j in 0..V {
+                            acc[j] = _mm512_fmadd_ps(xv[j], wv, acc[j]);
+                        }
+                    }
+                    wp = wp.add(OB);
+                }
+            }
+        }
+        for (o, acc) in acc.iter().enumerate() {
+            for (j, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(out.as_mut_ptr().add(o * V * L + j * L), *a);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::TileShape;
+    use std::arch::x86_64::*;
+
+    pub const L: usize = 8;
+    pub const OB: usize = 4;
+    pub const V: usize = 3;
+
+    /// # Safety
+    /// As `avx512::tile`, for a CPU with AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile(x: *const f32, w: *const f32, bias: &[f32], s: &TileShape, out: &mut [f32]) {
+        let mut acc = [[_mm256_setzero_ps(); V]; OB];
+        for o in 0..OB {
+            for a in acc[o].iter_mut() {
+                *a = _mm256_set1_ps(bias[o]);
+            }
+        }
+        let mut wp = w;
+        for ic in 0..s.c {
+            let xc = x.add(ic * s.plane);
+            for kr in 0..s.kh {
+                let xr = xc.add(kr * s.stride);
+                for ks in 0..s.kw {
+                    let mut xv = [_mm256_setzero_ps(); V];
+                    for (j, xv) in xv.iter_mut().enumerate() {
+                        *xv = _mm256_loadu_ps(xr.add(ks + j * L));
+                    }
+                    for (o, acc) in acc.iter_mut().enumerate() {
+                        let wv = _mm256_set1_ps(*wp.add(o));
+                        for j in 0..V {
+                            acc[j] = _mm256_fmadd_ps(xv[j], wv, acc[j]);
+                        }
+                    }
+                    wp = wp.add(OB);
+                }
+            }
+        }
+        for (o, acc) in acc.iter().enumerate() {
+            for (j, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.as_mut_ptr().add(o * V * L + j * L), *a);
+            }
+        }
+    }
+}
+
+mod portable {
+    use super::TileShape;
+
+    pub const L: usize = 8;
+    pub const OB: usize = 4;
+    pub const V: usize = 2;
+    const T: usize = L * V;
+
+    /// Plain Rust over fixed-size arrays, which the compiler vectorises for the baseline target.
+    pub fn tile(x: &[f32], w: &[f32], bias: &[f32], s: &TileShape, out: &mut [f32]) {
+        let mut acc = [[0.0f32; T]; OB];
+        for (o, a) in acc.iter_mut().enumerate() {
+            *a = [bias[o]; T];
+        }
+        let mut wi = 0;
+        for ic in 0..s.c {
+            for kr in 0..s.kh {
+                let xr = &x[ic * s.plane + kr * s.stride..];
+                for ks in 0..s.kw {
+                    let xv: &[f32; T] = xr[ks..ks + T].try_into().unwrap();
+                    for (o, a) in acc.iter_mut().enumerate() {
+                        let wv = w[wi + o];
+                        for j in 0..T {
+                            a[j] += xv[j] * wv;
+                        }
+                    }
+                    wi += OB;
+                }
+            }
+        }
+        for (o, a) in acc.iter().enumerate() {
+            out[o * T..][..T].copy_from_slice(a);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Float64 loop over the definition, padding by bounds checks.
+    fn naive(x: &[f32], n: usize, w: &[f32], b: &[f32], g: &Conv) -> Vec<f32> {
+        let (oh, ow) = (g.oh(), g.ow());
+        let mut y = vec![0.0f32; n * g.o * oh * ow];
+        for i in 0..n {
+            for o in 0..g.o {
+                for r in 0..oh {
+                    for col in 0..ow {
+                        let mut s = b[o] as f64;
+                        for c in 0..g.c {
+                            for kr in 0..g.kh {
+                                for ks in 0..g.kw {
+                                    let ir = (r + kr).wrapping_sub(g.ph);
+                                    let ic = (col + ks).wrapping_sub(g.pw);
+                                    if ir < g.h && ic < g.w {
+                                        let xv = x[((i * g.c + c) * g.h + ir) * g.w + ic];
+                                        let wv = w[((o * g.c + c) * g.kh + kr) * g.kw + ks];
+                                        s += xv as f64 * wv as f64;
+                                    }
+                                }
+                            }
+                        }
+                        y[((i * g.o + o) * oh + r) * ow + col] = s as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// Shapes that exercise partial channel blocks, partial tiles, one-column outputs,
+    /// asymmetric kernels and paddings, and no padding.
+    const SHAPES: [Conv; 5] = [
+        Conv {
+            c: 3,
+            h: 9,
+            w: 37,
+            o: 5,
+            kh: 7,
+            kw: 7,
+            ph: 3,
+            pw: 3,
+        },
+        Conv {
+            c: 16,
+            h: 20,
+            w: 50,
+            o: 16,
+            kh: 3,
+            kw: 3,
+            ph: 1,
+            pw: 1,
+        },
+        Conv {
+            c: 2,
+            h: 5,
+            w: 70,
+            o: 33,
+            kh: 1,
+            kw: 5,
+            ph: 0,
+            pw: 2,
+        },
+        Conv {
+            c: 4,
+            h: 6,
+            w: 6,
+            o: 9,
+            kh: 3,
+            kw: 3,
+            ph: 0,
+            pw: 0,
+        },
+        Conv {
+            c: 1,
+            h: 8,
+            w: 3,
+            o: 17,
+            kh: 2,
+            kw: 3,
+            ph: 1,
+            pw: 0,
+        },
+    ];
+
+    #[test]
+    fn every_path_matches_the_definition() {
+        for g in SHAPES {
+            let n = 2;
+            let x = values(n * g.c * g.h * g.w, 1);
+            let w = values(g.o * g.c * g.kh * g.kw, 2);
+            let b = values(g.o, 3);
+            let want = naive(&x, n, &w, &b, &g);
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                let got = forward(&x, n, &Packed::new(g, &w, Some(&b), isa));
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(err < 1e-5, "{isa:?} {g:?}: max error {err:e}");
+            }
+        }
+    }
+
+    /// Both vector paths add the taps in the same order with FMA, so they agree bit for bit:
+    /// a model gives the same numbers on machines with and without AVX-512.
+    #[test]
+    fn vector_paths_agree_bitwise() {
+        if !(Isa::Avx512.available() && Isa::Avx2.available()) {
+            return;
+        }
+        for g in SHAPES {
+            let x = values(g.c * g.h * g.w, 4);
+            let w = values(g.o * g.c * g.kh * g.kw, 5);
+            let a = forward(&x, 1, &Packed::new(g, &w, None, Isa::Avx512));
+            let b = forward(&x, 1, &Packed::new(g, &w, None, Isa::Avx2));
+            assert!(a == b, "{g:?}");
+        }
+    }
+
+    /// The adjoint is the transpose: <conv(x), y> = <x, adjoint(y)> for every x, y.
+    #[test]
+    fn adjoint_is_the_transpose() {
+        for g in SHAPES {
+            let a = g.adjoint().unwrap();
+            assert_eq!((a.oh(), a.ow()), (g.h, g.w));
+            let x = values(g.c * g.h * g.w, 6);
+            let w = values(g.o * g.c * g.kh * g.kw, 7);
+            let y = values(g.o * g.oh() * g.ow(), 8);
+            let zero = vec![0.0; g.o];
+            let cx = naive(&x, 1, &w, &zero, &g);
+            let aw = adjoint_weights(&g, &w);
+            let ay = forward(&y, 1, &Packed::new(a, &aw, None, Isa::best()));
+            let dot = |p: &[f32], q: &[f32]| {
+                p.iter()
+                    .zip(q)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
+            };
+            let (l, r) = (dot(&cx, &y), dot(&x, &ay));
+            assert!((l - r).abs() < 1e-4 * (1.0 + l.abs()), "{g:?}: {l} vs {r}");
+        }
+    }
+
+    #[test]
+    fn no_adjoint_for_padding_beyond_the_kernel() {
+        let g = Conv {
+            c: 1,
+            h: 4,
+            w: 4,
+            o: 1,
+            kh: 3,
+            kw: 3,
+            ph: 3,
+            pw: 1,
+        };
+        assert!(g.adjoint().is_none());
+    }
+}

@@ -1,0 +1,92 @@
+//! CPU kernels shared by training (`nn::ops`) and inference (`infer`): one implementation of the
+//! arithmetic the models spend their time in, with an AVX-512 path, an AVX2 + FMA path and a
+//! portable one, chosen at run time.
+//!
+//! Why our own: for the baseline CNN's 7×7 convolutions with 16 channels, im2col + GEMM builds a
+//! column matrix 49× the input and feeds a GEMM with only 16 rows, and tract's on-the-fly im2col
+//! is gather-bound at that size (`docs/benchmarks.md`). A direct convolution that keeps a tile of
+//! outputs in registers runs the same layer near the FMA peak.
+//!
+//! `ASC_KERNEL_ISA=avx512|avx2|portable` forces a path for a whole process (benchmarks of the
+//! AVX2 path on an AVX-512 machine); tests call each path by name through the `Isa` argument.
+
+pub mod conv;
+
+use std::sync::OnceLock;
+
+/// Which instruction set runs the inner loops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Isa {
+    /// Every path, widest first.
+    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
+
+    /// The widest path this CPU runs.
+    pub fn best() -> Isa {
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.available())
+            .unwrap_or(Isa::Portable)
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The name `ASC_KERNEL_ISA` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+
+    /// The path this process uses: `ASC_KERNEL_ISA` when set to a path the CPU runs, the widest
+    /// otherwise. A name that is unknown or not runnable here is reported once on stderr rather
+    /// than failing deep inside a training step.
+    pub fn active() -> Isa {
+        static ACTIVE: OnceLock<Isa> = OnceLock::new();
+        *ACTIVE.get_or_init(|| {
+            let best = Isa::best();
+            let Ok(want) = std::env::var("ASC_KERNEL_ISA") else {
+                return best;
+            };
+            match Isa::ALL.into_iter().find(|i| i.name() == want) {
+                Some(i) if i.available() => i,
+                Some(i) => {
+                    eprintln!(
+                        "warning: ASC_KERNEL_ISA={} is not supported by this CPU; using {}",
+                        i.name(),
+                        best.name()
+                    );
+                    best
+                }
+                None => {
+                    eprintln!(
+                        "warning: ASC_KERNEL_ISA={want} is not one of avx512, avx2, portable; using {}",
+                        best.name()
+                    );
+                    best
+                }
+            }
+        })
+    }
+}
