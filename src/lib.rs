@@ -16,6 +16,7 @@ pub mod infer;
 pub mod kernels;
 pub mod nn;
 pub mod onnx;
+pub mod process;
 pub mod progress;
 pub mod quickstart;
 pub mod synth;

@@ -1,6 +1,7 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    asc::process::keep_freed_memory();
     let args = cli::parse();
     match cli::run(args) {
         Ok(code) => code,
