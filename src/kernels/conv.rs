@@ -124,8 +124,8 @@ impl Packed {
     }
 }
 
-/// The input of one batch element copied into a zero-padded buffer: `c` planes of `rows` rows of
-/// `stride` floats, with the real data at (ph, pw).
+/// Planes copied into a zero buffer: `planes` planes of `rows` rows of `stride` floats, each
+/// source plane (h × w) placed at row `top`, column `left`. Extra planes up to `alloc` stay zero.
 struct Padded {
     data: Vec<f32>,
     rows: usize,
@@ -133,19 +133,30 @@ struct Padded {
 }
 
 impl Padded {
-    fn new(x: &[f32], g: &Conv, tile: usize) -> Padded {
-        let ow = g.ow();
-        let tiles = ow.div_ceil(tile);
-        let stride = tiles * tile + g.kw - 1;
-        let rows = g.h + 2 * g.ph;
-        let mut data = vec![0.0; g.c * rows * stride];
-        for ic in 0..g.c {
-            for r in 0..g.h {
-                let dst = (ic * rows + r + g.ph) * stride + g.pw;
-                data[dst..dst + g.w].copy_from_slice(&x[(ic * g.h + r) * g.w..][..g.w]);
+    fn new(
+        x: &[f32],
+        (planes, alloc): (usize, usize),
+        (h, w): (usize, usize),
+        (top, left): (usize, usize),
+        (rows, stride): (usize, usize),
+    ) -> Padded {
+        debug_assert!(top + h <= rows && left + w <= stride && planes <= alloc);
+        let mut data = vec![0.0; alloc * rows * stride];
+        for p in 0..planes {
+            for r in 0..h {
+                let dst = (p * rows + r + top) * stride + left;
+                data[dst..dst + w].copy_from_slice(&x[(p * h + r) * w..][..w]);
             }
         }
         Padded { data, rows, stride }
+    }
+
+    /// A convolution's input with its padding, wide enough for whole tiles of `tile` outputs
+    /// plus `extra` columns read past the last tap.
+    fn input(x: &[f32], g: &Conv, tile: usize, extra: usize) -> Padded {
+        let stride = g.ow().div_ceil(tile) * tile + g.kw - 1 + extra;
+        let rows = g.h + 2 * g.ph;
+        Padded::new(x, (g.c, g.c), (g.h, g.w), (g.ph, g.pw), (rows, stride))
     }
 }
 
@@ -169,7 +180,7 @@ pub fn forward_into(x: &[f32], n: usize, p: &Packed, y: &mut [f32]) {
     y.par_chunks_mut(g.o * plane)
         .enumerate()
         .for_each(|(i, yi)| {
-            let xp = Padded::new(&x[i * g.c * g.h * g.w..][..g.c * g.h * g.w], &g, tile);
+            let xp = Padded::input(&x[i * g.c * g.h * g.w..][..g.c * g.h * g.w], &g, tile, 0);
             // Each output row of each channel block is an independent task; rows of one block
             // share their packed weights (25 KB for 16 × 7 × 7 × 8), which stay in L1.
             let rows: Vec<(usize, usize)> = (0..blocks)
@@ -236,6 +247,105 @@ fn row(xp: &Padded, p: &Packed, b: usize, r: usize, mut put: impl FnMut(usize, u
     }
 }
 
+/// Output rows per pass of the weight gradient: the rows of the output gradient and input a pass
+/// reads (O × 8 × OW and C × (8 + KH − 1) × W floats) stay in L2 while every (channel, tap row)
+/// pair walks them.
+const GW_ROWS: usize = 8;
+
+/// (lanes, output channels per block, kernel columns per block) of each path's weight-gradient
+/// kernel: OB · SB accumulators plus OB output-gradient vectors and one input vector in registers.
+fn gw_blocking(isa: Isa) -> (usize, usize, usize) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => (avx512::L, avx512::GW_OB, avx512::GW_SB),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => (avx2::L, avx2::GW_OB, avx2::GW_SB),
+        _ => (portable::L, portable::GW_OB, portable::GW_SB),
+    }
+}
+
+/// The weight gradient of one sample, O × C × KH × KW: `dW[o,c,r,s] = Σ_ij gy[o,i,j] ·
+/// x_padded[c, i+r, j+s]`, from its input `x` (C × H × W) and output gradient `gy` (O × OH × OW).
+///
+/// Why direct: as im2col + GEMM this needs the 49×-the-input column matrix again. Here each
+/// (output-channel block, input channel, tap row, tap-column block) keeps OB × SB vector
+/// partial sums over output positions in registers; lanes are summed once at the end, so the
+/// order of additions is fixed whatever the thread count.
+pub fn weight_gradient(x: &[f32], gy: &[f32], g: &Conv, isa: Isa) -> Vec<f32> {
+    assert!(isa.available(), "{isa:?} kernels on a CPU without them");
+    let (oh, ow) = (g.oh(), g.ow());
+    assert_eq!(x.len(), g.c * g.h * g.w, "conv input size");
+    assert_eq!(gy.len(), g.o * oh * ow, "conv output-gradient size");
+    let (l, ob, sb) = gw_blocking(isa);
+    let owp = ow.div_ceil(l) * l;
+    let (oblocks, sblocks) = (g.o.div_ceil(ob), g.kw.div_ceil(sb));
+    let xp = Padded::input(x, g, l, sblocks * sb - g.kw);
+    let gp = Padded::new(gy, (g.o, oblocks * ob), (oh, ow), (0, 0), (oh, owp));
+    let unit = ob * sb * l;
+    let mut acc = vec![0.0f32; oblocks * g.c * g.kh * sblocks * unit];
+    for i0 in (0..oh).step_by(GW_ROWS) {
+        let rows = GW_ROWS.min(oh - i0);
+        for (k, acc) in acc.chunks_exact_mut(unit).enumerate() {
+            let (sbk, rest) = (k % sblocks, k / sblocks);
+            let (r, rest) = (rest % g.kh, rest / g.kh);
+            let (c, obk) = (rest % g.c, rest / g.c);
+            let shape = GwShape {
+                rows,
+                vecs: owp / l,
+                gy_plane: oh * owp,
+                gy_stride: owp,
+                x_stride: xp.stride,
+            };
+            let gy0 = (obk * ob * oh + i0) * owp;
+            let x0 = (c * xp.rows + i0 + r) * xp.stride + sbk * sb;
+            // SAFETY: `gp` has oblocks · ob planes of oh × owp, so OB planes from gy0 hold
+            // `rows` rows of `vecs` vectors; `xp` is wide enough for owp + sblocks · sb − 1
+            // columns from row i0 + r (Padded::input's `extra`) and has rows up to h + 2ph.
+            unsafe {
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => avx512::gw_tile(
+                        gp.data.as_ptr().add(gy0),
+                        xp.data.as_ptr().add(x0),
+                        &shape,
+                        acc,
+                    ),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => avx2::gw_tile(
+                        gp.data.as_ptr().add(gy0),
+                        xp.data.as_ptr().add(x0),
+                        &shape,
+                        acc,
+                    ),
+                    _ => portable::gw_tile(&gp.data[gy0..], &xp.data[x0..], &shape, acc),
+                }
+            }
+        }
+    }
+    let mut dw = vec![0.0f32; g.o * g.c * g.kh * g.kw];
+    for o in 0..g.o {
+        for c in 0..g.c {
+            for r in 0..g.kh {
+                for s in 0..g.kw {
+                    let k = ((o / ob * g.c + c) * g.kh + r) * sblocks + s / sb;
+                    let lanes = &acc[k * unit + ((o % ob) * sb + s % sb) * l..][..l];
+                    dw[((o * g.c + c) * g.kh + r) * g.kw + s] = lanes.iter().sum();
+                }
+            }
+        }
+    }
+    dw
+}
+
+/// Strides and extents a weight-gradient tile walks.
+struct GwShape {
+    rows: usize,
+    vecs: usize,
+    gy_plane: usize,
+    gy_stride: usize,
+    x_stride: usize,
+}
+
 /// Strides and extents the tile kernels walk.
 struct TileShape {
     plane: usize,
@@ -247,12 +357,51 @@ struct TileShape {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::TileShape;
+    use super::{GwShape, TileShape};
     use std::arch::x86_64::*;
 
     pub const L: usize = 16;
     pub const OB: usize = 8;
     pub const V: usize = 3;
+
+    pub const GW_OB: usize = 3;
+    pub const GW_SB: usize = 7;
+
+    /// Adds one pass of weight-gradient partial sums to `acc` (GW_OB × GW_SB vectors).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `gy` has GW_OB planes of `s.rows` rows of `s.vecs · L` floats,
+    /// `x` has `s.rows` rows of `s.vecs · L + GW_SB − 1` floats.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::needless_range_loop)] // a[o][k] by index reads as the formula
+    pub unsafe fn gw_tile(gy: *const f32, x: *const f32, s: &GwShape, acc: &mut [f32]) {
+        let mut a = [[_mm512_setzero_ps(); GW_SB]; GW_OB];
+        for (o, a) in a.iter_mut().enumerate() {
+            for (k, a) in a.iter_mut().enumerate() {
+                *a = _mm512_loadu_ps(acc.as_ptr().add((o * GW_SB + k) * L));
+            }
+        }
+        for i in 0..s.rows {
+            let (gr, xr) = (gy.add(i * s.gy_stride), x.add(i * s.x_stride));
+            for v in 0..s.vecs {
+                let mut g = [_mm512_setzero_ps(); GW_OB];
+                for (o, g) in g.iter_mut().enumerate() {
+                    *g = _mm512_loadu_ps(gr.add(o * s.gy_plane + v * L));
+                }
+                for k in 0..GW_SB {
+                    let xv = _mm512_loadu_ps(xr.add(v * L + k));
+                    for o in 0..GW_OB {
+                        a[o][k] = _mm512_fmadd_ps(g[o], xv, a[o][k]);
+                    }
+                }
+            }
+        }
+        for (o, a) in a.iter().enumerate() {
+            for (k, a) in a.iter().enumerate() {
+                _mm512_storeu_ps(acc.as_mut_ptr().add((o * GW_SB + k) * L), *a);
+            }
+        }
+    }
 
     /// # Safety
     /// The CPU has AVX-512F; `x` points at a tile's first input of channel 0 with `s.c` planes,
@@ -295,12 +444,51 @@ mod avx512 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::TileShape;
+    use super::{GwShape, TileShape};
     use std::arch::x86_64::*;
 
     pub const L: usize = 8;
     pub const OB: usize = 4;
     pub const V: usize = 3;
+
+    pub const GW_OB: usize = 3;
+    pub const GW_SB: usize = 4;
+
+    /// Adds one pass of weight-gradient partial sums to `acc` (GW_OB × GW_SB vectors).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `gy` has GW_OB planes of `s.rows` rows of `s.vecs · L` floats,
+    /// `x` has `s.rows` rows of `s.vecs · L + GW_SB − 1` floats.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::needless_range_loop)] // a[o][k] by index reads as the formula
+    pub unsafe fn gw_tile(gy: *const f32, x: *const f32, s: &GwShape, acc: &mut [f32]) {
+        let mut a = [[_mm256_setzero_ps(); GW_SB]; GW_OB];
+        for (o, a) in a.iter_mut().enumerate() {
+            for (k, a) in a.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(acc.as_ptr().add((o * GW_SB + k) * L));
+            }
+        }
+        for i in 0..s.rows {
+            let (gr, xr) = (gy.add(i * s.gy_stride), x.add(i * s.x_stride));
+            for v in 0..s.vecs {
+                let mut g = [_mm256_setzero_ps(); GW_OB];
+                for (o, g) in g.iter_mut().enumerate() {
+                    *g = _mm256_loadu_ps(gr.add(o * s.gy_plane + v * L));
+                }
+                for k in 0..GW_SB {
+                    let xv = _mm256_loadu_ps(xr.add(v * L + k));
+                    for o in 0..GW_OB {
+                        a[o][k] = _mm256_fmadd_ps(g[o], xv, a[o][k]);
+                    }
+                }
+            }
+        }
+        for (o, a) in a.iter().enumerate() {
+            for (k, a) in a.iter().enumerate() {
+                _mm256_storeu_ps(acc.as_mut_ptr().add((o * GW_SB + k) * L), *a);
+            }
+        }
+    }
 
     /// # Safety
     /// As `avx512::tile`, for a CPU with AVX2 and FMA.
@@ -341,11 +529,46 @@ mod avx2 {
 }
 
 mod portable {
-    use super::TileShape;
+    use super::{GwShape, TileShape};
 
     pub const L: usize = 8;
     pub const OB: usize = 4;
     pub const V: usize = 2;
+
+    pub const GW_OB: usize = 2;
+    pub const GW_SB: usize = 4;
+
+    /// As `avx512::gw_tile`, in plain Rust over fixed-size arrays.
+    pub fn gw_tile(gy: &[f32], x: &[f32], s: &GwShape, acc: &mut [f32]) {
+        let mut a = [[[0.0f32; L]; GW_SB]; GW_OB];
+        for (o, a) in a.iter_mut().enumerate() {
+            for (k, a) in a.iter_mut().enumerate() {
+                a.copy_from_slice(&acc[(o * GW_SB + k) * L..][..L]);
+            }
+        }
+        for i in 0..s.rows {
+            for v in 0..s.vecs {
+                let mut g = [[0.0f32; L]; GW_OB];
+                for (o, g) in g.iter_mut().enumerate() {
+                    g.copy_from_slice(&gy[o * s.gy_plane + i * s.gy_stride + v * L..][..L]);
+                }
+                for k in 0..GW_SB {
+                    let xv: &[f32; L] = x[i * s.x_stride + v * L + k..][..L].try_into().unwrap();
+                    for o in 0..GW_OB {
+                        for j in 0..L {
+                            a[o][k][j] += g[o][j] * xv[j];
+                        }
+                    }
+                }
+            }
+        }
+        for (o, a) in a.iter().enumerate() {
+            for (k, a) in a.iter().enumerate() {
+                acc[(o * GW_SB + k) * L..][..L].copy_from_slice(a);
+            }
+        }
+    }
+
     const T: usize = L * V;
 
     /// Plain Rust over fixed-size arrays, which the compiler vectorises for the baseline target.
@@ -534,6 +757,62 @@ mod tests {
             };
             let (l, r) = (dot(&cx, &y), dot(&x, &ay));
             assert!((l - r).abs() < 1e-4 * (1.0 + l.abs()), "{g:?}: {l} vs {r}");
+        }
+    }
+
+    /// dW[o,c,r,s] = Σ gy[o,i,j] · x[c, i+r−ph, j+s−pw] in float64, padding by bounds checks.
+    fn naive_weight_gradient(x: &[f32], gy: &[f32], g: &Conv) -> Vec<f32> {
+        let (oh, ow) = (g.oh(), g.ow());
+        let mut dw = vec![0.0f32; g.o * g.c * g.kh * g.kw];
+        for o in 0..g.o {
+            for c in 0..g.c {
+                for r in 0..g.kh {
+                    for s in 0..g.kw {
+                        let mut sum = 0.0f64;
+                        for i in 0..oh {
+                            for j in 0..ow {
+                                let (ir, ic) =
+                                    ((i + r).wrapping_sub(g.ph), (j + s).wrapping_sub(g.pw));
+                                if ir < g.h && ic < g.w {
+                                    sum += gy[(o * oh + i) * ow + j] as f64
+                                        * x[(c * g.h + ir) * g.w + ic] as f64;
+                                }
+                            }
+                        }
+                        dw[((o * g.c + c) * g.kh + r) * g.kw + s] = sum as f32;
+                    }
+                }
+            }
+        }
+        dw
+    }
+
+    #[test]
+    fn weight_gradient_matches_the_definition_on_every_path() {
+        let tall = Conv {
+            c: 2,
+            h: 21,
+            w: 19,
+            o: 4,
+            kh: 7,
+            kw: 7,
+            ph: 3,
+            pw: 3,
+        };
+        for g in SHAPES.into_iter().chain([tall]) {
+            let x = values(g.c * g.h * g.w, 9);
+            let gy = values(g.o * g.oh() * g.ow(), 10);
+            let want = naive_weight_gradient(&x, &gy, &g);
+            let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                let got = weight_gradient(&x, &gy, &g, isa);
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(err < 1e-5 * scale, "{isa:?} {g:?}: max error {err:e}");
+            }
         }
     }
 

@@ -1,8 +1,9 @@
 //! 2-D convolution (groups = 1) with separate height/width strides and paddings. Stride 1
 //! (every 3×3 and 7×7 conv of the baseline CNN) runs the direct kernel of [`crate::kernels::conv`]
 //! forward and, as the forward pass of the adjoint convolution, for the input gradient. Strided
-//! convs go through im2col + `gemm` forward and gemm + col2im for the input gradient; the weight
-//! gradient is im2col + gemm for all. Parallel over the batch.
+//! convs go through im2col + `gemm` forward and gemm + col2im for the input gradient; their
+//! weight gradient is im2col + gemm, a stride-1 conv's the direct weight-gradient kernel.
+//! Parallel over the batch.
 //!
 //! Why: candle's conv backward is a naive loop parallel only over input channels and its conv
 //! takes a single stride (`docs/architecture.md` § "candle on CPU"); CP-Mobile's stem and blocks
@@ -280,6 +281,13 @@ fn backward(
             let mut gw = vec![0f32; if need_gw { g.o * ckk } else { 0 }];
             let xn = &x[n * chw..(n + 1) * chw];
             let gyn = &gy[n * g.o * ohw..(n + 1) * g.o * ohw];
+            if let Some(d) = g.direct().filter(|_| need_gw) {
+                gw = kconv::weight_gradient(xn, gyn, &d, Isa::active());
+                if gxn.is_none() {
+                    return gw;
+                }
+            }
+            let need_gw = need_gw && g.direct().is_none();
             if g.is_pointwise() {
                 if need_gw {
                     // gw (O×C) += gy_n (O×HW) · x_n^T (HW×C)
