@@ -122,6 +122,11 @@ impl Packed {
             bias: b,
         }
     }
+
+    /// The path the weights were packed for, which runs them.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
 }
 
 /// The input of one batch element copied into a zero-padded buffer: `c` planes of `rows` rows of
