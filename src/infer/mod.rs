@@ -351,28 +351,33 @@ impl Classifier {
                 format!("cannot run the graph on input {shape:?}: {e:#}"),
             ))
         };
-        let plan = self.build_plan(shape).map_err(runtime)?;
+        let plan = optimized_plan(&self.model, shape, self.conv).map_err(runtime)?;
         self.plans
             .lock()
             .expect("plan cache")
             .insert(shape.to_vec(), plan.clone());
         Ok(plan)
     }
+}
 
-    /// Declutter, swap in our convolutions, optimise: after decluttering a convolution is still one
-    /// `Conv` node with its padding and BN folded in; optimising would lower it to im2col.
-    fn build_plan(&self, shape: &[usize]) -> TractResult<Plan> {
-        let mut model = self
-            .model
-            .clone()
-            .with_input_fact(0, f32::fact(shape).into())?
-            .into_typed()?
-            .into_decluttered()?;
-        if self.conv == ConvKernel::Own {
-            conv_op::swap_convs(&mut model, crate::kernels::Isa::active())?;
-        }
-        model.into_optimized()?.into_runnable()
+/// The runnable plan of `model` for an input of `shape`, its convolutions run by `conv`:
+/// declutter, swap in ours, optimise. After decluttering a convolution is still one `Conv` node
+/// with its padding and BN folded in; optimising would lower it to im2col. Public for
+/// `examples/tract_profile.rs`, which must profile the plan `Classifier` runs.
+pub fn optimized_plan(
+    model: &InferenceModel,
+    shape: &[usize],
+    conv: ConvKernel,
+) -> TractResult<Arc<TypedRunnableModel>> {
+    let mut model = model
+        .clone()
+        .with_input_fact(0, f32::fact(shape).into())?
+        .into_typed()?
+        .into_decluttered()?;
+    if conv == ConvKernel::Own {
+        conv_op::swap_convs(&mut model, crate::kernels::Isa::active())?;
     }
+    model.into_optimized()?.into_runnable()
 }
 
 /// A tract failure at `step`, with its whole cause chain.
