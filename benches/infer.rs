@@ -2,7 +2,8 @@
 //! the same input, batch 1 and 32, in the same run (benches/infer_onnxruntime.py, 1 and 2
 //! threads); and the end-to-end pipeline, decode → log-mel → model over a folder of 10 s WAVs,
 //! ours (`asc classify`'s library path, rayon over files) vs librosa + onnxruntime in Python
-//! (benches/pipeline_python.py). Run: `cargo bench --bench infer`.
+//! (benches/pipeline_python.py). Run: `cargo bench --bench infer`; with `ASC_TRACT_CONV=tract`
+//! tract runs its own convolutions instead of ours (`src/infer/conv_op.rs`).
 //!
 //! Each model row also gives the peak RSS of each side over loading the model and the runs
 //! (`VmHWM`, reset through `/proc/self/clear_refs` first) and its growth over the RSS before.
@@ -67,8 +68,19 @@ fn model_rows(dir: &Path) {
     println!("\nmodel inference, ms per batch (median of 7); tract: Classifier, {threads} rayon thread(s) over the batch");
     println!("peak RSS in MiB over load + runs (growth over the RSS before); ort: 1 thread");
     println!(
-        "{:<10} {:>5} {:>10} {:>12} {:>12} {:>10} {:>16} {:>16}",
-        "model", "batch", "tract", "ort 1 thr", "ort 2 thr", "tract/ort1", "tract RSS", "ort RSS"
+        "own conv: convolutions our kernel runs in tract's plan (none with ASC_TRACT_CONV=tract)"
+    );
+    println!(
+        "{:<10} {:>5} {:>8} {:>10} {:>12} {:>12} {:>10} {:>16} {:>16}",
+        "model",
+        "batch",
+        "own conv",
+        "tract",
+        "ort 1 thr",
+        "ort 2 thr",
+        "tract/ort1",
+        "tract RSS",
+        "ort RSS"
     );
     for (model, preset, frames) in CASES {
         let (path, meta) = export_model(dir, model, preset);
@@ -90,6 +102,8 @@ fn model_rows(dir: &Path) {
             let tract = median_ms(7, || {
                 std::hint::black_box(c.classify_spectrograms(&specs).unwrap());
             });
+            // A batch runs as single examples: this is the plan the runs used.
+            let own = c.own_convs(&[1, 1, m, frames]).unwrap();
             drop(c);
             let tract_peak = peers::peak_rss_mib().unwrap_or(f64::NAN);
             let ort = peers::python(
@@ -106,7 +120,7 @@ fn model_rows(dir: &Path) {
             };
             let (o1, o2) = (f(&ort, "ms_1"), f(&ort, "ms_2"));
             println!(
-                "{model:<10} {batch:>5} {tract:>7.2} ms {o1:>9.2} ms {o2:>9.2} ms {:>9.2}x {:>8.0} (+{:>4.0}) {:>8.0} (+{:>4.0})",
+                "{model:<10} {batch:>5} {own:>8} {tract:>7.2} ms {o1:>9.2} ms {o2:>9.2} ms {:>9.2}x {:>8.0} (+{:>4.0}) {:>8.0} (+{:>4.0})",
                 tract / o1,
                 tract_peak,
                 tract_peak - rss_before,

@@ -188,3 +188,55 @@ fn malformed_models_are_refused_with_a_reason() {
     let e = err(&proto.encode_to_vec());
     assert!(e.contains("asc.labels"), "{e}");
 }
+
+/// Our direct convolution, swapped into tract's plan (`src/infer/conv_op.rs`), takes the `cnn`'s
+/// three 7×7 convolutions and gives tract's own probabilities; `cp-mobile` has none it takes
+/// (strided stems, 1×1 and depthwise convs), so its plan is tract's.
+#[test]
+fn own_conv_is_swapped_in_and_matches_tract_conv() {
+    use asc::infer::ConvKernel;
+    let mut report = Vec::new();
+    for model in ["cnn", "cp-mobile"] {
+        for norm in NORM_NAMES {
+            let m = 40;
+            let s = session(model, norm, m);
+            let mut fe = FrontendConfig::dcase2020();
+            fe.n_mels = m;
+            let meta = metadata(&s, InputKind::Logmel, fe);
+            let own = classifier(&s, &meta).with_conv_kernel(ConvKernel::Own);
+            let tract = classifier(&s, &meta).with_conv_kernel(ConvKernel::Tract);
+            let t = 37;
+            let swapped = own.own_convs(&[1, 1, m, t]).unwrap();
+            assert_eq!(tract.own_convs(&[1, 1, m, t]).unwrap(), 0);
+            if model == "cnn" {
+                assert!(swapped >= 3, "{model}/{norm}: {swapped} convs swapped");
+            }
+            if (model, norm) == ("cnn", "bn") {
+                assert_eq!(swapped, 3);
+            }
+            let x = input(21, 3, m, t);
+            let specs: Vec<asc::features::Spectrogram> = (0..3)
+                .map(|b| asc::features::Spectrogram {
+                    n_mels: m,
+                    frames: t,
+                    data: x
+                        .narrow(0, b, 1)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap(),
+                })
+                .collect();
+            let a = own.classify_spectrograms(&specs).unwrap().concat();
+            let b = tract.classify_spectrograms(&specs).unwrap().concat();
+            let d = max_diff(&a, &b);
+            report.push(format!("{model}/{norm}: {swapped} swapped, {d:.2e}"));
+            assert!(
+                d <= 1e-5,
+                "{model}/{norm}: own vs tract conv: max |Δp| = {d}"
+            );
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}

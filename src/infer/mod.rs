@@ -3,9 +3,11 @@
 //! recordings are cut into windows of the training clip length; each window gets scores and the
 //! file gets their mean.
 
+mod conv_op;
 mod format;
 mod windows;
 
+pub use conv_op::ConvKernel;
 pub use format::{render, Format, Outcome, FORMAT_NAMES};
 pub use windows::{window_starts, Window};
 
@@ -80,6 +82,7 @@ pub struct Classifier {
     meta: ModelMetadata,
     frontend: LogMel,
     model: InferenceModel,
+    conv: ConvKernel,
     plans: Mutex<HashMap<Vec<usize>, Plan>>,
 }
 
@@ -127,8 +130,29 @@ impl Classifier {
             meta,
             frontend,
             model,
+            conv: ConvKernel::from_env(),
             plans: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The same model with its convolutions run by `conv` (`ASC_TRACT_CONV` chose at loading;
+    /// `conv_op`'s module doc says which convolutions ours takes).
+    pub fn with_conv_kernel(mut self, conv: ConvKernel) -> Self {
+        self.conv = conv;
+        self.plans = Mutex::new(HashMap::new());
+        self
+    }
+
+    /// How many convolutions our kernel runs in the plan for an input of `shape`: a check that
+    /// the swap happened, for tests and benchmarks.
+    pub fn own_convs(&self, shape: &[usize]) -> Result<usize, InferError> {
+        let plan = self.plan(shape)?;
+        Ok(plan
+            .model()
+            .nodes()
+            .iter()
+            .filter(|n| n.op_is::<conv_op::OwnConv>())
+            .count())
     }
 
     /// Class names in score order.
@@ -327,19 +351,33 @@ impl Classifier {
                 format!("cannot run the graph on input {shape:?}: {e:#}"),
             ))
         };
-        let plan = self
-            .model
-            .clone()
-            .with_input_fact(0, f32::fact(shape).into())
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(runtime)?;
+        let plan = optimized_plan(&self.model, shape, self.conv).map_err(runtime)?;
         self.plans
             .lock()
             .expect("plan cache")
             .insert(shape.to_vec(), plan.clone());
         Ok(plan)
     }
+}
+
+/// The runnable plan of `model` for an input of `shape`, its convolutions run by `conv`:
+/// declutter, swap in ours, optimise. After decluttering a convolution is still one `Conv` node
+/// with its padding and BN folded in; optimising would lower it to im2col. Public for
+/// `examples/tract_profile.rs`, which must profile the plan `Classifier` runs.
+pub fn optimized_plan(
+    model: &InferenceModel,
+    shape: &[usize],
+    conv: ConvKernel,
+) -> TractResult<Arc<TypedRunnableModel>> {
+    let mut model = model
+        .clone()
+        .with_input_fact(0, f32::fact(shape).into())?
+        .into_typed()?
+        .into_decluttered()?;
+    if conv == ConvKernel::Own {
+        conv_op::swap_convs(&mut model, crate::kernels::Isa::active())?;
+    }
+    model.into_optimized()?.into_runnable()
 }
 
 /// A tract failure at `step`, with its whole cause chain.

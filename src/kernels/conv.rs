@@ -122,6 +122,11 @@ impl Packed {
             bias: b,
         }
     }
+
+    /// The path the weights were packed for, which runs them.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
 }
 
 /// Planes copied into a zero buffer: `planes` planes of `rows` rows of `stride` floats, each

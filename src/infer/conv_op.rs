@@ -1,0 +1,408 @@
+//! Our direct convolution ([`crate::kernels::conv`]) as a tract operator, swapped in for tract's
+//! own `Conv` where it applies.
+//!
+//! Why: tract lowers a convolution to im2col + matrix product, and for the baseline CNN's 16→16
+//! 7×7 conv that product has 16 rows and is gather-bound (about 33 ms on 128 × 431, 21 GMAC/s;
+//! onnxruntime 18 ms), while the direct kernel runs it near the FMA peak (7.3 ms on one thread,
+//! `docs/benchmarks.md`). The exported file stays standard ONNX: the swap happens on tract's
+//! graph, after decluttering (which has folded the zero `Pad` and the following BN into the
+//! `Conv`) and before optimising (which would lower the `Conv` to im2col first).
+//!
+//! Only what the kernel computes exactly is swapped: f32, NCHW data with an OIHW kernel, one
+//! group, stride and dilation 1, padding that is the same before and after on each axis, and
+//! constant weights and bias. 1×1 convolutions stay with tract, whose matrix product serves them
+//! better; everything else stays with tract too. A following ReLU is not fused: it stays a
+//! separate op.
+//!
+//! `ASC_TRACT_CONV=tract` keeps tract's own convolution everywhere (for comparisons);
+//! `ASC_TRACT_CONV=own`, or unset, swaps.
+
+use crate::kernels::conv::{self as kernel, Conv as Geometry, Packed};
+use crate::kernels::Isa;
+use std::sync::{Arc, OnceLock};
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+
+/// Which convolution the plans run where both could.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// Ours, [`OwnConv`], wherever it applies.
+    Own,
+    /// tract's own everywhere.
+    Tract,
+}
+
+impl ConvKernel {
+    /// `ASC_TRACT_CONV` (`own` or `tract`), read once per process; an unknown value is reported
+    /// once on stderr and means `own`.
+    pub fn from_env() -> ConvKernel {
+        static CHOICE: OnceLock<ConvKernel> = OnceLock::new();
+        *CHOICE.get_or_init(|| match std::env::var("ASC_TRACT_CONV").as_deref() {
+            Err(_) | Ok("own") => ConvKernel::Own,
+            Ok("tract") => ConvKernel::Tract,
+            Ok(other) => {
+                eprintln!("warning: ASC_TRACT_CONV={other} is not one of own, tract; using own");
+                ConvKernel::Own
+            }
+        })
+    }
+}
+
+/// A stride-1 convolution with its weights packed once, when the op is built, so a run only
+/// pads its input and computes. The output is N × O × OH × OW (O × OH × OW without a batch axis,
+/// as tract's `CHW` format).
+#[derive(Clone)]
+pub struct OwnConv {
+    g: Geometry,
+    batched: bool,
+    packed: Arc<Packed>,
+}
+
+impl std::fmt::Debug for OwnConv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnConv")
+            .field("geometry", &self.g)
+            .field("batched", &self.batched)
+            .finish()
+    }
+}
+
+/// Two ops are equal only when they share their packed weights: tract merges equal ops on equal
+/// inputs, and two convolutions of the same shape with different weights must stay apart.
+impl PartialEq for OwnConv {
+    fn eq(&self, other: &Self) -> bool {
+        self.g == other.g
+            && self.batched == other.batched
+            && Arc::ptr_eq(&self.packed, &other.packed)
+    }
+}
+
+impl Eq for OwnConv {}
+
+impl OwnConv {
+    /// The op for a decluttered `Conv` node, or `None` when the kernel does not compute it
+    /// (module doc).
+    fn for_node(
+        model: &TypedModel,
+        node: &TypedNode,
+        conv: &Conv,
+        isa: Isa,
+    ) -> TractResult<Option<OwnConv>> {
+        let spec = &conv.pool_spec;
+        let batched = match spec.data_format {
+            DataFormat::NCHW => true,
+            DataFormat::CHW => false,
+            DataFormat::NHWC | DataFormat::HWC => return Ok(None),
+        };
+        if conv.q_params.is_some()
+            || conv.group != 1
+            || conv.kernel_fmt != KernelFormat::OIHW
+            || node.inputs.len() != 3
+            || spec.rank() != 2
+            || spec.kernel_shape.iter().all(|&k| k == 1)
+            || spec.strides().iter().any(|&s| s != 1)
+            || spec.dilations().iter().any(|&d| d != 1)
+        {
+            return Ok(None);
+        }
+        let x = model.outlet_fact(node.inputs[0])?;
+        let Some(shape) = x.shape.as_concrete() else {
+            return Ok(None);
+        };
+        if x.datum_type != f32::datum_type() || shape.len() != 3 + batched as usize {
+            return Ok(None);
+        }
+        let chw = &shape[batched as usize..];
+        let Some(g) = geometry(conv, chw) else {
+            return Ok(None);
+        };
+        let (Some(w), Some(b)) = (
+            constant_f32(model, node.inputs[1])?,
+            constant_f32(model, node.inputs[2])?,
+        ) else {
+            return Ok(None);
+        };
+        if w.len() != g.o * g.c * g.kh * g.kw {
+            return Ok(None);
+        }
+        let bias = match b.len() {
+            1 => vec![b[0]; g.o],
+            n if n == g.o => b,
+            _ => return Ok(None),
+        };
+        let packed = Arc::new(Packed::new(g, &w, Some(&bias), isa));
+        Ok(Some(OwnConv { g, batched, packed }))
+    }
+
+    fn input_shape(&self, n: usize) -> TVec<usize> {
+        let mut shape: TVec<usize> = self.batched.then_some(n).into_iter().collect();
+        shape.extend([self.g.c, self.g.h, self.g.w]);
+        shape
+    }
+
+    fn output_shape<D: DimLike>(&self, n: Option<D>) -> TVec<D> {
+        let mut shape: TVec<D> = n.into_iter().collect();
+        shape.extend([self.g.o, self.g.oh(), self.g.ow()].map(D::from));
+        shape
+    }
+}
+
+/// The kernel's geometry for `conv` on a C × H × W input, when its padding is symmetric on each
+/// axis (tract's explicit, valid and same paddings all resolve to one before/after pair here).
+fn geometry(conv: &Conv, chw: &[usize]) -> Option<Geometry> {
+    let spec = &conv.pool_spec;
+    let pads = spec.computed_padding(&chw[1..]);
+    if pads.iter().any(|p| p.pad_before != p.pad_after) || chw[0] != conv.input_channels() {
+        return None;
+    }
+    let g = Geometry {
+        c: chw[0],
+        h: chw[1],
+        w: chw[2],
+        o: conv.output_channels(),
+        kh: spec.kernel_shape[0],
+        kw: spec.kernel_shape[1],
+        ph: pads[0].pad_before,
+        pw: pads[1].pad_before,
+    };
+    (g.is_valid() && (g.oh(), g.ow()) == (pads[0].convoluted, pads[1].convoluted)).then_some(g)
+}
+
+/// The values of a constant f32 wire, or `None` when it is computed at run time.
+fn constant_f32(model: &TypedModel, outlet: OutletId) -> TractResult<Option<Vec<f32>>> {
+    let fact = model.outlet_fact(outlet)?;
+    match &fact.konst {
+        Some(k) if k.datum_type() == f32::datum_type() && k.is_plain() => {
+            Ok(Some(k.try_as_plain_ram()?.as_slice::<f32>()?.to_vec()))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Replaces every convolution of a decluttered `model` that [`OwnConv`] computes; returns how
+/// many. The weights and bias wires it leaves unused go at the next declutter.
+pub fn swap_convs(model: &mut TypedModel, isa: Isa) -> TractResult<usize> {
+    let mut swapped = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(conv) = node.op_as::<Conv>() else {
+            continue;
+        };
+        let Some(op) = OwnConv::for_node(model, node, conv, isa)? else {
+            continue;
+        };
+        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
+        patch.apply(model)?;
+        swapped += 1;
+    }
+    Ok(swapped)
+}
+
+impl Op for OwnConv {
+    fn name(&self) -> StaticName {
+        "OwnConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{:?}, {:?} kernels",
+            self.g,
+            self.packed.isa()
+        )])
+    }
+
+    /// The taps are summed in another order than tract's, so results differ in rounding.
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for OwnConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = args_1!(inputs);
+        let n = if self.batched { x.shape()[0] } else { 1 };
+        ensure!(
+            x.shape() == &*self.input_shape(n),
+            "OwnConv built for {:?} got an input of {:?}",
+            self.g,
+            x.shape()
+        );
+        let shape = self.output_shape(self.batched.then_some(n));
+        // SAFETY: `forward_into` writes every element of the output before anyone reads it.
+        let mut y = unsafe { Tensor::uninitialized::<f32>(&shape)? };
+        let xs = x.try_as_plain_ram()?;
+        let mut ys = y.try_as_plain_ram_mut()?;
+        kernel::forward_into(
+            xs.as_slice::<f32>()?,
+            n,
+            &self.packed,
+            ys.as_slice_mut::<f32>()?,
+        );
+        Ok(tvec!(y.into_tvalue()))
+    }
+}
+
+impl TypedOp for OwnConv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let x = inputs[0];
+        ensure!(
+            x.datum_type == f32::datum_type(),
+            "OwnConv takes f32, got {:?}",
+            x.datum_type
+        );
+        let chw = &x.shape[self.batched as usize..];
+        ensure!(
+            x.rank() == 3 + self.batched as usize
+                && chw
+                    .iter()
+                    .zip([self.g.c, self.g.h, self.g.w])
+                    .all(|(d, e)| *d == e.to_dim()),
+            "OwnConv built for {:?} got an input of {:?}",
+            self.g,
+            x.shape
+        );
+        let n = self.batched.then(|| x.shape[0].clone());
+        Ok(tvec!(f32::fact(self.output_shape(n))))
+    }
+
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let g = &self.g;
+        let n = if self.batched {
+            inputs[0].shape[0].clone()
+        } else {
+            1.to_dim()
+        };
+        let per_item = g.o * g.c * g.kh * g.kw * g.oh() * g.ow();
+        Ok(tvec!((Cost::FMA(f32::datum_type()), n * per_item)))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// One `Conv` of 3 → 5 channels on 9 × 11, batch `n` (no batch axis when `None`).
+    fn conv_model(
+        n: Option<usize>,
+        kernel: [usize; 2],
+        padding: PaddingSpec,
+        strides: [usize; 2],
+    ) -> TractResult<TypedModel> {
+        let (c, h, w, o) = (3, 9, 11, 5);
+        let shape: TVec<usize> = n.into_iter().chain([c, h, w]).collect();
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact(&shape))?;
+        let k = Tensor::from_shape(
+            &[o, c, kernel[0], kernel[1]],
+            &values(o * c * kernel[0] * kernel[1], 1),
+        )?;
+        let k = model.add_const("k", k)?;
+        let b = model.add_const("b", Tensor::from_shape(&[o], &values(o, 2))?)?;
+        let pool_spec = PoolSpec {
+            data_format: if n.is_some() {
+                DataFormat::NCHW
+            } else {
+                DataFormat::CHW
+            },
+            kernel_shape: kernel.into_iter().collect(),
+            padding,
+            dilations: None,
+            strides: Some(strides.into_iter().collect()),
+            input_channels: c,
+            output_channels: o,
+        };
+        let conv = Conv {
+            pool_spec,
+            kernel_fmt: KernelFormat::OIHW,
+            group: 1,
+            q_params: None,
+        };
+        let y = model.wire_node("conv", conv, &[x, k, b])?;
+        model.select_output_outlets(&y)?;
+        Ok(model)
+    }
+
+    /// Swaps what it can in `model`, then runs both it and tract's own plan on the same input;
+    /// returns how many were swapped and the largest difference.
+    fn swap_and_compare(model: TypedModel) -> TractResult<(usize, f32)> {
+        let shape = model.input_fact(0)?.shape.as_concrete().unwrap().to_vec();
+        let x = Tensor::from_shape(&shape, &values(shape.iter().product(), 3))?;
+        let run = |m: TypedModel| -> TractResult<Vec<f32>> {
+            let y = m
+                .into_optimized()?
+                .into_runnable()?
+                .run(tvec!(x.clone().into()))?;
+            Ok(y[0].to_plain_array_view::<f32>()?.iter().copied().collect())
+        };
+        let mut own = model.clone();
+        let swapped = swap_convs(&mut own, Isa::active())?;
+        let (a, b) = (run(own)?, run(model)?);
+        assert_eq!(a.len(), b.len());
+        let d = a
+            .iter()
+            .zip(&b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        Ok((swapped, d))
+    }
+
+    #[test]
+    fn symmetric_stride_one_convs_are_swapped_and_agree() -> TractResult<()> {
+        let explicit =
+            |p: [usize; 2]| PaddingSpec::Explicit(p.into_iter().collect(), p.into_iter().collect());
+        for (n, kernel, padding) in [
+            (Some(2), [3, 5], explicit([1, 2])),
+            (Some(1), [7, 7], explicit([3, 3])),
+            (Some(2), [3, 3], PaddingSpec::SameUpper),
+            (Some(1), [2, 3], PaddingSpec::Valid),
+            (None, [3, 3], explicit([1, 0])),
+        ] {
+            let (swapped, d) = swap_and_compare(conv_model(n, kernel, padding.clone(), [1, 1])?)?;
+            assert_eq!(swapped, 1, "{n:?} {kernel:?} {padding:?}");
+            assert!(
+                d < 1e-5,
+                "{n:?} {kernel:?} {padding:?}: max difference {d:e}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn other_convs_stay_with_tract() -> TractResult<()> {
+        for (kernel, padding, strides) in [
+            ([1, 1], PaddingSpec::Valid, [1, 1]),
+            ([2, 2], PaddingSpec::SameUpper, [1, 1]),
+            (
+                [3, 3],
+                PaddingSpec::Explicit(tvec!(1, 1), tvec!(0, 1)),
+                [1, 1],
+            ),
+            ([3, 3], PaddingSpec::SameUpper, [2, 1]),
+        ] {
+            let (swapped, _) =
+                swap_and_compare(conv_model(Some(1), kernel, padding.clone(), strides)?)?;
+            assert_eq!(swapped, 0, "{kernel:?} {padding:?} {strides:?}");
+        }
+        Ok(())
+    }
+}
