@@ -737,8 +737,10 @@ impl GradStore {
                 let sum = entry.get().add(grad)?;
                 entry.insert(sum);
             }
+            // Contiguous, as the zeros + add it replaces made it: the other call sites
+            // (scatter_add, index_add, slice_scatter) need a contiguous sum.
             Entry::Vacant(entry) => {
-                entry.insert(grad.clone());
+                entry.insert(grad.contiguous()?);
             }
         }
         Ok(())
