@@ -203,7 +203,7 @@ mod tests {
     fn reused_resampler_matches_a_new_one() {
         let clip = |n: usize, seed: f32| -> Vec<f32> {
             (0..n)
-                .map(|i| ((i as f32 * 0.013 + seed).sin() * 0.5))
+                .map(|i| (i as f32 * 0.013 + seed).sin() * 0.5)
                 .collect()
         };
         let (a, b) = (clip(70_001, 0.3), clip(12_345, 1.7));
