@@ -189,9 +189,9 @@ fn malformed_models_are_refused_with_a_reason() {
     assert!(e.contains("asc.labels"), "{e}");
 }
 
-/// Our direct convolution, swapped into tract's plan (`src/infer/conv_op.rs`), takes the `cnn`'s
-/// three 7×7 convolutions and gives tract's own probabilities; `cp-mobile` has none it takes
-/// (strided stems, 1×1 and depthwise convs), so its plan is tract's.
+/// Our convolutions, swapped into tract's plan (`src/infer/conv_op.rs`), take the `cnn`'s three
+/// 7×7 convolutions and `cp-mobile`'s six depthwise 3×3 convolutions (its strided stems and 1×1
+/// convs stay tract's) and give tract's own probabilities.
 #[test]
 fn own_conv_is_swapped_in_and_matches_tract_conv() {
     use asc::infer::ConvKernel;
@@ -208,11 +208,13 @@ fn own_conv_is_swapped_in_and_matches_tract_conv() {
             let t = 37;
             let swapped = own.own_convs(&[1, 1, m, t]).unwrap();
             assert_eq!(tract.own_convs(&[1, 1, m, t]).unwrap(), 0);
-            if model == "cnn" {
-                assert!(swapped >= 3, "{model}/{norm}: {swapped} convs swapped");
-            }
-            if (model, norm) == ("cnn", "bn") {
-                assert_eq!(swapped, 3);
+            let expected = if model == "cnn" { 3 } else { 6 };
+            assert!(
+                swapped >= expected,
+                "{model}/{norm}: {swapped} convs swapped"
+            );
+            if norm == "bn" {
+                assert_eq!(swapped, expected, "{model}/{norm}");
             }
             let x = input(21, 3, m, t);
             let specs: Vec<asc::features::Spectrogram> = (0..3)

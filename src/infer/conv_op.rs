@@ -14,10 +14,16 @@
 //! better; everything else stays with tract too. A following ReLU is not fused: it stays a
 //! separate op.
 //!
+//! Depthwise convolutions ([`crate::kernels::depthwise`]) are swapped too: groups = input
+//! channels = output channels (channel multiplier 1), any stride, dilation 1, symmetric padding,
+//! f32 NCHW, constant weights and bias. tract's depthwise op runs CP-Mobile's 3×3 layers at about
+//! 2 GMAC/s (`docs/benchmarks.md`).
+//!
 //! `ASC_TRACT_CONV=tract` keeps tract's own convolution everywhere (for comparisons);
 //! `ASC_TRACT_CONV=own`, or unset, swaps.
 
 use crate::kernels::conv::{self as kernel, Conv as Geometry, Packed};
+use crate::kernels::depthwise::{self as dw, Depthwise};
 use crate::kernels::Isa;
 use std::sync::{Arc, OnceLock};
 use tract_onnx::tract_core::internal::*;
@@ -50,31 +56,45 @@ impl ConvKernel {
 }
 
 /// A stride-1 convolution with its weights packed once, when the op is built, so a run only
-/// pads its input and computes. The output is N × O × OH × OW (O × OH × OW without a batch axis,
-/// as tract's `CHW` format).
+/// pads its input and computes; or a depthwise convolution with its weights and bias. The output
+/// is N × O × OH × OW (O × OH × OW without a batch axis, as tract's `CHW` format).
 #[derive(Clone)]
 pub struct OwnConv {
-    g: Geometry,
+    kernel: Kernel,
     batched: bool,
-    packed: Arc<Packed>,
+}
+
+/// Which of our kernels runs the op, with its geometry and constants.
+#[derive(Clone)]
+enum Kernel {
+    Dense(Geometry, Arc<Packed>),
+    /// Weights C × KH × KW, then bias C, in one allocation; the path that runs them.
+    Depthwise(Depthwise, Arc<[f32]>, Isa),
 }
 
 impl std::fmt::Debug for OwnConv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OwnConv")
-            .field("geometry", &self.g)
-            .field("batched", &self.batched)
-            .finish()
+        let mut d = f.debug_struct("OwnConv");
+        match &self.kernel {
+            Kernel::Dense(g, _) => d.field("geometry", g),
+            Kernel::Depthwise(g, ..) => d.field("depthwise", g),
+        };
+        d.field("batched", &self.batched).finish()
     }
 }
 
-/// Two ops are equal only when they share their packed weights: tract merges equal ops on equal
+/// Two ops are equal only when they share their weights: tract merges equal ops on equal
 /// inputs, and two convolutions of the same shape with different weights must stay apart.
 impl PartialEq for OwnConv {
     fn eq(&self, other: &Self) -> bool {
-        self.g == other.g
-            && self.batched == other.batched
-            && Arc::ptr_eq(&self.packed, &other.packed)
+        self.batched == other.batched
+            && match (&self.kernel, &other.kernel) {
+                (Kernel::Dense(g, p), Kernel::Dense(h, q)) => g == h && Arc::ptr_eq(p, q),
+                (Kernel::Depthwise(g, p, _), Kernel::Depthwise(h, q, _)) => {
+                    g == h && Arc::ptr_eq(p, q)
+                }
+                _ => false,
+            }
     }
 }
 
@@ -96,13 +116,20 @@ impl OwnConv {
             DataFormat::NHWC | DataFormat::HWC => return Ok(None),
         };
         if conv.q_params.is_some()
-            || conv.group != 1
             || conv.kernel_fmt != KernelFormat::OIHW
             || node.inputs.len() != 3
             || spec.rank() != 2
-            || spec.kernel_shape.iter().all(|&k| k == 1)
-            || spec.strides().iter().any(|&s| s != 1)
             || spec.dilations().iter().any(|&d| d != 1)
+        {
+            return Ok(None);
+        }
+        let depthwise = conv.group > 1
+            && conv.group == conv.input_channels()
+            && conv.group == conv.output_channels();
+        if !depthwise
+            && (conv.group != 1
+                || spec.kernel_shape.iter().all(|&k| k == 1)
+                || spec.strides().iter().any(|&s| s != 1))
         {
             return Ok(None);
         }
@@ -114,38 +141,98 @@ impl OwnConv {
             return Ok(None);
         }
         let chw = &shape[batched as usize..];
-        let Some(g) = geometry(conv, chw) else {
-            return Ok(None);
-        };
         let (Some(w), Some(b)) = (
             constant_f32(model, node.inputs[1])?,
             constant_f32(model, node.inputs[2])?,
         ) else {
             return Ok(None);
         };
-        if w.len() != g.o * g.c * g.kh * g.kw {
-            return Ok(None);
-        }
-        let bias = match b.len() {
-            1 => vec![b[0]; g.o],
-            n if n == g.o => b,
-            _ => return Ok(None),
+        let kernel = if depthwise {
+            let Some(g) = depthwise_geometry(conv, chw) else {
+                return Ok(None);
+            };
+            let Some(bias) = per_channel(b, g.c) else {
+                return Ok(None);
+            };
+            if w.len() != g.c * g.kh * g.kw {
+                return Ok(None);
+            }
+            assert!(isa.available(), "{isa:?} kernels on a CPU without them");
+            Kernel::Depthwise(g, w.into_iter().chain(bias).collect(), isa)
+        } else {
+            let Some(g) = geometry(conv, chw) else {
+                return Ok(None);
+            };
+            let Some(bias) = per_channel(b, g.o) else {
+                return Ok(None);
+            };
+            if w.len() != g.o * g.c * g.kh * g.kw {
+                return Ok(None);
+            }
+            Kernel::Dense(g, Arc::new(Packed::new(g, &w, Some(&bias), isa)))
         };
-        let packed = Arc::new(Packed::new(g, &w, Some(&bias), isa));
-        Ok(Some(OwnConv { g, batched, packed }))
+        Ok(Some(OwnConv { kernel, batched }))
+    }
+
+    /// Input C × H × W and output O × OH × OW of one sample.
+    fn dims(&self) -> ([usize; 3], [usize; 3]) {
+        match &self.kernel {
+            Kernel::Dense(g, _) => ([g.c, g.h, g.w], [g.o, g.oh(), g.ow()]),
+            Kernel::Depthwise(g, ..) => ([g.c, g.h, g.w], [g.c, g.oh(), g.ow()]),
+        }
+    }
+
+    /// Multiply-adds per sample.
+    fn macs(&self) -> usize {
+        match &self.kernel {
+            Kernel::Dense(g, _) => g.o * g.c * g.kh * g.kw * g.oh() * g.ow(),
+            Kernel::Depthwise(g, ..) => g.c * g.kh * g.kw * g.oh() * g.ow(),
+        }
     }
 
     fn input_shape(&self, n: usize) -> TVec<usize> {
         let mut shape: TVec<usize> = self.batched.then_some(n).into_iter().collect();
-        shape.extend([self.g.c, self.g.h, self.g.w]);
+        shape.extend(self.dims().0);
         shape
     }
 
     fn output_shape<D: DimLike>(&self, n: Option<D>) -> TVec<D> {
         let mut shape: TVec<D> = n.into_iter().collect();
-        shape.extend([self.g.o, self.g.oh(), self.g.ow()].map(D::from));
+        shape.extend(self.dims().1.map(D::from));
         shape
     }
+}
+
+/// A bias of one value or one per channel, as one per channel.
+fn per_channel(b: Vec<f32>, channels: usize) -> Option<Vec<f32>> {
+    match b.len() {
+        1 => Some(vec![b[0]; channels]),
+        n if n == channels => Some(b),
+        _ => None,
+    }
+}
+
+/// The depthwise kernel's geometry for `conv` on a C × H × W input, when its padding is
+/// symmetric on each axis.
+fn depthwise_geometry(conv: &Conv, chw: &[usize]) -> Option<Depthwise> {
+    let spec = &conv.pool_spec;
+    let pads = spec.computed_padding(&chw[1..]);
+    let strides = spec.strides();
+    if pads.iter().any(|p| p.pad_before != p.pad_after) || chw[0] != conv.input_channels() {
+        return None;
+    }
+    let g = Depthwise {
+        c: chw[0],
+        h: chw[1],
+        w: chw[2],
+        kh: spec.kernel_shape[0],
+        kw: spec.kernel_shape[1],
+        sh: strides[0],
+        sw: strides[1],
+        ph: pads[0].pad_before,
+        pw: pads[1].pad_before,
+    };
+    (g.is_valid() && (g.oh(), g.ow()) == (pads[0].convoluted, pads[1].convoluted)).then_some(g)
 }
 
 /// The kernel's geometry for `conv` on a C × H × W input, when its padding is symmetric on each
@@ -205,11 +292,10 @@ impl Op for OwnConv {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "{:?}, {:?} kernels",
-            self.g,
-            self.packed.isa()
-        )])
+        Ok(vec![match &self.kernel {
+            Kernel::Dense(g, p) => format!("{g:?}, {:?} kernels", p.isa()),
+            Kernel::Depthwise(g, _, isa) => format!("{g:?}, {isa:?} kernels"),
+        }])
     }
 
     /// The taps are summed in another order than tract's, so results differ in rounding.
@@ -229,7 +315,7 @@ impl EvalOp for OwnConv {
         ensure!(
             x.shape() == &*self.input_shape(n),
             "OwnConv built for {:?} got an input of {:?}",
-            self.g,
+            self.dims().0,
             x.shape()
         );
         let shape = self.output_shape(self.batched.then_some(n));
@@ -237,12 +323,14 @@ impl EvalOp for OwnConv {
         let mut y = unsafe { Tensor::uninitialized::<f32>(&shape)? };
         let xs = x.try_as_plain_ram()?;
         let mut ys = y.try_as_plain_ram_mut()?;
-        kernel::forward_into(
-            xs.as_slice::<f32>()?,
-            n,
-            &self.packed,
-            ys.as_slice_mut::<f32>()?,
-        );
+        let (xs, ys) = (xs.as_slice::<f32>()?, ys.as_slice_mut::<f32>()?);
+        match &self.kernel {
+            Kernel::Dense(_, packed) => kernel::forward_into(xs, n, packed, ys),
+            Kernel::Depthwise(g, wb, isa) => {
+                let (w, b) = wb.split_at(g.c * g.kh * g.kw);
+                dw::forward_into(xs, n, w, Some(b), g, *isa, ys);
+            }
+        }
         Ok(tvec!(y.into_tvalue()))
     }
 }
@@ -258,12 +346,9 @@ impl TypedOp for OwnConv {
         let chw = &x.shape[self.batched as usize..];
         ensure!(
             x.rank() == 3 + self.batched as usize
-                && chw
-                    .iter()
-                    .zip([self.g.c, self.g.h, self.g.w])
-                    .all(|(d, e)| *d == e.to_dim()),
+                && chw.iter().zip(self.dims().0).all(|(d, e)| *d == e.to_dim()),
             "OwnConv built for {:?} got an input of {:?}",
-            self.g,
+            self.dims().0,
             x.shape
         );
         let n = self.batched.then(|| x.shape[0].clone());
@@ -271,14 +356,12 @@ impl TypedOp for OwnConv {
     }
 
     fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
-        let g = &self.g;
         let n = if self.batched {
             inputs[0].shape[0].clone()
         } else {
             1.to_dim()
         };
-        let per_item = g.o * g.c * g.kh * g.kw * g.oh() * g.ow();
-        Ok(tvec!((Cost::FMA(f32::datum_type()), n * per_item)))
+        Ok(tvec!((Cost::FMA(f32::datum_type()), n * self.macs())))
     }
 
     as_op!();
@@ -308,13 +391,24 @@ mod tests {
         padding: PaddingSpec,
         strides: [usize; 2],
     ) -> TractResult<TypedModel> {
-        let (c, h, w, o) = (3, 9, 11, 5);
+        grouped_model(n, kernel, padding, strides, [3, 5, 1])
+    }
+
+    /// One `Conv` of `c` → `o` channels in `group` groups on 9 × 11.
+    fn grouped_model(
+        n: Option<usize>,
+        kernel: [usize; 2],
+        padding: PaddingSpec,
+        strides: [usize; 2],
+        [c, o, group]: [usize; 3],
+    ) -> TractResult<TypedModel> {
+        let (h, w) = (9, 11);
         let shape: TVec<usize> = n.into_iter().chain([c, h, w]).collect();
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact(&shape))?;
         let k = Tensor::from_shape(
-            &[o, c, kernel[0], kernel[1]],
-            &values(o * c * kernel[0] * kernel[1], 1),
+            &[o, c / group, kernel[0], kernel[1]],
+            &values(o * c / group * kernel[0] * kernel[1], 1),
         )?;
         let k = model.add_const("k", k)?;
         let b = model.add_const("b", Tensor::from_shape(&[o], &values(o, 2))?)?;
@@ -334,7 +428,7 @@ mod tests {
         let conv = Conv {
             pool_spec,
             kernel_fmt: KernelFormat::OIHW,
-            group: 1,
+            group,
             q_params: None,
         };
         let y = model.wire_node("conv", conv, &[x, k, b])?;
@@ -384,6 +478,44 @@ mod tests {
                 "{n:?} {kernel:?} {padding:?}: max difference {d:e}"
             );
         }
+        Ok(())
+    }
+
+    /// CP-Mobile's depthwise strides, and others, with explicit and computed paddings.
+    #[test]
+    fn depthwise_convs_are_swapped_and_agree() -> TractResult<()> {
+        let explicit =
+            |p: [usize; 2]| PaddingSpec::Explicit(p.into_iter().collect(), p.into_iter().collect());
+        for (n, kernel, padding, strides) in [
+            (Some(2), [3, 3], explicit([1, 1]), [1, 1]),
+            (Some(1), [3, 3], explicit([1, 1]), [2, 2]),
+            (Some(2), [3, 3], explicit([1, 1]), [1, 2]),
+            (Some(1), [3, 3], explicit([1, 1]), [2, 1]),
+            (Some(1), [5, 3], explicit([2, 0]), [3, 2]),
+            (Some(1), [3, 3], PaddingSpec::Valid, [2, 2]),
+            (None, [3, 3], explicit([1, 1]), [2, 1]),
+        ] {
+            let model = grouped_model(n, kernel, padding.clone(), strides, [6, 6, 6])?;
+            let (swapped, d) = swap_and_compare(model)?;
+            let case = format!("{n:?} {kernel:?} {padding:?} {strides:?}");
+            assert_eq!(swapped, 1, "{case}");
+            assert!(d < 1e-5, "{case}: max difference {d:e}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn grouped_convs_other_than_depthwise_stay_with_tract() -> TractResult<()> {
+        let pad = PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1));
+        for (c, o, group) in [(6, 6, 2), (6, 12, 6), (6, 6, 3)] {
+            let model = grouped_model(Some(1), [3, 3], pad.clone(), [1, 1], [c, o, group])?;
+            let (swapped, d) = swap_and_compare(model)?;
+            assert_eq!(swapped, 0, "{c} → {o} in {group} groups");
+            assert_eq!(d, 0.0);
+        }
+        let asymmetric = PaddingSpec::Explicit(tvec!(1, 1), tvec!(0, 1));
+        let model = grouped_model(Some(1), [3, 3], asymmetric, [1, 1], [6, 6, 6])?;
+        assert_eq!(swap_and_compare(model)?.0, 0);
         Ok(())
     }
 

@@ -4,12 +4,14 @@
 //! Why: candle runs a grouped conv as one conv per group plus a `cat` (345 ms forward+backward
 //! for 64 channels against 7.6 ms for a direct kernel, `docs/architecture.md` § "candle on CPU"),
 //! and CP-Mobile's blocks are depthwise 3×3 with strides (2, 2), (1, 2), (2, 1) (`docs/models.md`
-//! § cp-mobile). Forward and input gradient are parallel over (batch, channel) planes; the weight
-//! gradient over channels, summed in f64 across the batch.
+//! § cp-mobile). The forward pass is the shared kernel of [`crate::kernels::depthwise`] (which
+//! inference runs too); the backward pass lives here. Forward and input gradient are parallel over
+//! (batch, channel) planes; the weight gradient over channels, summed in f64 across the batch.
 
 use super::planes::lane_sum;
 use super::window::{valid_range, Window2d};
 use super::{cpu_f32, grad_tensor, use_cpu_kernels, with_f32};
+use crate::kernels::{depthwise as kdw, Isa};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -37,8 +39,23 @@ pub fn depthwise_conv2d(
 
 /// The depthwise kernel's own uses of its geometry.
 impl Window2d {
+    /// The forward kernel's geometry, one sample's worth.
+    fn kernel(&self) -> kdw::Depthwise {
+        kdw::Depthwise {
+            c: self.c,
+            h: self.h,
+            w: self.w,
+            kh: self.kh,
+            kw: self.kw,
+            sh: self.sh,
+            sw: self.sw,
+            ph: self.ph,
+            pw: self.pw,
+        }
+    }
+
     /// Per kernel column j, the output columns `lo..hi` whose input column is inside the plane
-    /// (computed once per call: per row it cost two divisions, on rows of 17 values).
+    /// (computed once per backward call: per row it cost two divisions, on rows of 17 values).
     fn col_ranges(&self) -> Vec<(usize, usize)> {
         (0..self.kw)
             .map(|j| valid_range(self.ow, self.w, self.sw, self.pw, j))
@@ -59,33 +76,8 @@ impl Window2d {
     }
 }
 
-/// One output plane: `y[oh, ow] = Σ_ij k[i, j] · x[oh·sh + i − ph, ow·sw + j − pw]`.
 /// One input plane of the batch: its index and, when the input needs a gradient, its slice of it.
 type PlaneSlot<'a> = (usize, Option<&'a mut [f32]>);
-
-fn forward_plane(x: &[f32], k: &[f32], g: &Window2d, cols: &[(usize, usize)], y: &mut [f32]) {
-    g.for_rows(|oh, ih, i| {
-        let xr = &x[ih * g.w..(ih + 1) * g.w];
-        let yr = &mut y[oh * g.ow..(oh + 1) * g.ow];
-        for j in 0..g.kw {
-            let kv = k[i * g.kw + j];
-            let (lo, hi) = cols[j];
-            if lo == hi {
-                continue;
-            }
-            let first = lo * g.sw + j - g.pw;
-            if g.sw == 1 {
-                for (yv, xv) in yr[lo..hi].iter_mut().zip(&xr[first..first + hi - lo]) {
-                    *yv += kv * xv;
-                }
-            } else {
-                for (yv, xv) in yr[lo..hi].iter_mut().zip(xr[first..].iter().step_by(g.sw)) {
-                    *yv += kv * xv;
-                }
-            }
-        }
-    });
-}
 
 /// Input gradient of one plane (added into `gx`) and the plane's contribution to the kernel
 /// gradient (added into `gk`, f64).
@@ -165,21 +157,7 @@ impl CustomOp2 for DepthwiseOp {
         let g = &self.geom;
         let x = cpu_f32(s1, l1, "depthwise_conv2d")?;
         let w = cpu_f32(s2, l2, "depthwise_conv2d")?;
-        let (hw, ohw, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
-        let cols = g.col_ranges();
-        let mut y = vec![0f32; g.n * g.c * ohw];
-        y.par_chunks_mut(ohw.max(1))
-            .enumerate()
-            .for_each(|(p, yp)| {
-                let c = p % g.c;
-                forward_plane(
-                    &x[p * hw..(p + 1) * hw],
-                    &w[c * kk..(c + 1) * kk],
-                    g,
-                    &cols,
-                    yp,
-                );
-            });
+        let y = kdw::forward(x, g.n, w, None, &g.kernel(), Isa::active());
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.c, g.oh, g.ow))))
     }
 

@@ -1,0 +1,493 @@
+//! Depthwise 2-D convolution (groups = channels, one KH × KW filter per channel, channel
+//! multiplier 1), NCHW, with separate height/width strides and zero paddings: the forward pass of
+//! training's `nn::ops::depthwise` and of the depthwise convs swapped into tract's plan
+//! (`src/infer/conv_op.rs`).
+//!
+//! Why our own: tract's depthwise op runs CP-Mobile's 3×3 layers at about 2 GMAC/s
+//! (`docs/benchmarks.md`), and CP-Mobile's blocks carry strides (1, 1), (2, 2), (1, 2) and
+//! (2, 1) on planes only 9 or 17 columns wide, where vectors over one output row would leave
+//! most lanes idle.
+//!
+//! How: each input plane is first copied into SH × SW zero-padded *phase* planes, phase (a, b)
+//! holding padded rows `a, a + SH, …` and columns `b, b + SW, …`, every row `P = OW + (KW−1)/SW`
+//! wide. Tap (i, j) of output (r, t) then reads phase (i mod SH, j mod SW) at row r + i/SH,
+//! column t + j/SW: for the flat index f = r·P + t that is `f + (i/SH)·P + j/SW`, one contiguous
+//! run for every tap whatever the strides. The output plane is computed flat, OH × P values in
+//! tiles of `V` vectors of `L` lanes (bias first, then the taps in row-major order, each a
+//! multiply then an add), and the first OW of each row of P are kept. The zero borders of the
+//! phases are written once per buffer and stay zero from one plane to the next.
+//!
+//! Why not fused multiply-adds: with a separate multiply and add every path (AVX-512, AVX2,
+//! portable) gives the same bits, and the same bits as the scalar training kernel this replaced
+//! (a zero tap adds ±0, which changes nothing). That matters: `tests/model_grad_parity.rs`'s
+//! cp-mobile + GN+ case moves by up to 2 % in its gradients (73 mismatches at its 1e-3
+//! tolerance) when the depthwise forward rounds as FMA does, though its loss agrees to 6e-8. The
+//! kernel is bound by loads and by copying planes, not by the arithmetic.
+
+use super::Isa;
+use rayon::prelude::*;
+
+/// Geometry of one depthwise convolution: input C × H × W, weight C × 1 × KH × KW, stride
+/// (SH, SW), zero padding (PH, PW) on both sides of each axis. PyTorch's output size (floor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Depthwise {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+}
+
+impl Depthwise {
+    /// Whether the output is non-empty: strides and kernel are positive and the padded input is
+    /// at least the kernel's size.
+    pub fn is_valid(&self) -> bool {
+        self.kh * self.kw * self.sh * self.sw > 0
+            && self.h + 2 * self.ph >= self.kh
+            && self.w + 2 * self.pw >= self.kw
+    }
+
+    pub fn oh(&self) -> usize {
+        (self.h + 2 * self.ph - self.kh) / self.sh + 1
+    }
+
+    pub fn ow(&self) -> usize {
+        (self.w + 2 * self.pw - self.kw) / self.sw + 1
+    }
+
+    /// Row length of a phase plane and of the flat output.
+    fn pitch(&self) -> usize {
+        self.ow() + (self.kw - 1) / self.sw
+    }
+
+    /// Rows of a phase plane.
+    fn phase_rows(&self) -> usize {
+        self.oh() + (self.kh - 1) / self.sh
+    }
+}
+
+/// (lanes per vector, vectors per tile) of each path.
+fn blocking(isa: Isa) -> (usize, usize) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => (avx512::L, avx512::V),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => (avx2::L, avx2::V),
+        _ => (portable::L, portable::V),
+    }
+}
+
+/// One task's buffers: the phase planes (zero borders written once) and the flat output, with
+/// the index arithmetic of the geometry done once.
+struct Scratch {
+    phases: Vec<f32>,
+    flat: Vec<f32>,
+    /// Per tap, row-major, its offset into `phases` for flat output 0.
+    taps: Vec<usize>,
+    /// Flat outputs computed, OH · P rounded up to whole tiles.
+    n: usize,
+    /// The copies that fill the phases' interiors from an input plane.
+    runs: Vec<Run>,
+}
+
+/// `len` input values from `src` on, `step` apart, to `len` consecutive phase values at `dst`.
+struct Run {
+    src: usize,
+    dst: usize,
+    len: usize,
+}
+
+impl Scratch {
+    fn new(g: &Depthwise, isa: Isa) -> Scratch {
+        let (l, v) = blocking(isa);
+        let tile = l * v;
+        let p = g.pitch();
+        let n = (g.oh() * p).div_ceil(tile) * tile;
+        // A tile past the last row reads up to (kh−1)/sh rows and (kw−1)/sw columns further,
+        // which the extra `tile + p` floats cover.
+        let size = g.phase_rows() * p + tile + p;
+        let taps = (0..g.kh)
+            .flat_map(|i| (0..g.kw).map(move |j| (i, j)))
+            .map(|(i, j)| ((i % g.sh) * g.sw + j % g.sw) * size + (i / g.sh) * p + j / g.sw)
+            .collect();
+        let mut runs = Vec::new();
+        for a in 0..g.sh {
+            for b in 0..g.sw {
+                // Phase column t is padded column t·sw + b, input column t·sw + b − pw: the
+                // valid t are those with pw ≤ t·sw + b < pw + w.
+                let t0 = g.pw.saturating_sub(b).div_ceil(g.sw);
+                let t1 = (g.pw + g.w).saturating_sub(b).div_ceil(g.sw).min(p);
+                if t0 >= t1 {
+                    continue;
+                }
+                for r in 0..g.phase_rows() {
+                    // Phase row r is padded row r·sh + a, input row r·sh + a − ph.
+                    let Some(ih) = (r * g.sh + a).checked_sub(g.ph).filter(|&ih| ih < g.h) else {
+                        continue;
+                    };
+                    runs.push(Run {
+                        src: ih * g.w + t0 * g.sw + b - g.pw,
+                        dst: (a * g.sw + b) * size + r * p + t0,
+                        len: t1 - t0,
+                    });
+                }
+            }
+        }
+        Scratch {
+            phases: vec![0.0; g.sh * g.sw * size],
+            flat: vec![0.0; n],
+            taps,
+            n,
+            runs,
+        }
+    }
+
+    /// Copies one input plane (H × W) into the phase planes' interiors.
+    fn fill(&mut self, x: &[f32], sw: usize) {
+        for r in &self.runs {
+            let dst = &mut self.phases[r.dst..][..r.len];
+            if sw == 1 {
+                dst.copy_from_slice(&x[r.src..][..r.len]);
+            } else {
+                let src = &x[r.src..][..(r.len - 1) * sw + 1];
+                for (d, s) in dst.iter_mut().zip(src.iter().step_by(sw)) {
+                    *d = *s;
+                }
+            }
+        }
+    }
+}
+
+/// Depthwise convolution of `n` inputs (N × C × H × W) with `w` (C × KH × KW) and an optional
+/// bias (C), into N × C × OH × OW. Parallel over (sample, channel) planes.
+pub fn forward(
+    x: &[f32],
+    n: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &Depthwise,
+    isa: Isa,
+) -> Vec<f32> {
+    let mut y = vec![0.0f32; n * g.c * g.oh() * g.ow()];
+    forward_into(x, n, w, bias, g, isa, &mut y);
+    y
+}
+
+/// [`forward`] into a caller's buffer of N × C × OH × OW floats (tract's output tensor).
+pub fn forward_into(
+    x: &[f32],
+    n: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &Depthwise,
+    isa: Isa,
+    y: &mut [f32],
+) {
+    assert!(isa.available(), "{isa:?} kernels on a CPU without them");
+    assert!(g.is_valid(), "depthwise geometry {g:?} has an empty output");
+    let (hw, ohw, kk) = (g.h * g.w, g.oh() * g.ow(), g.kh * g.kw);
+    assert_eq!(x.len(), n * g.c * hw, "depthwise input size");
+    assert_eq!(w.len(), g.c * kk, "depthwise weight size");
+    assert_eq!(y.len(), n * g.c * ohw, "depthwise output size");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), g.c, "depthwise bias size");
+    }
+    // Planes of a few thousand multiply-adds: several to a task.
+    y.par_chunks_mut(ohw)
+        .enumerate()
+        .with_min_len(4)
+        .for_each_init(
+            || Scratch::new(g, isa),
+            |s, (p, yp)| {
+                let c = p % g.c;
+                let b = bias.map_or(0.0, |b| b[c]);
+                plane(&x[p * hw..][..hw], &w[c * kk..][..kk], b, g, isa, s, yp);
+            },
+        );
+}
+
+/// One output plane (OH × OW) from one input plane (H × W) and its kernel (KH × KW).
+fn plane(x: &[f32], k: &[f32], bias: f32, g: &Depthwise, isa: Isa, s: &mut Scratch, y: &mut [f32]) {
+    s.fill(x, g.sw);
+    let Scratch {
+        phases,
+        flat,
+        taps,
+        n,
+        ..
+    } = s;
+    // SAFETY: `phases` holds every tap's offset plus `n` floats (Scratch::new sizes it), `flat`
+    // holds `n` floats, `n` is whole tiles, `taps` and `k` have kh · kw entries.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::flat(phases.as_ptr(), taps, k, bias, *n, flat.as_mut_ptr()),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2::flat(phases.as_ptr(), taps, k, bias, *n, flat.as_mut_ptr()),
+            _ => portable::flat(phases, taps, k, bias, flat),
+        }
+    }
+    let (p, ow) = (g.pitch(), g.ow());
+    for (yr, fr) in y.chunks_exact_mut(ow).zip(flat.chunks(p)) {
+        yr.copy_from_slice(&fr[..ow]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    pub const L: usize = 16;
+    pub const V: usize = 4;
+
+    /// `out[f] = bias + Σ_t k[t] · x[taps[t] + f]` for f in 0..n, tile by tile, the taps in
+    /// order, each product rounded before it is added.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `x` has `taps[t] + n` readable floats for every t, `out` has `n`,
+    /// `n` is a multiple of `V · L`, `k` has `taps.len()` entries.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn flat(
+        x: *const f32,
+        taps: &[usize],
+        k: &[f32],
+        bias: f32,
+        n: usize,
+        out: *mut f32,
+    ) {
+        for f in (0..n).step_by(V * L) {
+            let mut acc = [_mm512_set1_ps(bias); V];
+            for (&t, &kv) in taps.iter().zip(k) {
+                let (xp, wv) = (x.add(t + f), _mm512_set1_ps(kv));
+                for (v, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_add_ps(*a, _mm512_mul_ps(_mm512_loadu_ps(xp.add(v * L)), wv));
+                }
+            }
+            for (v, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(out.add(f + v * L), *a);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    pub const L: usize = 8;
+    pub const V: usize = 4;
+
+    /// # Safety
+    /// As `avx512::flat`, for a CPU with AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn flat(
+        x: *const f32,
+        taps: &[usize],
+        k: &[f32],
+        bias: f32,
+        n: usize,
+        out: *mut f32,
+    ) {
+        for f in (0..n).step_by(V * L) {
+            let mut acc = [_mm256_set1_ps(bias); V];
+            for (&t, &kv) in taps.iter().zip(k) {
+                let (xp, wv) = (x.add(t + f), _mm256_set1_ps(kv));
+                for (v, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(_mm256_loadu_ps(xp.add(v * L)), wv));
+                }
+            }
+            for (v, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.add(f + v * L), *a);
+            }
+        }
+    }
+}
+
+mod portable {
+    pub const L: usize = 8;
+    pub const V: usize = 2;
+    const T: usize = L * V;
+
+    /// As `avx512::flat`, in plain Rust over fixed-size arrays (Rust never fuses `a += x * k`).
+    pub fn flat(x: &[f32], taps: &[usize], k: &[f32], bias: f32, out: &mut [f32]) {
+        for (f, o) in out.chunks_exact_mut(T).enumerate() {
+            let mut acc = [bias; T];
+            for (&t, &kv) in taps.iter().zip(k) {
+                let xv: &[f32; T] = x[t + f * T..][..T].try_into().unwrap();
+                for (a, xv) in acc.iter_mut().zip(xv) {
+                    *a += xv * kv;
+                }
+            }
+            o.copy_from_slice(&acc);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Float64 loop over the definition, padding by bounds checks.
+    fn naive(x: &[f32], n: usize, w: &[f32], b: &[f32], g: &Depthwise) -> Vec<f32> {
+        let (oh, ow) = (g.oh(), g.ow());
+        let mut y = vec![0.0f32; n * g.c * oh * ow];
+        for p in 0..n * g.c {
+            let c = p % g.c;
+            for r in 0..oh {
+                for t in 0..ow {
+                    let mut s = b[c] as f64;
+                    for i in 0..g.kh {
+                        for j in 0..g.kw {
+                            let ih = (r * g.sh + i).wrapping_sub(g.ph);
+                            let iw = (t * g.sw + j).wrapping_sub(g.pw);
+                            if ih < g.h && iw < g.w {
+                                s += x[(p * g.h + ih) * g.w + iw] as f64
+                                    * w[(c * g.kh + i) * g.kw + j] as f64;
+                            }
+                        }
+                    }
+                    y[(p * oh + r) * ow + t] = s as f32;
+                }
+            }
+        }
+        y
+    }
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    fn dw(
+        [c, h, w]: [usize; 3],
+        [kh, kw]: [usize; 2],
+        [sh, sw]: [usize; 2],
+        [ph, pw]: [usize; 2],
+    ) -> Depthwise {
+        Depthwise {
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+        }
+    }
+
+    /// CP-Mobile's four strides at its plane sizes, strides 3 and odd sizes, no padding,
+    /// padding beyond half the kernel, asymmetric kernels, one-column and one-row outputs.
+    fn shapes() -> Vec<Depthwise> {
+        vec![
+            dw([5, 64, 17], [3, 3], [1, 1], [1, 1]),
+            dw([3, 64, 17], [3, 3], [2, 2], [1, 1]),
+            dw([4, 64, 17], [3, 3], [1, 2], [1, 1]),
+            dw([2, 64, 9], [3, 3], [2, 1], [1, 1]),
+            dw([3, 11, 13], [5, 3], [3, 2], [2, 0]),
+            dw([2, 7, 8], [3, 3], [1, 1], [0, 0]),
+            dw([2, 6, 5], [2, 4], [2, 3], [2, 3]),
+            dw([3, 5, 1], [3, 1], [1, 1], [1, 0]),
+            dw([1, 1, 40], [1, 7], [1, 2], [0, 3]),
+        ]
+    }
+
+    #[test]
+    fn every_path_matches_the_definition() {
+        for g in shapes() {
+            let n = 2;
+            let x = values(n * g.c * g.h * g.w, 1);
+            let w = values(g.c * g.kh * g.kw, 2);
+            let b = values(g.c, 3);
+            let zero = vec![0.0; g.c];
+            for (bias, want) in [
+                (Some(&b[..]), naive(&x, n, &w, &b, &g)),
+                (None, naive(&x, n, &w, &zero, &g)),
+            ] {
+                for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                    let got = forward(&x, n, &w, bias, &g, isa);
+                    assert_eq!(got.len(), want.len());
+                    let err = got
+                        .iter()
+                        .zip(&want)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f32::max);
+                    assert!(err < 1e-5, "{isa:?} {g:?}: max error {err:e}");
+                }
+            }
+        }
+    }
+
+    /// The scalar loop training ran before this kernel: from zero, the in-range taps in
+    /// row-major order, multiply then add in f32.
+    fn scalar(x: &[f32], w: &[f32], g: &Depthwise) -> Vec<f32> {
+        let (oh, ow) = (g.oh(), g.ow());
+        let mut y = vec![0.0f32; g.c * oh * ow];
+        for c in 0..g.c {
+            for r in 0..oh {
+                for t in 0..ow {
+                    let mut s = 0.0f32;
+                    for i in 0..g.kh {
+                        for j in 0..g.kw {
+                            let ih = (r * g.sh + i).wrapping_sub(g.ph);
+                            let iw = (t * g.sw + j).wrapping_sub(g.pw);
+                            if ih < g.h && iw < g.w {
+                                s += w[(c * g.kh + i) * g.kw + j] * x[(c * g.h + ih) * g.w + iw];
+                            }
+                        }
+                    }
+                    y[(c * oh + r) * ow + t] = s;
+                }
+            }
+        }
+        y
+    }
+
+    /// Every path adds the same products in the same order, so all agree bit for bit with each
+    /// other and with the scalar kernel training used before (module doc).
+    #[test]
+    fn every_path_gives_the_scalar_kernels_bits() {
+        for g in shapes() {
+            let x = values(g.c * g.h * g.w, 4);
+            let w = values(g.c * g.kh * g.kw, 5);
+            let want = scalar(&x, &w, &g);
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                let got = forward(&x, 1, &w, None, &g, isa);
+                assert!(got == want, "{isa:?} {g:?}");
+            }
+        }
+    }
+
+    /// A buffer reused across planes (its zero borders written once) gives what a fresh one
+    /// does: many planes in one task.
+    #[test]
+    fn reused_buffers_keep_their_zero_borders() {
+        let g = dw([7, 10, 12], [3, 3], [2, 1], [1, 1]);
+        let x = values(3 * g.c * g.h * g.w, 7);
+        let w = values(g.c * g.kh * g.kw, 8);
+        let want = naive(&x, 3, &w, &vec![0.0; g.c], &g);
+        let got = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| forward(&x, 3, &w, None, &g, Isa::best()));
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(err < 1e-5, "max error {err:e}");
+    }
+}
