@@ -110,6 +110,36 @@ fn run_cell(opts: &Options, norm: &str, seed: u64) -> Result<(usize, Cell), Trai
     Ok((s.params, cell))
 }
 
+/// How the runs' models were chosen, as the cells show it: runs without a validation split
+/// (`--validation none`, or `auto` on a small list) keep their last epoch.
+fn selection_line(rows: &[Row]) -> &'static str {
+    let cells = || rows.iter().flat_map(|r| &r.cells);
+    if cells().all(|c| c.val_macro_accuracy.is_none()) {
+        "No validation split: each run's model is its last epoch; figures on the test list."
+    } else if cells().all(|c| c.val_macro_accuracy.is_some()) {
+        "Model selection on the validation split; figures on the test list."
+    } else {
+        "Model selection on the validation split where a run has one, the last epoch otherwise; \
+         figures on the test list."
+    }
+}
+
+/// Mean training speed over the runs that measured one: a run that was already complete when
+/// `compare` resumed trains no epoch and reports 0, which is no speed.
+fn speed_cell(row: &Row) -> String {
+    let v: Vec<f64> = row
+        .cells
+        .iter()
+        .map(|c| c.clips_per_second)
+        .filter(|&v| v > 0.0)
+        .collect();
+    if v.is_empty() {
+        "–".into()
+    } else {
+        format!("{:.1}", mean_std(&v).0)
+    }
+}
+
 fn stat(row: &Row, f: impl Fn(&Cell) -> f64) -> (f64, f64) {
     mean_std(&row.cells.iter().map(f).collect::<Vec<_>>())
 }
@@ -191,27 +221,28 @@ fn reference_norm(rows: &[Row]) -> Option<&str> {
 pub fn markdown(opts: &Options, rows: &[Row]) -> String {
     let mut s = format!(
         "# Norm comparison: {} on {}, {} seed(s) ({}), {} epochs\n\n\
-         Model selection on the validation split; figures on the test list.\n\n\
+         {}\n\n\
          | norm | params | test accuracy | test macro accuracy | test log loss | val macro accuracy | clips/s |\n\
          |---|---|---|---|---|---|---|\n",
         opts.base.model.name,
         opts.base.data.display(),
         opts.seeds.len(),
         opts.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
-        opts.base.epochs
+        opts.base.epochs,
+        selection_line(rows)
     );
     let pm = |(m, sd): (f64, f64)| format!("{m:.3} ± {sd:.3}");
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {:.1} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             r.norm,
             r.params,
             pm(stat(r, |c| c.test.accuracy)),
             pm(stat(r, |c| c.test.macro_accuracy)),
             pm(stat(r, |c| c.test.log_loss)),
             val_cell(r),
-            stat(r, |c| c.clips_per_second).0
+            speed_cell(r)
         );
     }
     if let Some(reference) = reference_norm(rows) {
@@ -335,6 +366,22 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// The header says how the models were chosen as the runs did it, and a run that reported
+    /// no speed (complete before `compare` resumed) does not pull the mean to zero.
+    #[test]
+    fn report_follows_the_runs() {
+        let mut small = row("bn", &[0.5, 0.6]);
+        assert!(selection_line(std::slice::from_ref(&small)).starts_with("No validation split"));
+        assert_eq!(speed_cell(&small), "–");
+        small.cells[1].clips_per_second = 40.0;
+        assert_eq!(speed_cell(&small), "40.0");
+        let mut split = row("bn", &[0.5]);
+        split.cells[0].val_macro_accuracy = Some(0.4);
+        assert!(selection_line(&[split.clone()])
+            .starts_with("Model selection on the validation split;"));
+        assert!(selection_line(&[split, small]).contains("the last epoch otherwise"));
     }
 
     #[test]
