@@ -607,6 +607,7 @@ mod portable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_values as values;
 
     /// Float64 loop over the definition, padding by bounds checks.
     fn naive(x: &[f32], n: usize, w: &[f32], b: &[f32], g: &Conv) -> Vec<f32> {
@@ -636,18 +637,6 @@ mod tests {
             }
         }
         y
-    }
-
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
     }
 
     /// Shapes that exercise partial channel blocks, partial tiles, one-column outputs,

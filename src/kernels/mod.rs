@@ -91,3 +91,18 @@ impl Isa {
         })
     }
 }
+
+/// Deterministic values in [−0.5, 0.5) for the kernels' tests (an LCG: no test depends on a
+/// random-number crate or on run order).
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}

@@ -278,16 +278,20 @@ fn backward(
         .into_par_iter()
         .enumerate()
         .map_init(Vec::new, |col: &mut Vec<f32>, (n, gxn)| {
-            let mut gw = vec![0f32; if need_gw { g.o * ckk } else { 0 }];
             let xn = &x[n * chw..(n + 1) * chw];
             let gyn = &gy[n * g.o * ohw..(n + 1) * g.o * ohw];
-            if let Some(d) = g.direct().filter(|_| need_gw) {
-                gw = kconv::weight_gradient(xn, gyn, &d, Isa::active());
-                if gxn.is_none() {
-                    return gw;
-                }
+            // A stride-1 conv's weight gradient comes from the direct kernel; the column
+            // matrices below then serve only the input gradient, if that is needed at all.
+            let direct_gw = g
+                .direct()
+                .filter(|_| need_gw)
+                .map(|d| kconv::weight_gradient(xn, gyn, &d, Isa::active()));
+            let need_gw = need_gw && direct_gw.is_none();
+            let mut gw =
+                direct_gw.unwrap_or_else(|| vec![0f32; if need_gw { g.o * ckk } else { 0 }]);
+            if gxn.is_none() && !need_gw {
+                return gw;
             }
-            let need_gw = need_gw && g.direct().is_none();
             if g.is_pointwise() {
                 if need_gw {
                     // gw (O×C) += gy_n (O×HW) · x_n^T (HW×C)
