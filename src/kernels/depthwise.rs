@@ -24,7 +24,7 @@
 //! tolerance) when the depthwise forward rounds as FMA does, though its loss agrees to 6e-8. The
 //! kernel is bound by loads and by copying planes, not by the arithmetic.
 
-use super::Isa;
+use super::{reduce, Isa};
 use rayon::prelude::*;
 
 /// Geometry of one depthwise convolution: input C × H × W, weight C × 1 × KH × KW, stride
@@ -208,6 +208,104 @@ pub fn forward_into(
                 plane(&x[p * hw..][..hw], &w[c * kk..][..kk], b, g, isa, s, yp);
             },
         );
+}
+
+/// The kernel gradient (C × KH × KW) of [`forward`] for `n` inputs `x` and output gradients
+/// `gy` (N × C × OH × OW), summed over the batch in f64. Parallel over channels.
+///
+/// How: with the input plane in its phase planes (as the forward pass lays it out) and `gy` laid
+/// out flat at the same pitch, zeros in the P − OW columns no output owns, tap t's gradient is
+/// one contiguous dot product, `gy_flat · phases[taps[t]..][..n]`, whatever the strides.
+pub fn weight_gradient(x: &[f32], gy: &[f32], n: usize, g: &Depthwise, isa: Isa) -> Vec<f32> {
+    assert!(g.is_valid(), "depthwise geometry {g:?} has an empty output");
+    let (hw, ow, kk) = (g.h * g.w, g.ow(), g.kh * g.kw);
+    let ohw = g.oh() * ow;
+    assert_eq!(x.len(), n * g.c * hw, "depthwise input size");
+    assert_eq!(gy.len(), n * g.c * ohw, "depthwise output gradient size");
+    let p = g.pitch();
+    let per_channel: Vec<Vec<f32>> = (0..g.c)
+        .into_par_iter()
+        .map_init(
+            || Scratch::new(g, isa),
+            |s, c| {
+                let mut acc = vec![0f64; kk];
+                for b in 0..n {
+                    let plane = b * g.c + c;
+                    s.fill(&x[plane * hw..][..hw], g.sw);
+                    let rows = gy[plane * ohw..][..ohw].chunks_exact(ow);
+                    for (fr, gr) in s.flat.chunks_mut(p).zip(rows) {
+                        fr[..ow].copy_from_slice(gr);
+                    }
+                    for (a, &t) in acc.iter_mut().zip(&s.taps) {
+                        *a += reduce::dot(&s.flat, &s.phases[t..][..s.n], isa);
+                    }
+                }
+                acc.into_iter().map(|v| v as f32).collect()
+            },
+        )
+        .collect();
+    per_channel.concat()
+}
+
+/// The input gradient (N × C × H × W) of [`forward`] for output gradients `gy`
+/// (N × C × OH × OW) and weights `w` (C × KH × KW).
+///
+/// How: the adjoint of a strided depthwise correlation is a stride-1 correlation of the
+/// output gradient, dilated by the strides (zeros between its rows and columns), with each
+/// kernel turned by 180°; so it runs on the forward kernel. Per axis the adjoint pads by
+/// K − 1 − P, or, where the forward padding exceeds that, drops the dilated gradient's first
+/// P − (K − 1) entries instead.
+pub fn input_gradient(gy: &[f32], n: usize, w: &[f32], g: &Depthwise, isa: Isa) -> Vec<f32> {
+    assert!(g.is_valid(), "depthwise geometry {g:?} has an empty output");
+    let (oh, ow, kk) = (g.oh(), g.ow(), g.kh * g.kw);
+    assert_eq!(
+        gy.len(),
+        n * g.c * oh * ow,
+        "depthwise output gradient size"
+    );
+    assert_eq!(w.len(), g.c * kk, "depthwise weight size");
+    let (ph, drop_h) = adjoint_padding(g.kh, g.ph);
+    let (pw, drop_w) = adjoint_padding(g.kw, g.pw);
+    let adj = Depthwise {
+        h: g.h + g.kh - 1 - 2 * ph,
+        w: g.w + g.kw - 1 - 2 * pw,
+        sh: 1,
+        sw: 1,
+        ph,
+        pw,
+        ..*g
+    };
+    // Output (r, t) of the forward pass lands at dilated (r·SH − drop_h, t·SW − drop_w).
+    let place = |r: usize, stride: usize, drop: usize, len: usize| {
+        (r * stride).checked_sub(drop).filter(|&v| v < len)
+    };
+    let mut dilated = vec![0f32; n * g.c * adj.h * adj.w];
+    dilated
+        .par_chunks_mut(adj.h * adj.w)
+        .zip(gy.par_chunks(oh * ow))
+        .for_each(|(d, gp)| {
+            for (r, gr) in gp.chunks_exact(ow).enumerate() {
+                let Some(v) = place(r, g.sh, drop_h, adj.h) else {
+                    continue;
+                };
+                for (t, &gv) in gr.iter().enumerate() {
+                    if let Some(u) = place(t, g.sw, drop_w, adj.w) {
+                        d[v * adj.w + u] = gv;
+                    }
+                }
+            }
+        });
+    let turned: Vec<f32> = w
+        .chunks_exact(kk)
+        .flat_map(|k| k.iter().rev().copied())
+        .collect();
+    forward(&dilated, n, &turned, None, &adj, isa)
+}
+
+/// (padding, dropped leading entries) of the adjoint along an axis with kernel `k` and forward
+/// padding `p`.
+fn adjoint_padding(k: usize, p: usize) -> (usize, usize) {
+    ((k - 1).saturating_sub(p), p.saturating_sub(k - 1))
 }
 
 /// One output plane (OH × OW) from one input plane (H × W) and its kernel (KH × KW).
@@ -455,6 +553,75 @@ mod tests {
             for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
                 let got = forward(&x, 1, &w, None, &g, isa);
                 assert!(got == want, "{isa:?} {g:?}");
+            }
+        }
+    }
+
+    /// Float64 input and kernel gradients from the definition: every (output, tap) pair that
+    /// reads an input value inside the plane adds its product to both.
+    fn naive_grads(
+        x: &[f32],
+        gy: &[f32],
+        n: usize,
+        w: &[f32],
+        g: &Depthwise,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (oh, ow) = (g.oh(), g.ow());
+        let mut gx = vec![0f64; x.len()];
+        let mut gw = vec![0f64; w.len()];
+        for p in 0..n * g.c {
+            let c = p % g.c;
+            for r in 0..oh {
+                for t in 0..ow {
+                    let d = gy[(p * oh + r) * ow + t] as f64;
+                    for i in 0..g.kh {
+                        for j in 0..g.kw {
+                            let ih = (r * g.sh + i).wrapping_sub(g.ph);
+                            let iw = (t * g.sw + j).wrapping_sub(g.pw);
+                            if ih < g.h && iw < g.w {
+                                let xi = (p * g.h + ih) * g.w + iw;
+                                let wi = (c * g.kh + i) * g.kw + j;
+                                gx[xi] += w[wi] as f64 * d;
+                                gw[wi] += x[xi] as f64 * d;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let f = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+        (f(gx), f(gw))
+    }
+
+    fn max_err(got: &[f32], want: &[f32]) -> f32 {
+        assert_eq!(got.len(), want.len());
+        got.iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// Both gradients on every path and shape (padding beyond K − 1 included), and the paths
+    /// agree bit for bit.
+    #[test]
+    fn gradients_match_the_definition_on_every_path() {
+        for g in shapes() {
+            let n = 3;
+            let x = values(n * g.c * g.h * g.w, 11);
+            let w = values(g.c * g.kh * g.kw, 12);
+            let gy = values(n * g.c * g.oh() * g.ow(), 13);
+            let (want_gx, want_gw) = naive_grads(&x, &gy, n, &w, &g);
+            let mut first: Option<(Vec<f32>, Vec<f32>)> = None;
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                let gx = input_gradient(&gy, n, &w, &g, isa);
+                let gw = weight_gradient(&x, &gy, n, &g, isa);
+                let (ex, ew) = (max_err(&gx, &want_gx), max_err(&gw, &want_gw));
+                assert!(ex < 1e-5, "{isa:?} {g:?}: input gradient error {ex:e}");
+                assert!(ew < 1e-5, "{isa:?} {g:?}: weight gradient error {ew:e}");
+                match &first {
+                    None => first = Some((gx, gw)),
+                    Some(f) => assert!(f.0 == gx && f.1 == gw, "{isa:?} {g:?}: bits differ"),
+                }
             }
         }
     }

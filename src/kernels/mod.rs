@@ -12,6 +12,7 @@
 
 pub mod conv;
 pub mod depthwise;
+pub mod reduce;
 
 use std::sync::OnceLock;
 

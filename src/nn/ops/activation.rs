@@ -8,6 +8,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 use super::{cpu_f32, par_fill, use_cpu_kernels, with_f32};
+use crate::kernels::{reduce, Isa};
 
 /// Values per rayon task of the elementwise passes.
 const CHUNK: usize = 1 << 15;
@@ -52,6 +53,12 @@ impl Activation {
                 }
             }
         }
+    }
+
+    /// [Σ∂z, Σ∂z·(x − m)] over a plane, ∂z = ∂y times the slope at the output `y`: the sums a
+    /// normalization's backward pass needs (one vectorised pass, [`reduce::masked_moments`]).
+    pub(crate) fn moments(self, gy: &[f32], y: &[f32], x: &[f32], m: f32) -> [f64; 2] {
+        reduce::masked_moments(gy, y, x, m, self == Activation::Relu, Isa::active())
     }
 }
 

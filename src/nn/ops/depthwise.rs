@@ -4,16 +4,15 @@
 //! Why: candle runs a grouped conv as one conv per group plus a `cat` (345 ms forward+backward
 //! for 64 channels against 7.6 ms for a direct kernel, `docs/architecture.md` § "candle on CPU"),
 //! and CP-Mobile's blocks are depthwise 3×3 with strides (2, 2), (1, 2), (2, 1) (`docs/models.md`
-//! § cp-mobile). The forward pass is the shared kernel of [`crate::kernels::depthwise`] (which
-//! inference runs too); the backward pass lives here. Forward and input gradient are parallel over
-//! (batch, channel) planes; the weight gradient over channels, summed in f64 across the batch.
+//! § cp-mobile). Forward pass and both gradients are the shared kernels of
+//! [`crate::kernels::depthwise`] (whose forward inference runs too): the input gradient as the
+//! forward kernel on the dilated output gradient, the kernel gradient as dot products over the
+//! forward pass's phase planes, summed in f64 across the batch.
 
-use super::planes::lane_sum;
-use super::window::{valid_range, Window2d};
+use super::window::Window2d;
 use super::{cpu_f32, grad_tensor, use_cpu_kernels, with_f32};
 use crate::kernels::{depthwise as kdw, Isa};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// Depthwise convolution of `x` (N, C, H, W) with `w` (C, 1, KH, KW); `stride` and `padding` as
 /// (height, width). No bias, no dilation, channel multiplier 1.
@@ -53,89 +52,6 @@ impl Window2d {
             pw: self.pw,
         }
     }
-
-    /// Per kernel column j, the output columns `lo..hi` whose input column is inside the plane
-    /// (computed once per backward call: per row it cost two divisions, on rows of 17 values).
-    fn col_ranges(&self) -> Vec<(usize, usize)> {
-        (0..self.kw)
-            .map(|j| valid_range(self.ow, self.w, self.sw, self.pw, j))
-            .collect()
-    }
-
-    /// Calls `f(oh, ih, i)` for every output row `oh` and kernel row `i` that reads input row `ih`.
-    #[inline]
-    fn for_rows(&self, mut f: impl FnMut(usize, usize, usize)) {
-        for oh in 0..self.oh {
-            for i in 0..self.kh {
-                let ih = (oh * self.sh + i) as isize - self.ph as isize;
-                if ih >= 0 && (ih as usize) < self.h {
-                    f(oh, ih as usize, i);
-                }
-            }
-        }
-    }
-}
-
-/// One input plane of the batch: its index and, when the input needs a gradient, its slice of it.
-type PlaneSlot<'a> = (usize, Option<&'a mut [f32]>);
-
-/// Input gradient of one plane (added into `gx`) and the plane's contribution to the kernel
-/// gradient (added into `gk`, f64).
-fn backward_plane(
-    x: &[f32],
-    k: &[f32],
-    gy: &[f32],
-    g: &Window2d,
-    cols: &[(usize, usize)],
-    gx: Option<&mut [f32]>,
-    gk: &mut [f64],
-) {
-    if let Some(gx) = gx {
-        g.for_rows(|oh, ih, i| {
-            let gyr = &gy[oh * g.ow..(oh + 1) * g.ow];
-            let gxr = &mut gx[ih * g.w..(ih + 1) * g.w];
-            for j in 0..g.kw {
-                let kv = k[i * g.kw + j];
-                let (lo, hi) = cols[j];
-                if lo == hi {
-                    continue;
-                }
-                let first = lo * g.sw + j - g.pw;
-                if g.sw == 1 {
-                    for (xv, yv) in gxr[first..first + hi - lo].iter_mut().zip(&gyr[lo..hi]) {
-                        *xv += kv * yv;
-                    }
-                } else {
-                    for (xv, yv) in gxr[first..].iter_mut().step_by(g.sw).zip(&gyr[lo..hi]) {
-                        *xv += kv * yv;
-                    }
-                }
-            }
-        });
-    }
-    let mut acc = vec![0f64; g.kh * g.kw];
-    g.for_rows(|oh, ih, i| {
-        let gyr = &gy[oh * g.ow..(oh + 1) * g.ow];
-        let xr = &x[ih * g.w..(ih + 1) * g.w];
-        for j in 0..g.kw {
-            let (lo, hi) = cols[j];
-            if lo == hi {
-                continue;
-            }
-            let first = lo * g.sw + j - g.pw;
-            // Lanes break the add chain a plain `.sum()` keeps in order (it cannot vectorize).
-            let (gyr, xr) = (&gyr[lo..hi], &xr[first..]);
-            let s = if g.sw == 1 {
-                lane_sum(hi - lo, |t| gyr[t] * xr[t])
-            } else {
-                lane_sum(hi - lo, |t| gyr[t] * xr[t * g.sw])
-            };
-            acc[i * g.kw + j] += s;
-        }
-    });
-    for (a, b) in gk.iter_mut().zip(&acc) {
-        *a += b;
-    }
 }
 
 struct DepthwiseOp {
@@ -169,54 +85,25 @@ impl CustomOp2 for DepthwiseOp {
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = self.geom;
-        let (hw, ohw, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
-        let cols = g.col_ranges();
-        let need_gx = x.track_op();
-        let need_gw = w.track_op();
-        let (gx, gw) = with_f32(x, "depthwise backward", |xs| {
-            with_f32(w, "depthwise backward", |ws| {
-                with_f32(gy, "depthwise backward", |gys| {
-                    let mut gx = if need_gx {
-                        vec![0f32; g.n * g.c * hw]
-                    } else {
-                        Vec::new()
-                    };
-                    // Planes grouped by channel so one task owns a channel's kernel gradient.
-                    let mut by_channel: Vec<Vec<PlaneSlot<'_>>> =
-                        (0..g.c).map(|_| Vec::with_capacity(g.n)).collect();
-                    if need_gx {
-                        for (p, plane) in gx.chunks_mut(hw.max(1)).enumerate() {
-                            by_channel[p % g.c].push((p, Some(plane)));
-                        }
-                    } else {
-                        for p in 0..g.n * g.c {
-                            by_channel[p % g.c].push((p, None));
-                        }
-                    }
-                    let gw: Vec<f32> = by_channel
-                        .into_par_iter()
-                        .enumerate()
-                        .flat_map_iter(|(c, planes)| {
-                            let k = &ws[c * kk..(c + 1) * kk];
-                            let mut gk = vec![0f64; kk];
-                            for (p, gxp) in planes {
-                                backward_plane(
-                                    &xs[p * hw..(p + 1) * hw],
-                                    k,
-                                    &gys[p * ohw..(p + 1) * ohw],
-                                    &g,
-                                    &cols,
-                                    gxp,
-                                    &mut gk,
-                                );
-                            }
-                            gk.into_iter().map(|v| v as f32)
-                        })
-                        .collect();
-                    Ok((need_gx.then_some(gx), need_gw.then_some(gw)))
+        let (kernel, isa) = (g.kernel(), Isa::active());
+        let gx = if x.track_op() {
+            Some(with_f32(gy, "depthwise backward", |gys| {
+                with_f32(w, "depthwise backward", |ws| {
+                    Ok(kdw::input_gradient(gys, g.n, ws, &kernel, isa))
                 })
-            })
-        })?;
+            })?)
+        } else {
+            None
+        };
+        let gw = if w.track_op() {
+            Some(with_f32(x, "depthwise backward", |xs| {
+                with_f32(gy, "depthwise backward", |gys| {
+                    Ok(kdw::weight_gradient(xs, gys, g.n, &kernel, isa))
+                })
+            })?)
+        } else {
+            None
+        };
         Ok((grad_tensor(x, gx)?, grad_tensor(w, gw)?))
     }
 }

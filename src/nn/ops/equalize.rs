@@ -10,8 +10,9 @@ use std::sync::OnceLock;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::planes::{lane_sum, Grouping, PlaneGeom};
+use super::planes::{Grouping, PlaneGeom};
 use super::{cpu_f32, par_fill, use_cpu_kernels, with_f32};
+use crate::kernels::{reduce, Isa};
 
 /// `x / max(sqrt(Σx² / d), floor)` per sample of `x` (N, C, L), with `d` = C·L when `mean`
 /// (the RMS) and 1 otherwise (the l2 norm, `F.normalize`); gradients flow through the divisor
@@ -50,11 +51,11 @@ struct Equalize {
 impl Equalize {
     /// Per sample: the divisor before the floor, r = sqrt(Σx²/d).
     fn norms(&self, x: &[f32]) -> Vec<f64> {
-        let g = &self.geom;
+        let (g, isa) = (&self.geom, Isa::active());
         let per_plane: Vec<f64> = x
             .par_chunks(g.l)
             .with_min_len(g.min_planes())
-            .map(|xp| lane_sum(g.l, |i| xp[i] * xp[i]))
+            .map(|xp| reduce::centred_squares(xp, 0.0, isa))
             .collect();
         per_plane
             .chunks(g.c)
@@ -108,7 +109,7 @@ impl CustomOp1 for Equalize {
                 };
                 let dot = self.per_sample(|p| {
                     let (xp, gp) = (&xs[p * g.l..(p + 1) * g.l], &gys[p * g.l..(p + 1) * g.l]);
-                    lane_sum(g.l, |i| xp[i] * gp[i])
+                    reduce::dot(xp, gp, Isa::active())
                 });
                 let coef: Vec<(f32, f32)> = r
                     .iter()

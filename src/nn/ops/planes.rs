@@ -1,7 +1,7 @@
 //! The (N, C, L) view of an activation that the normalization kernels ([`super::standardize`],
 //! [`super::equalize`]) and their candle-op fallbacks share: which planes share statistics
-//! ([`Grouping`]), the sizes of the view ([`PlaneGeom`]), what a standardization returns
-//! ([`Standardized`]), and the lane-wise f32/f64 sum over one plane.
+//! ([`Grouping`]), the sizes of the view ([`PlaneGeom`]) and what a standardization returns
+//! ([`Standardized`]). The sums over a plane are [`crate::kernels::reduce`]'s.
 
 use candle_core::{bail, Result, Tensor};
 
@@ -75,35 +75,4 @@ impl PlaneGeom {
     pub(crate) fn min_planes(&self) -> usize {
         (16_384 / self.l).max(1)
     }
-}
-
-/// Lanes and block length of the f32 partial sums (blocks of 1024 keep each lane's rounding at
-/// 128 terms before the f64 accumulation).
-const LANES: usize = 8;
-const BLOCK: usize = 1024;
-
-/// Σ f(i) over a plane of `len` values, in f32 lanes per block and f64 across blocks.
-#[inline]
-pub(crate) fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
-    let mut total = 0f64;
-    let mut start = 0;
-    while start < len {
-        let end = (start + BLOCK).min(len);
-        let mut acc = [0f32; LANES];
-        let full = start + (end - start) / LANES * LANES;
-        let mut i = start;
-        while i < full {
-            for (k, a) in acc.iter_mut().enumerate() {
-                *a += f(i + k);
-            }
-            i += LANES;
-        }
-        let mut s: f32 = acc.iter().sum();
-        for j in full..end {
-            s += f(j);
-        }
-        total += s as f64;
-        start = end;
-    }
-    total
 }

@@ -17,8 +17,9 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::planes::{lane_sum, Grouping, PlaneGeom, Standardized};
+use super::planes::{Grouping, PlaneGeom, Standardized};
 use super::{cpu_f32, grad_tensor, par_fill, use_cpu_kernels, with_f32, Activation};
+use crate::kernels::{reduce, Isa};
 
 /// `act(γ·(x − μ)/sqrt(σ² + ε) + β)` for `x` (N, C, L); `gamma` and `beta` are per channel (C)
 /// or per plane (N, C), ones and zeros when absent.
@@ -146,12 +147,12 @@ impl GroupStats {
 
 /// Two passes over the planes: group means, then group variances from centred squares.
 fn group_stats(x: &[f32], g: &PlaneGeom) -> GroupStats {
-    let l = g.l;
+    let (l, isa) = (g.l, Isa::active());
     let count = g.count() as f64;
     let sums: Vec<f64> = x
         .par_chunks(l)
         .with_min_len(g.min_planes())
-        .map(|xp| lane_sum(l, |i| xp[i]))
+        .map(|xp| reduce::sum(xp, isa))
         .collect();
     let mut mean = vec![0f64; g.n_groups()];
     for (p, s) in sums.iter().enumerate() {
@@ -162,10 +163,7 @@ fn group_stats(x: &[f32], g: &PlaneGeom) -> GroupStats {
         .par_chunks(l)
         .with_min_len(g.min_planes())
         .enumerate()
-        .map(|(p, xp)| {
-            let m = mean[g.group_of(p)];
-            lane_sum(l, |i| (xp[i] - m) * (xp[i] - m))
-        })
+        .map(|(p, xp)| reduce::centred_squares(xp, mean[g.group_of(p)], isa))
         .collect();
     let mut var = vec![0f64; g.n_groups()];
     for (p, s) in sq.iter().enumerate() {
@@ -247,9 +245,7 @@ impl CustomOp3 for StandardizeOp {
                         .enumerate()
                         .map(|(p, (xp, (gp, yp)))| {
                             let s = g.group_of(p);
-                            let m = stats.mean[s];
-                            let dy = lane_sum(g.l, |i| gp[i] * act.slope(yp[i]));
-                            let dyx = lane_sum(g.l, |i| gp[i] * act.slope(yp[i]) * (xp[i] - m));
+                            let [dy, dyx] = act.moments(gp, yp, xp, stats.mean[s]);
                             (dy, dyx * istd[s] as f64)
                         })
                         .collect();
@@ -395,8 +391,8 @@ impl CustomOp3 for AffineOp {
                         .zip(gys.par_chunks(g.l).zip(ys.par_chunks(g.l)))
                         .with_min_len(g.min_planes())
                         .map(|(xp, (gp, yp))| {
-                            let dz = |i: usize| gp[i] * act.slope(yp[i]);
-                            (lane_sum(g.l, |i| dz(i) * xp[i]), lane_sum(g.l, dz))
+                            let [dz, dzx] = act.moments(gp, yp, xp, 0.0);
+                            (dzx, dz)
                         })
                         .collect();
                     let (e, f): (Vec<f64>, Vec<f64>) = sums.into_iter().unzip();
