@@ -23,4 +23,13 @@ pub mod synth;
 pub mod train;
 
 pub use error::FileError;
+
+/// This build: the crate version and the commit it was built from (`build.rs`), e.g.
+/// `0.1.0 (60ae74e)`; recorded with every trained epoch.
+pub const BUILD: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("ASC_BUILD_COMMIT"),
+    ")"
+);
 pub use infer::{Classifier, Prediction};

@@ -81,6 +81,12 @@ fn without_validation_the_last_epoch_is_the_model() {
     for e in epochs(&run) {
         assert!(e["val_macro_accuracy"].is_null(), "{e}");
         assert!(e["test_macro_accuracy"].as_f64().is_some(), "{e}");
+        // Every epoch names the build, kernel path and threads that computed it.
+        let build = e["build"].as_str().unwrap_or_default();
+        assert!(
+            build.starts_with(&format!("asc {}", asc::BUILD)) && build.contains(" kernels, "),
+            "{e}"
+        );
     }
     let state = json(&run.join("state.json"));
     assert_eq!(state["best_epoch"], 2);

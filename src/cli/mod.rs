@@ -17,7 +17,7 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(
     name = "asc",
-    version,
+    version = asc::BUILD,
     about = "Acoustic scene classification: features, training, export, inference"
 )]
 pub struct Cli {

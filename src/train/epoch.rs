@@ -121,7 +121,18 @@ pub(super) fn run_epoch(
         test_macro_accuracy: test.as_ref().map(|m| m.macro_accuracy),
         seconds: started.elapsed().as_secs_f64(),
         clips_per_second,
+        build: Some(build_line()),
     })
+}
+
+/// [`crate::BUILD`] with the kernel path and thread count that computed an epoch.
+fn build_line() -> String {
+    format!(
+        "asc {}, {} kernels, {} threads",
+        crate::BUILD,
+        crate::kernels::Isa::active().name(),
+        rayon::current_num_threads()
+    )
 }
 
 /// File of `--trace-batches`: one JSON line per step, its clips (by file name) in batch order

@@ -370,6 +370,7 @@ mod tests {
                     test_macro_accuracy: Some(0.9 - val / 3.0 - 0.01 * (t * 1.7).sin()),
                     seconds: 1.0,
                     clips_per_second: 1.0,
+                    build: None,
                 }
             })
             .collect()

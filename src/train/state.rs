@@ -27,6 +27,10 @@ pub struct EpochRecord {
     pub test_macro_accuracy: Option<f64>,
     pub seconds: f64,
     pub clips_per_second: f64,
+    /// What computed the epoch: [`crate::BUILD`], the kernel path and the threads (a resumed
+    /// run may mix builds; absent in runs from before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
 }
 
 /// Training state stored inside the checkpoint.
