@@ -607,7 +607,7 @@ mod portable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_values as values;
+    use crate::kernels::{max_abs_diff, test_values as values};
 
     /// Float64 loop over the definition, padding by bounds checks.
     fn naive(x: &[f32], n: usize, w: &[f32], b: &[f32], g: &Conv) -> Vec<f32> {
@@ -704,11 +704,7 @@ mod tests {
             let want = naive(&x, n, &w, &b, &g);
             for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
                 let got = forward(&x, n, &Packed::new(g, &w, Some(&b), isa));
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f32::max);
+                let err = max_abs_diff(&got, &want);
                 assert!(err < 1e-5, "{isa:?} {g:?}: max error {err:e}");
             }
         }
@@ -800,11 +796,7 @@ mod tests {
             let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
             for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
                 let got = weight_gradient(&x, &gy, &g, isa);
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f32::max);
+                let err = max_abs_diff(&got, &want);
                 assert!(err < 1e-5 * scale, "{isa:?} {g:?}: max error {err:e}");
             }
         }

@@ -428,7 +428,7 @@ mod portable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_values as values;
+    use crate::kernels::{max_abs_diff, test_values as values};
 
     /// Float64 loop over the definition, padding by bounds checks.
     fn naive(x: &[f32], n: usize, w: &[f32], b: &[f32], g: &Depthwise) -> Vec<f32> {
@@ -505,12 +505,7 @@ mod tests {
             ] {
                 for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
                     let got = forward(&x, n, &w, bias, &g, isa);
-                    assert_eq!(got.len(), want.len());
-                    let err = got
-                        .iter()
-                        .zip(&want)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0, f32::max);
+                    let err = max_abs_diff(&got, &want);
                     assert!(err < 1e-5, "{isa:?} {g:?}: max error {err:e}");
                 }
             }
@@ -593,14 +588,6 @@ mod tests {
         (f(gx), f(gw))
     }
 
-    fn max_err(got: &[f32], want: &[f32]) -> f32 {
-        assert_eq!(got.len(), want.len());
-        got.iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max)
-    }
-
     /// Both gradients on every path and shape (padding beyond K − 1 included), and the paths
     /// agree bit for bit.
     #[test]
@@ -615,7 +602,7 @@ mod tests {
             for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
                 let gx = input_gradient(&gy, n, &w, &g, isa);
                 let gw = weight_gradient(&x, &gy, n, &g, isa);
-                let (ex, ew) = (max_err(&gx, &want_gx), max_err(&gw, &want_gw));
+                let (ex, ew) = (max_abs_diff(&gx, &want_gx), max_abs_diff(&gw, &want_gw));
                 assert!(ex < 1e-5, "{isa:?} {g:?}: input gradient error {ex:e}");
                 assert!(ew < 1e-5, "{isa:?} {g:?}: weight gradient error {ew:e}");
                 match &first {
@@ -639,11 +626,7 @@ mod tests {
             .build()
             .unwrap()
             .install(|| forward(&x, 3, &w, None, &g, Isa::best()));
-        let err = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let err = max_abs_diff(&got, &want);
         assert!(err < 1e-5, "max error {err:e}");
     }
 }

@@ -86,24 +86,25 @@ impl CustomOp2 for DepthwiseOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = self.geom;
         let (kernel, isa) = (g.kernel(), Isa::active());
-        let gx = if x.track_op() {
-            Some(with_f32(gy, "depthwise backward", |gys| {
-                with_f32(w, "depthwise backward", |ws| {
-                    Ok(kdw::input_gradient(gys, g.n, ws, &kernel, isa))
+        let (gx, gw) = with_f32(gy, "depthwise backward", |gys| {
+            let gx = x
+                .track_op()
+                .then(|| {
+                    with_f32(w, "depthwise backward", |ws| {
+                        Ok(kdw::input_gradient(gys, g.n, ws, &kernel, isa))
+                    })
                 })
-            })?)
-        } else {
-            None
-        };
-        let gw = if w.track_op() {
-            Some(with_f32(x, "depthwise backward", |xs| {
-                with_f32(gy, "depthwise backward", |gys| {
-                    Ok(kdw::weight_gradient(xs, gys, g.n, &kernel, isa))
+                .transpose()?;
+            let gw = w
+                .track_op()
+                .then(|| {
+                    with_f32(x, "depthwise backward", |xs| {
+                        Ok(kdw::weight_gradient(xs, gys, g.n, &kernel, isa))
+                    })
                 })
-            })?)
-        } else {
-            None
-        };
+                .transpose()?;
+            Ok((gx, gw))
+        })?;
         Ok((grad_tensor(x, gx)?, grad_tensor(w, gw)?))
     }
 }
