@@ -19,6 +19,8 @@ pub fn keep_freed_memory() {
     // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        // -1 is "never trim" (mallopt(3)); i32::MAX still trimmed a top chunk over 2 GiB, which
+        // UBN's training steps reach (the heap then shrank and re-faulted every step).
+        libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
     }
 }
