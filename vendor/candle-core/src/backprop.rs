@@ -170,9 +170,12 @@ impl Tensor {
             if node.is_variable() {
                 continue;
             }
+            // A lone contribution may still be a broadcast view (see `accumulate`): the ops'
+            // backward passes below get a contiguous gradient, as upstream gives them.
             let grad = grads
                 .remove(node)
-                .expect("candle internal error - grad not populated");
+                .expect("candle internal error - grad not populated")
+                .contiguous()?;
             // https://github.com/huggingface/candle/issues/1241
             // Ideally, we would make these operations in place where possible to ensure that we
             // do not have to allocate too often. Here we just call `.detach` to avoid computing
@@ -737,10 +740,12 @@ impl GradStore {
                 let sum = entry.get().add(grad)?;
                 entry.insert(sum);
             }
-            // Contiguous, as the zeros + add it replaces made it: the other call sites
-            // (scatter_add, index_add, slice_scatter) need a contiguous sum.
+            // Stored as it is, a broadcast view included: a second contribution's `add` reads
+            // the view in place (candle's broadcast fast path), where copying it first was a
+            // strided per-element pass. `or_insert` and the backward loop make it contiguous
+            // where a contiguous tensor is needed.
             Entry::Vacant(entry) => {
-                entry.insert(grad.contiguous()?);
+                entry.insert(grad.clone());
             }
         }
         Ok(())
@@ -750,7 +755,14 @@ impl GradStore {
     /// insert a tensor of zeroes, with the same shape and type as the given tensors and return it
     fn or_insert(&mut self, tensor: &Tensor) -> Result<&mut Tensor> {
         let grad = match self.0.entry(tensor.id()) {
-            Entry::Occupied(entry) => entry.into_mut(),
+            // The scatter and index adds of the call sites need a contiguous sum.
+            Entry::Occupied(entry) => {
+                let grad = entry.into_mut();
+                if !grad.is_contiguous() {
+                    *grad = grad.contiguous()?;
+                }
+                grad
+            }
             Entry::Vacant(entry) => {
                 let grad = tensor.zeros_like()?;
                 entry.insert(grad)
