@@ -122,22 +122,17 @@ impl Norm for GnPlus {
         let (n, c, l) = x3.dims3()?;
         let id = Activation::Identity;
         let (g_s, g_rest) = self.mix_weights()?;
-        // (xg, the BN part already scaled by (1−s)·γ and shifted by β).
-        let (xg, xb) = match &self.stats {
-            Some(stats) => {
-                let xg = group_normalize(&x3, self.groups, self.eps, None, id)?;
-                // The BN kernel carries the mixing weight and β itself.
-                let xb = stats.forward_t(&xg, Some((&g_rest, &self.bias)), train, id)?;
-                (xg, xb)
-            }
-            None => {
-                let xg = x3.reshape((n, self.groups, (c / self.groups) * l))?;
-                let xg = normalize_unbiased(&xg, 2, self.eps, "a group")?.reshape((n, c, l))?;
-                let xb = normalize_unbiased(&xg, 0, self.eps, "the batch axis")?;
-                let xb = plane_affine(&xb, &g_rest, &self.bias, id)?;
-                (xg, xb)
-            }
-        };
+        if let Some(stats) = &self.stats {
+            // g_s·x_GN + ((1−s)·γ·BN(x_GN) + β) and the activation in one op: the BN kernel
+            // carries the mixing weights, β and the skip term itself.
+            let xg = group_normalize(&x3, self.groups, self.eps, None, id)?;
+            let y = stats.forward_skip_t(&xg, (&g_rest, &self.bias), &g_s, train, act)?;
+            return y.reshape(dims);
+        }
+        let xg = x3.reshape((n, self.groups, (c / self.groups) * l))?;
+        let xg = normalize_unbiased(&xg, 2, self.eps, "a group")?.reshape((n, c, l))?;
+        let xb = normalize_unbiased(&xg, 0, self.eps, "the batch axis")?;
+        let xb = plane_affine(&xb, &g_rest, &self.bias, id)?;
         let y = (plane_affine(&xg, &g_s, &self.bias.zeros_like()?, id)? + xb)?;
         act.apply(&y)?.reshape(dims)
     }

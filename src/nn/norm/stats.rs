@@ -9,7 +9,9 @@
 use candle_core::{bail, DType, Result, Tensor, Var};
 
 use super::{NormBuilder, NormConfig};
-use crate::nn::ops::{plane_affine, standardize, Activation, Grouping};
+use crate::nn::ops::{
+    plane_affine, standardize, standardize_skip, Activation, Grouping, Standardized,
+};
 use crate::onnx::graph::{attr_float, OnnxGraph};
 
 /// `x` viewed as (N, C, L), checking rank and channel count; also returns the original dims.
@@ -25,6 +27,15 @@ pub fn as_ncl(x: &Tensor, c: usize, layer: &str) -> Result<(Tensor, Vec<usize>)>
 /// Global average pool per sample and channel: (N, C, L) → (N, C, 1) (docs/norms.md §1 "GAP").
 pub fn gap(x: &Tensor) -> Result<Tensor> {
     x.mean_keepdim(2)
+}
+
+/// N·L, the values per channel of batch statistics over (N, C, L) input; at least 2.
+fn batch_count(x: &Tensor) -> Result<usize> {
+    let (n, c, l) = x.dims3()?;
+    if n * l < 2 {
+        bail!("batch statistics need N·H·W >= 2 values per channel, got input {n}x{c}x{l}");
+    }
+    Ok(n * l)
 }
 
 /// Running mean/var buffers plus the batch-statistics normalization that feeds them: the BN
@@ -76,23 +87,44 @@ impl RunningStats {
         update: bool,
         act: Activation,
     ) -> Result<Tensor> {
-        let (n, c, l) = x.dims3()?;
-        let m = n * l;
-        if m < 2 {
-            bail!("batch statistics need N·H·W >= 2 values per channel, got input {n}x{c}x{l}");
-        }
+        let m = batch_count(x)?;
         let (gamma, beta) = affine.unzip();
         let st = standardize(x, gamma, beta, Grouping::Channel, self.eps, act)?;
         if update {
-            let mom = self.momentum;
-            let rm = (self.mean.as_tensor().affine(1.0 - mom, 0.0)? + st.mean.affine(mom, 0.0)?)?;
-            let unbiased = m as f64 / (m as f64 - 1.0);
-            let rv = (self.var.as_tensor().affine(1.0 - mom, 0.0)?
-                + st.var.affine(mom * unbiased, 0.0)?)?;
-            self.mean.set(&rm)?;
-            self.var.set(&rv)?;
+            self.update(&st, m)?;
         }
         Ok(st.y)
+    }
+
+    /// [`RunningStats::forward_t`] with a skip term, `act(γ·x̂ + k·x + β)`, all per channel: the
+    /// BN half and the GN half of GN+'s deployable form in one op (docs/norms.md §4).
+    pub fn forward_skip_t(
+        &self,
+        x: &Tensor,
+        (gamma, beta): (&Tensor, &Tensor),
+        skip: &Tensor,
+        train: bool,
+        act: Activation,
+    ) -> Result<Tensor> {
+        if !train {
+            let (scale, shift) = self.eval_affine(Some((gamma, beta)))?;
+            return plane_affine(x, &(scale + skip)?, &shift, act);
+        }
+        let m = batch_count(x)?;
+        let st = standardize_skip(x, gamma, skip, beta, Grouping::Channel, self.eps, act)?;
+        self.update(&st, m)?;
+        Ok(st.y)
+    }
+
+    /// Moves the running buffers by the PyTorch rule with the unbiased variance of `m` values.
+    fn update(&self, st: &Standardized, m: usize) -> Result<()> {
+        let mom = self.momentum;
+        let rm = (self.mean.as_tensor().affine(1.0 - mom, 0.0)? + st.mean.affine(mom, 0.0)?)?;
+        let unbiased = m as f64 / (m as f64 - 1.0);
+        let rv =
+            (self.var.as_tensor().affine(1.0 - mom, 0.0)? + st.var.affine(mom * unbiased, 0.0)?)?;
+        self.mean.set(&rm)?;
+        self.var.set(&rv)
     }
 
     /// `a = 1/sqrt(rv+ε)` and `b = −rm·a` (C), detached: x̂ = a·x + b.

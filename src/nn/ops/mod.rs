@@ -37,7 +37,7 @@ pub use depthwise::depthwise_conv2d;
 pub use equalize::equalize_samples;
 pub use planes::{Grouping, Standardized};
 pub use pool::{avg_pool2d, max_pool2d};
-pub use standardize::{plane_affine, standardize};
+pub use standardize::{plane_affine, standardize, standardize_skip};
 
 /// Whether the fast custom-op path applies: CPU tensors of dtype f32.
 pub(crate) fn use_cpu_kernels(ts: &[&Tensor]) -> bool {

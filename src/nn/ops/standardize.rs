@@ -39,12 +39,61 @@ pub fn standardize(
         st.y = act.apply(&st.y)?;
         return Ok(st);
     }
+    run_standardize(x, gamma, beta, false, geom, eps, act)
+}
+
+/// `act(γ·x̂ + k·x + β)`: [`standardize`] plus a skip term, the input it standardizes times a
+/// per-channel `k`, in the same passes. GN+'s `g_s·x + BN(x)` (docs/norms.md §4) composed of
+/// ops was four passes more forward (the scaled copy, the sum, the activation) and five more
+/// backward; its parts' gradients all follow from the sums the backward already takes.
+/// `gamma`, `skip` and `beta` are per channel (C).
+pub fn standardize_skip(
+    x: &Tensor,
+    gamma: &Tensor,
+    skip: &Tensor,
+    beta: &Tensor,
+    grouping: Grouping,
+    eps: f64,
+    act: Activation,
+) -> Result<Standardized> {
+    let geom = PlaneGeom::new(x, grouping)?;
+    for (t, what) in [(gamma, "gamma"), (skip, "skip"), (beta, "beta")] {
+        if t.elem_count() != geom.c {
+            bail!(
+                "standardize_skip: {what}: expected {} (per channel) values, got shape {:?}",
+                geom.c,
+                t.dims()
+            );
+        }
+    }
+    if !use_cpu_kernels(&[x, gamma, skip, beta]) {
+        let mut st = super::fallback::standardize(x, gamma, beta, &geom, eps)?;
+        let k = skip.reshape((1, geom.c, 1))?;
+        st.y = act.apply(&(st.y + x.broadcast_mul(&k)?)?)?;
+        return Ok(st);
+    }
+    // The op takes three inputs: γ and k travel as one (2C) coefficient.
+    let gk = Tensor::cat(&[gamma, skip], 0)?;
+    run_standardize(x, gk, beta.clone(), true, geom, eps, act)
+}
+
+/// The CPU op behind [`standardize`] and [`standardize_skip`].
+fn run_standardize(
+    x: &Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    skip: bool,
+    geom: PlaneGeom,
+    eps: f64,
+    act: Activation,
+) -> Result<Standardized> {
     let (x, gamma, beta) = (x.contiguous()?, gamma.contiguous()?, beta.contiguous()?);
     let stats = Arc::new(OnceLock::new());
     let op = StandardizeOp {
         geom,
         eps,
         act,
+        skip,
         stats: stats.clone(),
     };
     let y = if x.track_op() || gamma.track_op() || beta.track_op() {
@@ -104,6 +153,16 @@ fn coef_or(
     match t {
         Some(t) => Ok(checked_coef(t, g, what)?.clone()),
         None => Tensor::full(value as f32, g.c, x.device())?.to_dtype(x.dtype()),
+    }
+}
+
+/// γ and, for an op with a skip term, the k that follow it in the same (2C) coefficient.
+fn split_skip(gamma: &[f32], skip: bool, c: usize) -> (&[f32], Option<&[f32]>) {
+    if skip {
+        let (g, k) = gamma.split_at(c);
+        (g, Some(k))
+    } else {
+        (gamma, None)
     }
 }
 
@@ -179,6 +238,8 @@ struct StandardizeOp {
     geom: PlaneGeom,
     eps: f64,
     act: Activation,
+    /// Whether the gamma input is (2C): γ, then the skip coefficients k ([`standardize_skip`]).
+    skip: bool,
     /// Written by the forward pass; read by the caller (running buffers) and the backward.
     stats: Arc<OnceLock<GroupStats>>,
 }
@@ -201,6 +262,7 @@ impl CustomOp3 for StandardizeOp {
         let x = cpu_f32(s1, l1, "standardize")?;
         let gamma = cpu_f32(s2, l2, "standardize")?;
         let beta = cpu_f32(s3, l3, "standardize")?;
+        let (gamma, skip) = split_skip(gamma, self.skip, g.c);
         let stats = group_stats(x, g);
         let istd = stats.inv_std(self.eps);
         let act = self.act;
@@ -208,8 +270,19 @@ impl CustomOp3 for StandardizeOp {
             let s = g.group_of(p);
             let (m, a) = (stats.mean[s], coef_at(gamma, g.c, p) * istd[s]);
             let b = coef_at(beta, g.c, p);
-            for (yv, xv) in yp.iter_mut().zip(&x[p * g.l..]) {
-                yv.write(act.eval((xv - m) * a + b));
+            let xp = &x[p * g.l..];
+            match skip {
+                None => {
+                    for (yv, xv) in yp.iter_mut().zip(xp) {
+                        yv.write(act.eval((xv - m) * a + b));
+                    }
+                }
+                Some(k) => {
+                    let k = k[p % g.c];
+                    for (yv, xv) in yp.iter_mut().zip(xp) {
+                        yv.write(act.eval((xv - m) * a + k * xv + b));
+                    }
+                }
             }
         });
         // A second forward of the same op (never done by candle) would keep the first stats.
@@ -218,7 +291,8 @@ impl CustomOp3 for StandardizeOp {
     }
 
     /// With x̂ = (x − μ)·r, r = 1/sqrt(σ²+ε), per group of M values and plane coefficient γ:
-    /// ∂x = γ·r·∂y − r/M·(Σγ∂y + x̂·Σγ∂y·x̂), ∂γ = Σ∂y·x̂, ∂β = Σ∂y (docs/norms.md §1).
+    /// ∂x = γ·r·∂y − r/M·(Σγ∂y + x̂·Σγ∂y·x̂), ∂γ = Σ∂y·x̂, ∂β = Σ∂y (docs/norms.md §1). A skip
+    /// term k·x adds k·∂y to ∂x, and ∂k = Σ∂y·x = Σ∂y·(x − μ) + μ·Σ∂y, from the same sums.
     fn bwd(
         &self,
         x: &Tensor,
@@ -235,21 +309,26 @@ impl CustomOp3 for StandardizeOp {
         let istd = stats.inv_std(self.eps);
         let need_gx = x.track_op();
         let (gx, dgamma, dbeta) = with_f32(x, "standardize backward", |xs| {
-            with_f32(gamma, "standardize backward", |gs| {
+            with_f32(gamma, "standardize backward", |gk| {
+                let (gs, skip) = split_skip(gk, self.skip, g.c);
                 with_planes(gy, res, "standardize backward", |gys, ys| {
-                    // Per plane: Σ∂z and Σ∂z·x̂, ∂z the gradient before the activation.
+                    // Per plane: Σ∂z and Σ∂z·(x − μ), ∂z the gradient before the activation.
                     let sums: Vec<(f64, f64)> = xs
                         .par_chunks(g.l)
                         .zip(gys.par_chunks(g.l).zip(ys.par_chunks(g.l)))
                         .with_min_len(g.min_planes())
                         .enumerate()
                         .map(|(p, (xp, (gp, yp)))| {
-                            let s = g.group_of(p);
-                            let [dy, dyx] = act.moments(gp, yp, xp, stats.mean[s]);
-                            (dy, dyx * istd[s] as f64)
+                            let [dy, dyc] = act.moments(gp, yp, xp, stats.mean[g.group_of(p)]);
+                            (dy, dyc)
                         })
                         .collect();
-                    let (f, e): (Vec<f64>, Vec<f64>) = sums.into_iter().unzip();
+                    let (f, centred): (Vec<f64>, Vec<f64>) = sums.into_iter().unzip();
+                    let e: Vec<f64> = centred
+                        .iter()
+                        .enumerate()
+                        .map(|(p, v)| v * istd[g.group_of(p)] as f64)
+                        .collect();
                     let gx = need_gx.then(|| {
                         let mut a = vec![0f64; g.n_groups()];
                         let mut b = vec![0f64; g.n_groups()];
@@ -261,6 +340,7 @@ impl CustomOp3 for StandardizeOp {
                         }
                         let k = GradCoefs {
                             gamma: gs,
+                            skip,
                             stats,
                             istd: &istd,
                             a: &a,
@@ -268,11 +348,14 @@ impl CustomOp3 for StandardizeOp {
                         };
                         input_grad(xs, gys, ys, act, &k, &g)
                     });
-                    Ok((
-                        gx,
-                        reduce_to(&e, g.c, gs.len()),
-                        reduce_to(&f, g.c, beta.elem_count()),
-                    ))
+                    let mut dgamma = reduce_to(&e, g.c, gs.len());
+                    if skip.is_some() {
+                        let dk: Vec<f64> = (0..f.len())
+                            .map(|p| centred[p] + stats.mean[g.group_of(p)] as f64 * f[p])
+                            .collect();
+                        dgamma.extend(reduce_to(&dk, g.c, g.c));
+                    }
+                    Ok((gx, dgamma, reduce_to(&f, g.c, beta.elem_count())))
                 })
             })
         })?;
@@ -284,17 +367,19 @@ impl CustomOp3 for StandardizeOp {
     }
 }
 
-/// What the input gradient needs per group: γ, the statistics, and A = Σγ∂z, B = Σγ∂z·x̂.
+/// What the input gradient needs per group: γ, the skip coefficients, the statistics, and
+/// A = Σγ∂z, B = Σγ∂z·x̂.
 struct GradCoefs<'a> {
     gamma: &'a [f32],
+    skip: Option<&'a [f32]>,
     stats: &'a GroupStats,
     istd: &'a [f32],
     a: &'a [f64],
     b: &'a [f64],
 }
 
-/// ∂x = k1·∂z + k2·(x − μ) + k3 per plane, with k1 = γr, k2 = −r²·B/M, k3 = −r·A/M, and ∂z the
-/// incoming gradient times the activation's slope at the output `ys`.
+/// ∂x = k1·∂z + k2·(x − μ) + k3 per plane, with k1 = γr (+ k with a skip term), k2 = −r²·B/M,
+/// k3 = −r·A/M, and ∂z the incoming gradient times the activation's slope at the output `ys`.
 fn input_grad(
     xs: &[f32],
     gys: &[f32],
@@ -307,7 +392,8 @@ fn input_grad(
     par_fill(xs.len(), g.l, g.min_planes(), |p, gxp| {
         let s = g.group_of(p);
         let r = k.istd[s] as f64;
-        let k1 = (coef_at(k.gamma, g.c, p) as f64 * r) as f32;
+        let skip = k.skip.map_or(0.0, |v| v[p % g.c] as f64);
+        let k1 = (coef_at(k.gamma, g.c, p) as f64 * r + skip) as f32;
         let k2 = (-r * r * k.b[s] / count) as f32;
         let k3 = (-r * k.a[s] / count) as f32;
         let m = k.stats.mean[s];
@@ -466,6 +552,38 @@ mod tests {
             for (name, v) in [("x", &x), ("gamma", &gm), ("beta", &bt)] {
                 let d = max_diff(g1.get(v).expect("grad"), g2.get(v).expect("grad"));
                 assert!(d < 2e-4, "{what}: d{name} differs by {d}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The skip term's forward and every gradient (k's included) against candle's autograd
+    /// through the fallback composition.
+    #[test]
+    fn standardize_skip_matches_candle_autograd() -> Result<()> {
+        let dev = Device::Cpu;
+        let (n, c, l) = (3, 4, 29);
+        for grouping in [Grouping::Channel, Grouping::SampleGroups(2)] {
+            for act in [Activation::Identity, Activation::Relu] {
+                let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (n, c, l), &dev)? + 1.5)?)?;
+                let [gm, k, bt] = [1f32, 0.5, 0.0]
+                    .map(|m| Var::from_tensor(&Tensor::randn(m, 0.5, c, &dev).unwrap()).unwrap());
+                let r = Tensor::randn(0f32, 1.0, (n, c, l), &dev)?;
+                let fast = standardize_skip(&x, &gm, &k, &bt, grouping, 1e-5, act)?;
+                let geom = PlaneGeom::new(&x, grouping)?;
+                let st = super::super::fallback::standardize(&x, &gm, &bt, &geom, 1e-5)?;
+                let mut slow = (st.y + x.broadcast_mul(&k.reshape((1, c, 1))?)?)?;
+                if act == Activation::Relu {
+                    slow = slow.relu()?; // candle's own, not ours
+                }
+                let what = format!("{grouping:?} {act:?}");
+                assert!(max_diff(&fast.y, &slow) < 1e-5, "{what}: y");
+                let g1 = (&fast.y * &r)?.sum_all()?.backward()?;
+                let g2 = (&slow * &r)?.sum_all()?.backward()?;
+                for (name, v) in [("x", &x), ("gamma", &gm), ("skip", &k), ("beta", &bt)] {
+                    let d = max_diff(g1.get(v).expect("grad"), g2.get(v).expect("grad"));
+                    assert!(d < 2e-4, "{what}: d{name} differs by {d}");
+                }
             }
         }
         Ok(())
