@@ -10,7 +10,8 @@ use candle_core::{bail, DType, Result, Tensor, Var};
 
 use super::{NormBuilder, NormConfig};
 use crate::nn::ops::{
-    plane_affine, standardize, standardize_skip, Activation, Grouping, Standardized,
+    centre_standardize, plane_affine, standardize, standardize_skip, Activation, Grouping,
+    Standardized,
 };
 use crate::onnx::graph::{attr_float, OnnxGraph};
 
@@ -112,6 +113,15 @@ impl RunningStats {
         }
         let m = batch_count(x)?;
         let st = standardize_skip(x, gamma, skip, beta, Grouping::Channel, self.eps, act)?;
+        self.update(&st, m)?;
+        Ok(st.y)
+    }
+
+    /// UBN's train-mode `BN(x + w·GAP(x))` without affine, batch statistics, the buffers
+    /// updated (docs/norms.md §5.2): one op, [`centre_standardize`].
+    pub fn centre_batch(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let m = batch_count(x)?;
+        let st = centre_standardize(x, w, self.eps)?;
         self.update(&st, m)?;
         Ok(st.y)
     }

@@ -195,19 +195,15 @@ impl Norm for UnifiedBn {
         let (x3, dims) = as_ncl(x, c, ENTRY.name)?;
         let use_batch = train && self.fct_gate(x)?;
         let n = x3.dim(0)?;
-        let shift = gap(&x3)?
-            .reshape((n, c))?
-            .broadcast_mul(&self.center_weight)?;
-        let x1 = plane_affine(
-            &x3,
-            &self.center_weight.ones_like()?,
-            &shift,
-            Activation::Identity,
-        )?;
         let xh = if use_batch {
-            self.stats
-                .normalize_batch(&x1, None, true, Activation::Identity)?
+            // Centring and batch statistics in one op.
+            self.stats.centre_batch(&x3, &self.center_weight)?
         } else {
+            let shift = gap(&x3)?
+                .reshape((n, c))?
+                .broadcast_mul(&self.center_weight)?;
+            let ones = self.center_weight.ones_like()?;
+            let x1 = plane_affine(&x3, &ones, &shift, Activation::Identity)?;
             self.stats
                 .normalize_running(&x1, None, Activation::Identity)?
         };

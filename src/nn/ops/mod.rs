@@ -16,6 +16,7 @@
 //! Layout everywhere: NCHW; weights OIHW; strides and paddings are `(height, width)` pairs.
 
 pub mod activation;
+pub mod centre;
 pub mod conv;
 pub mod depthwise;
 pub mod equalize;
@@ -32,6 +33,7 @@ use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
 pub use activation::{relu, Activation};
+pub use centre::centre_standardize;
 pub use conv::conv2d;
 pub use depthwise::depthwise_conv2d;
 pub use equalize::equalize_samples;
