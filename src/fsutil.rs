@@ -32,6 +32,19 @@ pub fn remove_stale_temps(dir: &Path) -> Result<usize, FileError> {
 /// its old content or the new one. The folder is fsynced too, so that after a power cut the
 /// rename itself is not lost. On failure (a full disk) the temporary file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    write_via_temp(path, bytes, true)
+}
+
+/// [`write_atomic`] without its two fsyncs: a process that dies never leaves a partial file, but
+/// a power cut may (the data can still be in the page cache). Only for files whose reader treats
+/// a damaged file as absent and regenerates it, such as the feature cache's entries: there the
+/// two fsyncs per entry were half of a first `asc features --cache` pass over 40 clips here, and
+/// cost far more on a spinning disk.
+pub fn write_renamed(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    write_via_temp(path, bytes, false)
+}
+
+fn write_via_temp(path: &Path, bytes: &[u8], sync: bool) -> Result<(), FileError> {
     let err = |e: std::io::Error| FileError::new(path, format!("cannot write: {e}"));
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -45,13 +58,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
     let mut tmp = builder.tempfile_in(dir).map_err(err)?;
     tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
+    if sync {
+        tmp.as_file().sync_all().map_err(err)?;
+    }
     tmp.persist(path).map_err(|e| err(e.error))?;
-    // Not every platform or file system can open or sync a folder (EINVAL): the rename is done
-    // either way, only its durability across a power cut is then the file system's own.
+    if sync {
+        sync_folder(dir).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// fsyncs a folder (its entries: renames into it). Not every platform or file system can open or
+/// sync a folder (EINVAL): then the entries' durability across a power cut is the file
+/// system's own.
+fn sync_folder(dir: &Path) -> std::io::Result<()> {
     if let Ok(folder) = std::fs::File::open(dir) {
         match folder.sync_all() {
-            Err(e) if e.kind() != std::io::ErrorKind::InvalidInput => return Err(err(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::InvalidInput => return Err(e),
             _ => {}
         }
     }

@@ -1,6 +1,7 @@
 //! On-disk feature cache, keyed by file content and front-end settings, so a second pass over a
 //! dataset decodes nothing and runs no FFTs. Entries are written to a temporary file and renamed
-//! into place, so readers — other `asc` processes included — never see half an entry.
+//! into place, so readers — other `asc` processes included — never see half an entry; they are
+//! not fsynced (a damaged entry counts as absent).
 
 use super::config::FrontendConfig;
 use super::logmel::Spectrogram;
@@ -58,6 +59,34 @@ impl FeatureCache {
         let path = self.entry(key);
         let parent = path.parent().expect("entry has a parent");
         std::fs::create_dir_all(parent).map_err(|e| FileError::new(parent, e.to_string()))?;
-        npy::write(&path, spec)
+        // Renamed into place without fsync: a power cut can at worst damage an entry, which
+        // `get` reads as absent and the next pass recomputes.
+        crate::fsutil::write_renamed(&path, &npy::encode(&path, spec)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries are not fsynced, so a power cut can leave one cut short: it must read as absent.
+    #[test]
+    fn a_damaged_entry_reads_as_absent() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = FeatureCache::open(root.path(), &FrontendConfig::dcase2020()).unwrap();
+        let spec = Spectrogram {
+            n_mels: 4,
+            frames: 3,
+            data: (0..12).map(|v| v as f32).collect(),
+        };
+        let key = FeatureCache::key(b"clip");
+        cache.put(&key, &spec).unwrap();
+        assert_eq!(cache.get(&key, 4).expect("entry").data, spec.data);
+        let path = cache.entry(&key);
+        let bytes = std::fs::read(&path).unwrap();
+        for len in [0, 10, bytes.len() - 4] {
+            std::fs::write(&path, &bytes[..len]).unwrap();
+            assert!(cache.get(&key, 4).is_none(), "entry cut to {len} bytes");
+        }
     }
 }

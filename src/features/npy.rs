@@ -8,13 +8,18 @@ use std::path::Path;
 
 /// Writes `spec` atomically (temporary file, fsync, rename).
 pub fn write(path: &Path, spec: &Spectrogram) -> Result<(), FileError> {
+    crate::fsutil::write_atomic(path, &encode(path, spec)?)
+}
+
+/// `spec` as the bytes of a `.npy` file (`path` names it in errors).
+pub fn encode(path: &Path, spec: &Spectrogram) -> Result<Vec<u8>, FileError> {
     let array = Array2::from_shape_vec((spec.n_mels, spec.frames), spec.data.clone())
         .map_err(|e| FileError::new(path, e.to_string()))?;
     let mut bytes = Vec::with_capacity(128 + 4 * spec.data.len());
     array
         .write_npy(&mut bytes)
         .map_err(|e| FileError::new(path, e.to_string()))?;
-    crate::fsutil::write_atomic(path, &bytes)
+    Ok(bytes)
 }
 
 /// Reads a float32 2-D `.npy` file.
