@@ -42,7 +42,7 @@ pub struct Args {
 
 /// Output path of each input: `<out>/<stem>.npy`, below the input folder's structure for files
 /// found by walking a folder. Two inputs mapping to one output is an error, not an overwrite.
-fn output_paths(inputs: &[PathBuf], out: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+fn output_paths(inputs: &[PathBuf], out: &Path) -> anyhow::Result<Vec<features::Job>> {
     let mut pairs = Vec::new();
     for input in inputs {
         for file in audio::collect_inputs(std::slice::from_ref(input))? {
@@ -75,21 +75,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Some(dir) => Some(FeatureCache::open(dir, &config)?),
         None => None,
     };
-    let pairs = output_paths(&a.inputs, &a.out)?;
-    let sources: Vec<PathBuf> = pairs.iter().map(|(s, _)| s.clone()).collect();
-    let bar = progress::bar(sources.len() as u64, "log-mel");
-    let results = features::extract_all(&sources, &frontend, cache.as_ref(), &|| bar.inc(1));
-    bar.finish_and_clear();
-    let mut failed = 0;
-    for ((src, dst), result) in pairs.iter().zip(results) {
-        let written = result.and_then(|spec| {
-            if let Some(parent) = dst.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| asc::FileError::new(parent, e.to_string()))?;
-            }
-            features::npy::write(dst, &spec).map(|_| spec)
-        });
-        match written {
+    let jobs = output_paths(&a.inputs, &a.out)?;
+    let bar = progress::bar(jobs.len() as u64, "log-mel");
+    let failed = features::write_npy_all(&jobs, &frontend, cache.as_ref(), |(src, dst), r| {
+        // suspend, not println: a hidden bar (stderr not a terminal) prints nothing itself.
+        bar.suspend(|| match r {
             Ok(spec) => eprintln!(
                 "{} -> {} [{} x {}]",
                 src.display(),
@@ -97,16 +87,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 spec.n_mels,
                 spec.frames
             ),
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: {e}");
-            }
-        }
-    }
+            Err(e) => eprintln!("error: {e}"),
+        });
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
     eprintln!(
         "{} of {} files written to {}",
-        pairs.len() - failed,
-        pairs.len(),
+        jobs.len() - failed,
+        jobs.len(),
         a.out.display()
     );
     Ok(super::batch_status(failed))

@@ -6,6 +6,7 @@
 //! values it does not cover (zero, subnormal, negative, infinite, NaN) go to libm.
 
 /// `ln(v)` in place for every value of `data`.
+#[inline(always)]
 pub fn ln_in_place(data: &mut [f32]) {
     // Chunks keep the common all-normal case branch-free while a rare odd value (an offset or
     // amin of 0 in a user config) falls back to libm for its chunk only.

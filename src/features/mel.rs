@@ -47,6 +47,7 @@ impl Band {
     /// Mel energy of one power spectrum: the band's weights dotted with its bins. Eight
     /// independent partial sums instead of one serial chain let the dot product vectorise;
     /// the summation order differs from librosa's BLAS product anyway.
+    #[inline(always)]
     pub fn energy(&self, power: &[f32]) -> f32 {
         let bins = &power[self.start..self.start + self.weights.len()];
         let (p, w) = (bins.chunks_exact(8), self.weights.chunks_exact(8));

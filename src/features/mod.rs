@@ -4,6 +4,7 @@
 mod cache;
 mod config;
 mod fastlog;
+mod files;
 mod logmel;
 mod mel;
 pub mod npy;
@@ -13,6 +14,7 @@ pub use cache::FeatureCache;
 pub use config::{
     ClipNorm, FrontendConfig, FrontendError, LogScale, MelNorm, PadMode, PRESET_NAMES,
 };
+pub use files::{write_npy_all, Job};
 pub use logmel::{LogMel, Spectrogram};
 pub use mel::{hz_to_mel, mel_to_hz};
 

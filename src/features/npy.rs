@@ -2,7 +2,7 @@
 
 use super::logmel::Spectrogram;
 use crate::error::FileError;
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use std::path::Path;
 
@@ -13,7 +13,7 @@ pub fn write(path: &Path, spec: &Spectrogram) -> Result<(), FileError> {
 
 /// `spec` as the bytes of a `.npy` file (`path` names it in errors).
 pub fn encode(path: &Path, spec: &Spectrogram) -> Result<Vec<u8>, FileError> {
-    let array = Array2::from_shape_vec((spec.n_mels, spec.frames), spec.data.clone())
+    let array = ArrayView2::from_shape((spec.n_mels, spec.frames), &spec.data)
         .map_err(|e| FileError::new(path, e.to_string()))?;
     let mut bytes = Vec::with_capacity(128 + 4 * spec.data.len());
     array

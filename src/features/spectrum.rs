@@ -50,6 +50,7 @@ impl PowerSpectrum {
 
     /// |X_k|² of `frame` times `window` (both `n_fft` long) into `power` (`n_fft/2 + 1`). The
     /// window is applied while the frame is packed into the FFT buffer, in the same pass.
+    #[inline(always)]
     pub fn power(&self, frame: &[f32], window: &[f32], s: &mut SpectrumScratch, power: &mut [f32]) {
         debug_assert_eq!(frame.len(), self.n_fft);
         debug_assert_eq!(window.len(), self.n_fft);
@@ -79,6 +80,7 @@ impl PowerSpectrum {
     /// From Z = FFT(x₀ + i·x₁, x₂ + i·x₃, …) of length N = n_fft/2 to |X_k|²:
     /// X_k = E_k + W^k·O_k with E_k = (Z_k + Z̄_{N−k})/2, O_k = −i(Z_k − Z̄_{N−k})/2,
     /// W = exp(−2πi/n_fft), indices mod N (so X_0 = Re Z_0 + Im Z_0, X_N = Re Z_0 − Im Z_0).
+    #[inline(always)]
     fn split(&self, z: &[Complex<f32>], power: &mut [f32]) {
         let half = z.len();
         let z0 = z[0];
