@@ -29,13 +29,14 @@ from pathlib import Path
 
 # The data path, low to high: a module may use the ones on its own line or above.
 LAYERS = [
-    ["error", "fsutil", "progress"],
+    ["error", "fsutil", "progress", "process", "kernels"],
     ["audio"],
     ["features"],
     ["dataset"],
     ["synth"],
     ["onnx"],
     ["nn"],
+    ["complexity"],
     ["train"],
     ["export"],
     ["infer"],

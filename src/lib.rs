@@ -7,6 +7,7 @@
 
 pub mod audio;
 pub mod compare;
+pub mod complexity;
 pub mod dataset;
 pub mod error;
 pub mod export;

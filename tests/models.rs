@@ -25,7 +25,76 @@ fn session(model: &str, norm: &str, n_classes: usize, seed: u64) -> Session {
 fn cp_mobile_has_the_dcase2024_baseline_size() {
     let s = session("cp-mobile", "bn", 10, 0);
     assert_eq!(s.param_count(), 61_148);
-    assert_eq!(s.model.macs((256, 65)), 29_419_156);
+    assert_eq!(s.complexity((256, 65)).macs, 29_419_156);
+}
+
+/// Every layer's parameters, MACs and output shape, by name, against torchinfo 1.8 (DCASE's
+/// counter) on the same architectures rebuilt in PyTorch (tests/fixtures/gen_complexity.py),
+/// and the 1 s report `asc complexity` gives for CP-Mobile at its front end.
+#[test]
+fn layer_costs_match_torchinfo() {
+    for (case, model, hw) in [
+        ("cp-mobile_256x65", "cp-mobile", (256, 65)),
+        ("cnn_128x44", "cnn", (128, 44)),
+        ("cnn_128x431", "cnn", (128, 431)),
+    ] {
+        let path = format!("tests/fixtures/complexity/{case}.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let want: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let got = session(model, "bn", 10, 0).complexity(hw);
+        let rows = want["layers"].as_array().unwrap();
+        assert_eq!(got.layers.len(), rows.len(), "{case}: layer count");
+        for (g, w) in got.layers.iter().zip(rows) {
+            let kind = match w["kind"].as_str().unwrap() {
+                "BatchNorm2d" => "bn",
+                other => other,
+            };
+            let out: Vec<usize> = serde_json::from_value(w["out"].clone()).unwrap();
+            assert_eq!(g.name, w["name"].as_str().unwrap(), "{case}");
+            assert_eq!(g.kind, kind, "{case} {}", g.name);
+            assert_eq!(g.out.to_vec(), out, "{case} {}", g.name);
+            assert_eq!(g.params, w["params"].as_u64().unwrap(), "{case} {}", g.name);
+            assert_eq!(g.macs, w["macs"].as_u64().unwrap(), "{case} {}", g.name);
+        }
+        assert_eq!(got.params, want["total_params"].as_u64().unwrap(), "{case}");
+        assert_eq!(got.macs, want["total_macs"].as_u64().unwrap(), "{case}");
+    }
+    let mut c = TrainConfig::defaults("cp-mobile", "bn", "-".into(), "-".into());
+    c.labels = (0..10).map(|i| format!("c{i}")).collect();
+    c.model.n_classes = 10;
+    let per_second = Session::build(c, Device::Cpu).unwrap().complexity_for(1.0);
+    assert_eq!(per_second.input, [256, 65]);
+    assert_eq!(per_second.macs, 29_419_156);
+    let verdict = per_second.verdict();
+    assert!(
+        verdict.contains("fp32 244,592 B OVER") && verdict.contains("fp16 122,296 B within"),
+        "{verdict}"
+    );
+}
+
+/// A norm with a convolution inside (UBN's depthwise 3x3) is charged for it at the norm's output
+/// size, and every parameter of every model and norm lands in a listed layer.
+#[test]
+fn every_parameter_is_counted_in_a_layer() {
+    for model in MODEL_NAMES {
+        for norm in NORM_NAMES {
+            let s = session(model, norm, 10, 0);
+            let c = s.complexity((32, 40));
+            assert!(
+                c.layers.iter().all(|l| l.name != "(other)"),
+                "{model} {norm}"
+            );
+            assert_eq!(c.params as usize, s.param_count(), "{model} {norm}");
+        }
+    }
+    let (bn, ubn) = (session("cnn", "bn", 10, 0), session("cnn", "ubn", 10, 0));
+    let (bn, ubn) = (bn.complexity((32, 40)), ubn.complexity((32, 40)));
+    // norm0's output is 16 x 32 x 40; UBN's depthwise conv there has 16 x 9 weights + 16 biases.
+    let norm0 = |c: &asc::complexity::Complexity| c.layers[1].macs;
+    assert!(
+        norm0(&ubn) >= norm0(&bn) + (16 * 9 + 16) * 32 * 40,
+        "{ubn:?}"
+    );
 }
 
 /// An architecture's settings (`model.cp-mobile`, `model.cnn` in config.json) change the network

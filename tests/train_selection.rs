@@ -119,6 +119,54 @@ fn auto_holds_out_nothing_on_a_small_list_and_says_why() {
         .as_array()
         .unwrap()
         .is_empty());
+    // Every run reports its cost per 1 s clip, and `asc complexity --run` says the same.
+    assert!(
+        stderr.contains("per 1 s clip: DCASE 2025 limits:"),
+        "{stderr}"
+    );
+    let report = json(&run.join("complexity.json"));
+    let printed = child::run(
+        child::asc()
+            .args(["complexity", "--json", "--run"])
+            .arg(&run),
+    );
+    assert_eq!(printed.code, Some(0), "{}", printed.describe());
+    let printed: serde_json::Value = serde_json::from_str(&printed.stdout).unwrap();
+    assert_eq!(printed, report);
+    assert!(report["macs"].as_u64().unwrap() > 0);
+    let table = std::fs::read_to_string(run.join("complexity.txt")).unwrap();
+    assert!(
+        table.contains("total") && table.contains("limit 30,000,000"),
+        "{table}"
+    );
+}
+
+/// `asc complexity` before any training: a model by name, a clip length, and clear refusals.
+#[test]
+fn complexity_of_a_model_by_name() {
+    let out = child::run(child::asc().args(["complexity", "--model", "cp-mobile"]));
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(out.stdout.contains("61,148  29,419,156"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("fp16 122,296 B within"),
+        "{}",
+        out.stdout
+    );
+    let ten =
+        child::run(child::asc().args(["complexity", "--model", "cp-mobile", "--seconds", "10"]));
+    assert!(ten.stdout.contains("input 1 x 256 x 641"), "{}", ten.stdout);
+    for (args, says) in [
+        (&["complexity"][..], "--run RUN"),
+        (&["complexity", "--model", "cnnn"], "cnnn"),
+        (
+            &["complexity", "--model", "cnn", "--seconds", "0"],
+            "--seconds",
+        ),
+    ] {
+        let out = child::run(child::asc().args(args));
+        assert_eq!(out.code, Some(1), "{}", out.describe());
+        assert!(out.stderr.contains(says), "{}", out.describe());
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! lives here (`docs/style.md`). Exit status: 0 all done, 1 some input failed, 2 usage error.
 
 mod compare;
+mod complexity;
 mod deploy;
 mod evaluate;
 mod experiment;
@@ -39,6 +40,8 @@ pub enum Command {
     Evaluate(evaluate::Args),
     /// Train one model with several norms over several seeds and tabulate test metrics.
     Compare(compare::Args),
+    /// Parameters, bytes per precision and MACs per layer of a model, against DCASE's limits.
+    Complexity(complexity::Args),
     /// Export a run's best model to a self-describing ONNX file.
     Export(deploy::ExportArgs),
     /// Label WAV files and folders with an exported model.
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(a) => train::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Complexity(a) => complexity::run(a),
         Command::Export(a) => deploy::export(a),
         Command::Classify(a) => deploy::classify(a),
         Command::Quickstart(a) => quickstart::run(a),

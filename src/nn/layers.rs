@@ -1,6 +1,5 @@
 //! Small layers the architectures share: convolution (through our ops), linear, dropout with a
-//! reproducible mask, and counting of parameters and MACs (`docs/datasets.md`, torchinfo
-//! convention).
+//! reproducible mask, and the shapes `crate::complexity` counts parameters and MACs over.
 
 use super::norm::Norm;
 use super::ops;
@@ -9,6 +8,18 @@ use crate::onnx::graph::{attr_int, attr_ints, Attribute, OnnxGraph};
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A layer that holds parameters, as `Model::layers` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerShape {
+    /// The prefix of its variables' names (`b1.depth.conv`): its parameters are the variables
+    /// named `<name>.…`.
+    pub name: String,
+    /// `Conv2d`, `Linear`, or the norm's registry name (`bn`, `ubn`, ...).
+    pub kind: &'static str,
+    /// Output channels, height and width (1 × 1 for a linear layer).
+    pub out: [usize; 3],
+}
 
 /// A convolution without bias (a norm always follows), OIHW weight, Kaiming-normal fan-out init
 /// (`docs/models.md`): std = sqrt(2 / (out_channels · kh · kw)), PyTorch's fan-out for any
@@ -108,9 +119,27 @@ impl Conv {
         Ok(g.add_node("Conv", &inputs, attrs))
     }
 
-    /// Multiply-accumulates for an output of (h, w): (Cin/groups)·Cout·kh·kw·Hout·Wout.
-    pub fn macs(&self, out_hw: (usize, usize)) -> u64 {
-        self.weight.elem_count() as u64 * (out_hw.0 * out_hw.1) as u64
+    /// The conv named `name` (its variables' prefix) and the norm `norm` after it, for an input
+    /// of `hw`; returns their output size as well.
+    pub fn shapes(
+        &self,
+        name: &str,
+        norm: (&str, &dyn Norm),
+        hw: (usize, usize),
+    ) -> ((usize, usize), [LayerShape; 2]) {
+        let (h, w) = self.out_hw(hw);
+        let out = [self.weight.dims()[0], h, w];
+        let conv = LayerShape {
+            name: name.to_string(),
+            kind: "Conv2d",
+            out,
+        };
+        let norm = LayerShape {
+            name: norm.0.to_string(),
+            kind: norm.1.name(),
+            out,
+        };
+        ((h, w), [conv, norm])
     }
 }
 
@@ -147,9 +176,13 @@ impl Linear {
         Ok(g.add_node("Gemm", &[x, &w, &b], vec![attr_int("transB", 1)]))
     }
 
-    /// torchinfo's count for a linear layer at batch 1: its weight and bias elements.
-    pub fn macs(&self) -> u64 {
-        (self.weight.elem_count() + self.bias.elem_count()) as u64
+    /// The layer named `name` (its variables' prefix).
+    pub fn shape(&self, name: &str) -> LayerShape {
+        LayerShape {
+            name: name.to_string(),
+            kind: "Linear",
+            out: [self.weight.dims()[0], 1, 1],
+        }
     }
 }
 

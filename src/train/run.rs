@@ -158,6 +158,7 @@ pub fn train(
     };
     let batches = Batches::new(&config, &data, &warn)?;
     let macs = announce(&session, &data, opts.quiet);
+    write_complexity(&session, run_dir, opts.quiet)?;
     let test_clips = if opts.watch_test {
         watchable_test(&data, &warn)
     } else {
@@ -290,7 +291,7 @@ fn announce(session: &Session, data: &RunData, quiet: bool) -> u64 {
     let input_frames = config
         .crop_frames
         .unwrap_or_else(|| data.store.frames(data.train[0]));
-    let macs = session.model.macs((data.store.n_mels(), input_frames));
+    let macs = session.complexity((data.store.n_mels(), input_frames)).macs;
     if !quiet {
         eprintln!(
             "model {} with norm {}: {} parameters, {:.2} M MACs per {}x{} input; {} train / {} validation clips, {} classes",
@@ -306,6 +307,19 @@ fn announce(session: &Session, data: &RunData, quiet: bool) -> u64 {
         );
     }
     macs
+}
+
+/// `complexity.json` and `complexity.txt` in the run folder: the model's cost per 1 s clip
+/// against DCASE's limits (`asc complexity --run` prints the same), and its verdict line on
+/// stderr.
+fn write_complexity(session: &Session, run_dir: &Path, quiet: bool) -> Result<(), TrainError> {
+    let report = session.complexity_for(1.0);
+    write_json(&run_dir.join("complexity.json"), &report)?;
+    write_atomic(&run_dir.join("complexity.txt"), report.table().as_bytes())?;
+    if !quiet {
+        eprintln!("per 1 s clip: {}", report.verdict());
+    }
+    Ok(())
 }
 
 /// The epochs still to do, each kept and checkpointed before the next begins, so an interrupted

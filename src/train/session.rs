@@ -3,6 +3,7 @@
 
 use super::checkpoint::{self, Weights};
 use super::config::TrainConfig;
+use crate::complexity::{self, Complexity};
 use crate::error::{FileError, UnknownName};
 use crate::fsutil::read_json;
 use crate::nn::init::seeded_builder;
@@ -71,6 +72,24 @@ impl Session {
             .iter()
             .map(|(_, v)| v.elem_count())
             .sum()
+    }
+
+    /// The model's cost for a 1 × C × H × W input of `input_hw` ([`crate::complexity`]).
+    pub fn complexity(&self, input_hw: (usize, usize)) -> Complexity {
+        let shapes: Vec<(String, Vec<usize>)> = self
+            .named_params()
+            .iter()
+            .map(|(name, v)| (name.clone(), v.dims().to_vec()))
+            .collect();
+        complexity::measure(self.model.as_ref(), &shapes, input_hw)
+    }
+
+    /// [`Self::complexity`] for `seconds` of audio through the run's front end; DCASE states its
+    /// limits for one second.
+    pub fn complexity_for(&self, seconds: f64) -> Complexity {
+        let f = &self.config.frontend;
+        let samples = (seconds * f.sr as f64).round() as usize;
+        self.complexity((f.n_mels, f.frames(samples)))
     }
 
     /// Loads the weights of a checkpoint file (e.g. `best.safetensors`).

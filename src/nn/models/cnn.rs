@@ -1,7 +1,7 @@
 //! `cnn`: the DCASE 2021/2022 task 1 baseline CNN (`docs/models.md`), with global average pooling
 //! in place of the fixed (4, 100) pool so that it serves any clip length.
 
-use super::{Model, ModelConfig, ModelEntry, NormFactory};
+use super::{LayerShape, Model, ModelConfig, ModelEntry, NormFactory};
 use crate::nn::layers::{
     emit_global_avg_pool, emit_max_pool, global_avg_pool, Conv, Dropout, Linear,
 };
@@ -45,6 +45,15 @@ impl crate::nn::options::Options for CnnOptions {
     const KEY: &'static str = "cnn";
 }
 
+/// The variables' prefix of the `i`-th conv and of the norm after it.
+fn conv_name(i: usize) -> String {
+    format!("conv{i}")
+}
+
+fn norm_name(i: usize) -> String {
+    format!("norm{i}")
+}
+
 pub struct Cnn {
     convs: Vec<(Conv, Box<dyn Norm>)>,
     drop1: Dropout,
@@ -66,8 +75,8 @@ impl Cnn {
         let mut convs = Vec::new();
         let mut in_c = config.in_channels;
         for (i, &c) in opts.channels.iter().enumerate() {
-            let conv = Conv::new(vb.pp(format!("conv{i}")), in_c, c, (k, k), (1, 1), false)?;
-            convs.push((conv, norm.build(&format!("norm{i}"), c)?));
+            let conv = Conv::new(vb.pp(conv_name(i)), in_c, c, (k, k), (1, 1), false)?;
+            convs.push((conv, norm.build(&norm_name(i), c)?));
             in_c = c;
         }
         Ok(Self {
@@ -106,17 +115,16 @@ impl Model for Cnn {
         }
     }
 
-    fn macs(&self, (h, w): (usize, usize)) -> u64 {
-        let mut total = 0;
-        let mut hw = (h, w);
-        for (i, (conv, _)) in self.convs.iter().enumerate() {
-            hw = conv.out_hw(hw);
-            total += conv.macs(hw) + 2 * conv.weight.dims()[0] as u64;
-            if i == 1 {
-                hw = (hw.0 / 5, hw.1 / 5);
-            }
+    fn layers(&self, mut hw: (usize, usize)) -> Vec<LayerShape> {
+        let mut layers = Vec::new();
+        for (i, (conv, norm)) in self.convs.iter().enumerate() {
+            let (out, shapes) = conv.shapes(&conv_name(i), (&norm_name(i), norm.as_ref()), hw);
+            layers.extend(shapes);
+            hw = if i == 1 { (out.0 / 5, out.1 / 5) } else { out };
         }
-        total + self.fc1.macs() + self.fc2.macs()
+        layers.push(self.fc1.shape("fc1"));
+        layers.push(self.fc2.shape("fc2"));
+        layers
     }
 
     fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {

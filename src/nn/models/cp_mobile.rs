@@ -2,7 +2,7 @@
 //! a two-conv stem, three stages of inverted-residual blocks with depthwise 3×3 convolutions and
 //! asymmetric strides, and a 1×1 classifier conv followed by a norm and global average pooling.
 
-use super::{Model, ModelConfig, ModelEntry, NormFactory};
+use super::{LayerShape, Model, ModelConfig, ModelEntry, NormFactory};
 use crate::nn::layers::{emit_avg_pool, emit_global_avg_pool, global_avg_pool, Conv};
 use crate::nn::norm::Norm;
 use crate::nn::ops::{self, Activation};
@@ -102,6 +102,8 @@ enum Tail {
 
 /// conv → norm → optional ReLU (torchvision's `Conv2dNormActivation`).
 struct ConvNorm {
+    /// Its variables' prefix: `<name>.conv.weight`, `<name>.norm.…`.
+    name: String,
     conv: Conv,
     norm: Box<dyn Norm>,
     relu: bool,
@@ -126,6 +128,7 @@ impl ConvNorm {
             Tail::Relu | Tail::Linear => norm.build(&prefix, out_c)?,
         };
         Ok(Self {
+            name: name.to_string(),
             conv: Conv::new(
                 vb.pp(format!("{name}.conv")),
                 in_c,
@@ -157,11 +160,11 @@ impl ConvNorm {
         })
     }
 
-    /// Output size and MACs for an input of `hw`.
-    fn cost(&self, hw: (usize, usize)) -> ((usize, usize), u64) {
-        let out = self.conv.out_hw(hw);
-        let channels = self.conv.weight.dims()[0] as u64;
-        (out, self.conv.macs(out) + 2 * channels)
+    /// Output size and the two layers' shapes for an input of `hw`.
+    fn shapes(&self, hw: (usize, usize)) -> ((usize, usize), [LayerShape; 2]) {
+        let norm = format!("{}.norm", self.name);
+        self.conv
+            .shapes(&format!("{}.conv", self.name), (&norm, self.norm.as_ref()), hw)
     }
 }
 
@@ -343,20 +346,19 @@ impl Model for CpMobile {
 
     fn reseed(&self, _seed: u64) {}
 
-    fn macs(&self, hw: (usize, usize)) -> u64 {
-        let mut total = 0;
-        let mut hw = hw;
-        let layers = self
+    fn layers(&self, mut hw: (usize, usize)) -> Vec<LayerShape> {
+        let conv_norms = self
             .stem
             .iter()
             .chain(self.blocks.iter().flat_map(|b| b.layers.iter()))
             .chain(std::iter::once(&self.head));
-        for layer in layers {
-            let (out, macs) = layer.cost(hw);
+        let mut layers = Vec::new();
+        for layer in conv_norms {
+            let (out, shapes) = layer.shapes(hw);
             hw = out;
-            total += macs;
+            layers.extend(shapes);
         }
-        total
+        layers
     }
 
     fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {

@@ -9,7 +9,7 @@
 //! into the exported ONNX graph as `Sub` and `Div`, so every runtime applies exactly what
 //! training applied and the graph input stays the plain log-mel of `asc.frontend`.
 
-use super::Model;
+use super::{LayerShape, Model};
 use crate::onnx::graph::OnnxGraph;
 use candle_core::{bail, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
@@ -177,8 +177,10 @@ impl Model for Standardized {
         self.inner.reseed(seed)
     }
 
-    fn macs(&self, input_hw: (usize, usize)) -> u64 {
-        self.inner.macs(input_hw)
+    /// The inner network's: the standardisation holds statistics, not parameters (torchinfo
+    /// counts nothing for it either).
+    fn layers(&self, input_hw: (usize, usize)) -> Vec<LayerShape> {
+        self.inner.layers(input_hw)
     }
 
     fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {

@@ -5,6 +5,7 @@
 
 pub mod input_norm;
 
+pub use crate::nn::layers::LayerShape;
 pub use cnn::{Cnn, CnnOptions};
 pub use cp_mobile::{CpMobile, CpMobileOptions};
 pub use input_norm::{InputNorm, Standardized};
@@ -168,10 +169,9 @@ pub trait Model: Send + Sync {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor>;
     /// Seeds the dropout masks of the next training step (reproducible runs and resumes).
     fn reseed(&self, seed: u64);
-    /// Multiply-accumulates of one forward pass on a 1 × C × H × W input, torchinfo's convention
-    /// (`docs/datasets.md`): convolutions (Cin/groups)·Cout·kh·kw·Hout·Wout, linear layers their
-    /// weight and bias counts, and 2C per norm layer, as for BatchNorm.
-    fn macs(&self, input_hw: (usize, usize)) -> u64;
+    /// The layers that hold parameters, in forward order, with their output shapes for a
+    /// 1 × C × H × W input: what [`crate::complexity`] counts parameters and MACs over.
+    fn layers(&self, input_hw: (usize, usize)) -> Vec<LayerShape>;
     /// Appends the eval-mode network to `g`, reading the NCHW value `input`; returns the name
     /// of the logits value (N, n_classes). Dropout is the identity at inference and emits nothing.
     fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String>;
