@@ -29,21 +29,24 @@ impl Fixture {
         Self { dir, data, config }
     }
 
+    /// The `asc train` command into `name` with `extra` flags.
+    fn command(&self, name: &str, extra: &[&str]) -> std::process::Command {
+        let mut cmd = child::asc();
+        cmd.args(["train", "--data"])
+            .arg(&self.data)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--out")
+            .arg(self.dir.path().join(name))
+            .args(extra);
+        cmd
+    }
+
     /// `asc train` into `name` with `extra` flags; returns the run folder and stderr.
     fn train(&self, name: &str, extra: &[&str]) -> (PathBuf, String) {
-        let run = self.dir.path().join(name);
-        let out = child::run(
-            child::asc()
-                .args(["train", "--data"])
-                .arg(&self.data)
-                .arg("--config")
-                .arg(&self.config)
-                .arg("--out")
-                .arg(&run)
-                .args(extra),
-        );
+        let out = child::run(&mut self.command(name, extra));
         assert_eq!(out.code, Some(0), "{}", out.describe());
-        (run, out.stderr)
+        (self.dir.path().join(name), out.stderr)
     }
 }
 
@@ -449,4 +452,157 @@ fn trace_batches_records_every_step_once() {
             train.len()
         );
     }
+}
+
+/// A teacher logits table for the fixture's data set: `logit` on each clip's own class, 0
+/// elsewhere, the class columns in reverse order (they are matched by name), one row for a clip
+/// that is not in the data set (ignored), and `edit` applied to the data rows.
+fn teacher_table(
+    f: &Fixture,
+    logit: f32,
+    edit: impl Fn(usize, String) -> Option<String>,
+) -> PathBuf {
+    let meta = std::fs::read_to_string(f.data.join("meta.csv")).unwrap();
+    let rows: Vec<(String, String)> = meta
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut cells = l.split('\t');
+            (
+                cells.next().unwrap().to_string(),
+                cells.next().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut labels: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
+    labels.sort();
+    labels.dedup();
+    labels.reverse();
+    let mut text = format!("filename\t{}\n", labels.join("\t"));
+    for (i, (file, label)) in rows.iter().enumerate() {
+        let logits: Vec<String> = labels
+            .iter()
+            .map(|l| {
+                if l == label {
+                    logit.to_string()
+                } else {
+                    "0".to_string()
+                }
+            })
+            .collect();
+        if let Some(line) = edit(i, format!("{file}\t{}", logits.join("\t"))) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    text.push_str(&format!(
+        "audio/not-in-the-set.wav\t{}\n",
+        vec!["1"; labels.len()].join("\t")
+    ));
+    let path = f.dir.path().join(format!("teacher-{}.tsv", text.len()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// [`teacher_table`]'s logits as an .npy matrix in meta.csv's row order, classes alphabetical.
+fn teacher_matrix(f: &Fixture, logit: f32) -> PathBuf {
+    let meta = std::fs::read_to_string(f.data.join("meta.csv")).unwrap();
+    let labels: Vec<&str> = meta
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').nth(1).unwrap())
+        .collect();
+    let mut classes = labels.clone();
+    classes.sort();
+    classes.dedup();
+    let matrix = ndarray::Array2::from_shape_fn((labels.len(), classes.len()), |(i, c)| {
+        if classes[c] == labels[i] {
+            logit
+        } else {
+            0.0
+        }
+    });
+    let path = f.dir.path().join("teacher.npy");
+    ndarray_npy::write_npy(&path, &matrix).unwrap();
+    path
+}
+
+/// `--teacher-logits`: with λ = 1 the teacher's term weighs nothing and the run equals one
+/// without a teacher bit for bit (mixup on, so mixed teacher targets are exercised); with the
+/// default λ the weights differ; the settings are kept in config.json; a file that does not fit
+/// is refused before training, naming the file and the line or clip.
+#[test]
+fn distillation_from_teacher_logits() {
+    let f = Fixture::new();
+    let table = teacher_table(&f, 3.0, |_, line| Some(line));
+    let table_arg = table.to_str().unwrap();
+    let common = ["--validation", "none", "--mixup", "0.3"];
+    let (plain, _) = f.train("plain", &common);
+    let with = |name: &str, teacher: &str, extra: &[&str]| {
+        let args: Vec<&str> = common
+            .iter()
+            .copied()
+            .chain(["--teacher-logits", teacher])
+            .chain(extra.iter().copied())
+            .collect();
+        f.train(name, &args).0
+    };
+    let one = with("lambda1", table_arg, &["--kd-lambda", "1"]);
+    assert_eq!(
+        weights(&plain.join("best.safetensors")),
+        weights(&one.join("best.safetensors"))
+    );
+    let kd = with("kd", table_arg, &[]);
+    assert_ne!(
+        weights(&plain.join("best.safetensors")),
+        weights(&kd.join("best.safetensors"))
+    );
+    let distill = &json(&kd.join("config.json"))["distill"];
+    assert_eq!(distill["lambda"], 0.02);
+    assert_eq!(distill["temperature"], 2.0);
+    assert_eq!(distill["teacher_logits"], table_arg);
+    // The same logits as an .npy matrix: meta.csv's rows in order, classes alphabetical.
+    let npy = teacher_matrix(&f, 3.0);
+    let from_npy = with("npy", npy.to_str().unwrap(), &[]);
+    assert_eq!(
+        weights(&kd.join("best.safetensors")),
+        weights(&from_npy.join("best.safetensors"))
+    );
+
+    let refused = |table: &Path, extra: &[&str]| {
+        let mut args = vec!["--teacher-logits", table.to_str().unwrap()];
+        args.extend(extra);
+        let out = child::run(&mut f.command("refused", &args));
+        assert_eq!(out.code, Some(1), "{}", out.describe());
+        out.stderr
+    };
+    let bad_number = teacher_table(&f, 3.0, |i, line| {
+        Some(if i == 1 {
+            line.replacen("\t0", "\tzero", 1)
+        } else {
+            line
+        })
+    });
+    let stderr = refused(&bad_number, &[]);
+    assert!(
+        stderr.contains("line 3") && stderr.contains("\"zero\""),
+        "{stderr}"
+    );
+    let missing = teacher_table(&f, 3.0, |i, line| (i != 0).then_some(line));
+    let stderr = refused(&missing, &[]);
+    assert!(stderr.contains("no teacher logits for 1 of"), "{stderr}");
+    let stderr = refused(&table, &["--kd-temperature", "0"]);
+    assert!(stderr.contains("temperature must be positive"), "{stderr}");
+    let out = child::run(
+        child::asc()
+            .args(["train", "--data"])
+            .arg(&f.data)
+            .args(["--kd-lambda", "0.5", "--out"])
+            .arg(f.dir.path().join("no-teacher")),
+    );
+    assert!(
+        out.stderr.contains("need --teacher-logits"),
+        "{}",
+        out.describe()
+    );
 }

@@ -69,6 +69,16 @@ pub struct ExperimentArgs {
     /// cnn, none in cp-mobile].
     #[arg(long)]
     dropout: Option<f32>,
+    /// Distil from a teacher: its logits per training clip, a table (file name and one column
+    /// per class) or an .npy matrix in meta.csv order (docs/datasets.md, "Teacher logits").
+    #[arg(long, value_name = "FILE")]
+    teacher_logits: Option<PathBuf>,
+    /// Weight of the label loss when distilling; the teacher's term gets 1 - λ [default: 0.02].
+    #[arg(long)]
+    kd_lambda: Option<f64>,
+    /// Temperature of the distillation softmaxes [default: 2].
+    #[arg(long)]
+    kd_temperature: Option<f64>,
     /// A JSON file with a whole TrainConfig (flags given override its fields).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -239,6 +249,9 @@ pub fn build_config(
         skip_bad: a.skip_bad.then_some(true),
         seed,
         dropout: a.dropout,
+        teacher_logits: a.teacher_logits.clone(),
+        kd_lambda: a.kd_lambda,
+        kd_temperature: a.kd_temperature,
     };
     Ok(overrides.build(&base)?)
 }

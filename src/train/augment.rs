@@ -59,6 +59,9 @@ pub struct HostBatch {
     pub labels: Vec<usize>,
     /// The frame each example's crop starts at (0 without random crops).
     pub starts: Vec<usize>,
+    /// The teacher's soft targets, one row per example, when the run distils; mixup mixes them
+    /// as it mixes `y`.
+    pub teacher: Option<Vec<f32>>,
 }
 
 /// Gamma(shape, 1) by Marsaglia and Tsang (with the shape < 1 boost).
@@ -124,13 +127,20 @@ fn mixup(batch: &mut HostBatch, alpha: f32, rng: &mut SplitMix64) {
     let perm = permutation(rng, batch.b);
     let plane = batch.m * batch.t;
     let k = batch.y.len() / batch.b;
-    let (x0, y0) = (batch.x.clone(), batch.y.clone());
+    mix_rows(&mut batch.x, plane, &perm, lam);
+    mix_rows(&mut batch.y, k, &perm, lam);
+    if let Some(teacher) = &mut batch.teacher {
+        mix_rows(teacher, k, &perm, lam);
+    }
+}
+
+/// Row i of `rows` (each `width` long) becomes lam·row i + (1 − lam)·row perm[i].
+fn mix_rows(rows: &mut [f32], width: usize, perm: &[usize], lam: f32) {
+    let original = rows.to_vec();
     for (i, &j) in perm.iter().enumerate() {
-        for p in 0..plane {
-            batch.x[i * plane + p] = lam * x0[i * plane + p] + (1.0 - lam) * x0[j * plane + p];
-        }
-        for c in 0..k {
-            batch.y[i * k + c] = lam * y0[i * k + c] + (1.0 - lam) * y0[j * k + c];
+        for p in 0..width {
+            rows[i * width + p] =
+                lam * original[i * width + p] + (1.0 - lam) * original[j * width + p];
         }
     }
 }
@@ -203,6 +213,7 @@ mod tests {
                 .collect(),
             labels: (0..b).map(|i| i % 2).collect(),
             starts: vec![0; b],
+            teacher: None,
         }
     }
 
@@ -221,6 +232,21 @@ mod tests {
         for row in b.y.chunks(2) {
             assert!((row[0] + row[1] - 1.0).abs() < 1e-6);
         }
+    }
+
+    /// The teacher's targets are mixed with the labels' λ and partners: starting equal to the
+    /// labels, they end equal to the mixed labels.
+    #[test]
+    fn mixup_mixes_teacher_targets_like_the_labels() {
+        let mut changed = 0;
+        for seed in 0..8 {
+            let mut b = batch();
+            b.teacher = Some(b.y.clone());
+            mixup(&mut b, 0.4, &mut SplitMix64::new(seed));
+            changed += usize::from(b.y != batch().y);
+            assert_eq!(b.teacher.as_deref(), Some(&b.y[..]));
+        }
+        assert!(changed > 0, "mixup changed no targets");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use super::augment::AugmentConfig;
 use super::optim::OptimizerConfig;
 use super::schedule::Schedule;
+use super::teacher::DistillConfig;
 use crate::error::{FileError, UnknownName};
 use crate::features::FrontendConfig;
 use crate::nn::models::{InputNorm, ModelConfig};
@@ -103,6 +104,9 @@ pub struct TrainConfig {
     /// input standardisation is measured on this run's training list either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
+    /// Knowledge distillation from a teacher's logits (`train::teacher`); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillConfig>,
 }
 
 impl TrainConfig {
@@ -152,6 +156,7 @@ impl TrainConfig {
             cache,
             skip_bad: false,
             init: None,
+            distill: None,
         }
     }
 }
@@ -208,6 +213,9 @@ pub enum ConfigError {
     /// A dropout probability outside [0, 1).
     #[error("--dropout must be at least 0 and below 1, got {0}")]
     Dropout(f32),
+    /// Distillation settings out of range, or given without a teacher.
+    #[error("{0}")]
+    Distill(String),
 }
 
 /// Settings given on the command line (or by a library caller) over a base config: each
@@ -243,6 +251,11 @@ pub struct Overrides {
     pub seed: Option<u64>,
     /// Dropout probability of the model's dropout layers (the architecture's default otherwise).
     pub dropout: Option<f32>,
+    /// Distil from this teacher logits file (`train::teacher`).
+    pub teacher_logits: Option<PathBuf>,
+    /// λ and T of the distillation loss (need a teacher, here or in the base config).
+    pub kd_lambda: Option<f64>,
+    pub kd_temperature: Option<f64>,
 }
 
 impl Overrides {
@@ -304,9 +317,31 @@ impl Overrides {
             }
             c.model.dropout = p;
         }
+        self.apply_distill(&mut c)?;
         if !(c.batch_size > 0 && c.epochs > 0) {
             return Err(ConfigError::NoSteps);
         }
         Ok(c)
+    }
+
+    fn apply_distill(&self, c: &mut TrainConfig) -> Result<(), ConfigError> {
+        if let Some(path) = &self.teacher_logits {
+            let distill = c
+                .distill
+                .get_or_insert_with(|| DistillConfig::new(path.clone()));
+            distill.teacher_logits = path.clone();
+        }
+        let tuning = self.kd_lambda.is_some() || self.kd_temperature.is_some();
+        match &mut c.distill {
+            Some(d) => {
+                d.lambda = self.kd_lambda.unwrap_or(d.lambda);
+                d.temperature = self.kd_temperature.unwrap_or(d.temperature);
+                d.check().map_err(ConfigError::Distill)
+            }
+            None if tuning => Err(ConfigError::Distill(
+                "--kd-lambda and --kd-temperature need --teacher-logits".to_string(),
+            )),
+            None => Ok(()),
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! large the data set.
 
 use super::augment::{self, AugmentConfig, HostBatch};
+use super::teacher::Teacher;
 use crate::dataset::{rng::SplitMix64, Dataset};
 use crate::error::FileError;
 use crate::features::{self, FeatureCache, LogMel, Spectrogram};
@@ -10,6 +11,15 @@ use crate::nn::models::input_norm::{BandStats, InputNorm};
 use crate::progress;
 use rayon::prelude::*;
 use std::collections::HashMap;
+
+/// What a batch's examples are trained towards: their classes, and the teacher's soft targets
+/// when the run distils.
+#[derive(Clone, Copy)]
+pub struct Targets<'a> {
+    pub labels: &'a [usize],
+    pub n_classes: usize,
+    pub teacher: Option<&'a Teacher>,
+}
 
 /// Cache keys and frame counts of the clips of a data set.
 pub struct FeatureStore {
@@ -115,12 +125,16 @@ impl FeatureStore {
     pub fn batch(
         &self,
         clips: &[usize],
-        labels: &[usize],
-        n_classes: usize,
+        targets: Targets,
         frames: usize,
         mut rng: Option<&mut SplitMix64>,
         augment_cfg: Option<&AugmentConfig>,
     ) -> Result<HostBatch, FileError> {
+        let Targets {
+            labels,
+            n_classes,
+            teacher,
+        } = targets;
         let specs: Vec<Spectrogram> = clips
             .par_iter()
             .map(|&c| self.load(c))
@@ -154,6 +168,7 @@ impl FeatureStore {
             y,
             labels: labels.to_vec(),
             starts,
+            teacher: teacher.map(|t| t.targets(clips)),
         };
         if let (Some(cfg), Some(r)) = (augment_cfg, rng) {
             augment::apply(cfg, &mut batch, r);

@@ -2,6 +2,7 @@
 //! (and, when watched, test) figures that make the epoch's record. Kept apart from the run
 //! (`run.rs`), which decides what happens between epochs: selection, checkpoints, resumption.
 
+use super::data::Targets;
 use super::error::TrainError;
 use super::metrics::Metrics;
 use super::optim::Optimizer;
@@ -9,6 +10,7 @@ use super::predict::{score, to_tensor};
 use super::rundata::RunData;
 use super::session::Session;
 use super::state::{EpochRecord, TrainState};
+use super::teacher::distillation_loss;
 use crate::dataset::rng::{mix64, SplitMix64};
 use crate::dataset::BatchSampler;
 use candle_core::{Tensor, D};
@@ -209,10 +211,14 @@ fn train_step(
     let frames = config
         .crop_frames
         .unwrap_or_else(|| data.store.frames(batch_ids[0]));
+    let targets = Targets {
+        labels,
+        n_classes: config.labels.len(),
+        teacher: data.teacher.as_ref(),
+    };
     let batch = data.store.batch(
         batch_ids,
-        labels,
-        config.labels.len(),
+        targets,
         frames,
         Some(&mut rng),
         Some(&config.augment),
@@ -220,7 +226,13 @@ fn train_step(
     let (x, y) = to_tensor(&batch, &session.device)?;
     session.model.reseed(mix64(config.seed ^ mix64(step)));
     let logits = session.model.forward_t(&x, true)?;
-    let loss = soft_cross_entropy(&logits, &y)?;
+    let loss = match (&batch.teacher, &config.distill) {
+        (Some(q), Some(distill)) => {
+            let q = Tensor::from_slice(q, y.dims(), &session.device)?;
+            distillation_loss(&logits, &y, &q, distill)?
+        }
+        _ => soft_cross_entropy(&logits, &y)?,
+    };
     let loss_value = loss.to_scalar::<f32>()?;
     if !loss_value.is_finite() {
         return Ok((loss_value, 0, batch.starts));

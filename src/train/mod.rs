@@ -17,6 +17,7 @@ pub mod rundata;
 pub mod schedule;
 pub mod session;
 pub mod state;
+pub mod teacher;
 
 pub use config::TrainConfig;
 pub use error::TrainError;

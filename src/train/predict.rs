@@ -3,6 +3,7 @@
 
 use super::augment::HostBatch;
 use super::data::FeatureStore;
+use super::data::Targets;
 use super::error::TrainError;
 use super::metrics::{self, Metrics, Scored};
 use super::rundata::RunData;
@@ -36,7 +37,17 @@ pub fn predict(
     for (frames, positions) in by_len {
         for chunk in positions.chunks(batch_size.max(1)) {
             let ids: Vec<usize> = chunk.iter().map(|&p| clips[p]).collect();
-            let batch = store.batch(&ids, &vec![0; ids.len()], k, frames, None, None)?;
+            let batch = store.batch(
+                &ids,
+                Targets {
+                    labels: &vec![0; ids.len()],
+                    n_classes: k,
+                    teacher: None,
+                },
+                frames,
+                None,
+                None,
+            )?;
             let (x, _) = to_tensor(&batch, &session.device)?;
             let logits = session.model.forward_t(&x, false)?.detach();
             let probs = candle_nn::ops::softmax(&logits, D::Minus1)?.to_dtype(DType::F32)?;

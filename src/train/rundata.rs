@@ -5,6 +5,7 @@
 use super::config::{TrainConfig, Validation};
 use super::data::FeatureStore;
 use super::error::TrainError;
+use super::teacher::Teacher;
 use crate::dataset::{Dataset, LoadOptions, ValidationSplit};
 use crate::features::{FeatureCache, LogMel};
 
@@ -17,6 +18,8 @@ pub struct RunData {
     /// Why there is no validation split although one could have been made (`Validation::Auto`).
     pub validation_note: Option<String>,
     pub store: FeatureStore,
+    /// The teacher's soft targets of the training clips, when the run distils.
+    pub teacher: Option<Teacher>,
     /// What `config.skip_bad` left out, one message per list row or clip, in file order.
     pub skipped: Vec<String>,
 }
@@ -84,6 +87,16 @@ impl RunData {
             .map(|w| w.to_string())
             .collect();
         let (split, validation_note) = choose_validation(config, &dataset)?;
+        // Before any feature is computed: a logits file that does not fit fails at once.
+        let teacher = match &config.distill {
+            Some(d) => Some(Teacher::load(
+                d,
+                &dataset,
+                &split.train,
+                dataset.labels.names(),
+            )?),
+            None => None,
+        };
         let cache = FeatureCache::open(&config.cache, frontend.config())?;
         let mut all: Vec<usize> = split.train.clone();
         all.extend(&split.validation);
@@ -119,6 +132,7 @@ impl RunData {
             validation_note,
             dataset,
             store,
+            teacher,
             skipped,
         })
     }
