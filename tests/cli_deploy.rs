@@ -70,6 +70,16 @@ fn train_export_classify_with_broken_inputs() {
     let said = ok(&["export", "--run", s(&run), "--out", s(&model)]);
     assert!(said.contains("input 'logmel'"), "{said}");
     ok(&["export", "--run", s(&run), "--out", s(&wave), "--waveform"]);
+    // Float16 weights: about half the file, and its cost measured on the evaluation list.
+    let half = dir.path().join("h.onnx");
+    let said = ok(&["export", "--run", s(&run), "--out", s(&half), "--fp16"]);
+    let evaluated = said
+        .lines()
+        .find(|l| l.starts_with("float16 vs float32 on the evaluation list ("))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(!evaluated.contains("(0 clips)"), "{said}");
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert!(size(&half) * 10 < size(&model) * 6, "{said}");
 
     // A folder with two good clips (one in a subfolder) and two broken files.
     let inputs = dir.path().join("inputs");

@@ -62,6 +62,15 @@ fn metadata(s: &Session, input: InputKind, frontend: FrontendConfig) -> ModelMet
     }
 }
 
+/// [`session`] with the metadata of a log-mel input of `m` bands.
+fn logmel_model(model: &str, norm: &str, m: usize) -> (Session, ModelMetadata) {
+    let s = session(model, norm, m);
+    let mut fe = FrontendConfig::dcase2020();
+    fe.n_mels = m;
+    let meta = metadata(&s, InputKind::Logmel, fe);
+    (s, meta)
+}
+
 fn classifier(s: &Session, meta: &ModelMetadata) -> Classifier {
     let bytes = export::model_graph(s, meta)
         .unwrap()
@@ -199,10 +208,7 @@ fn own_conv_is_swapped_in_and_matches_tract_conv() {
     for model in ["cnn", "cp-mobile"] {
         for norm in NORM_NAMES {
             let m = 40;
-            let s = session(model, norm, m);
-            let mut fe = FrontendConfig::dcase2020();
-            fe.n_mels = m;
-            let meta = metadata(&s, InputKind::Logmel, fe);
+            let (s, meta) = logmel_model(model, norm, m);
             let own = classifier(&s, &meta).with_conv_kernel(ConvKernel::Own);
             let tract = classifier(&s, &meta).with_conv_kernel(ConvKernel::Tract);
             let t = 37;
@@ -237,6 +243,61 @@ fn own_conv_is_swapped_in_and_matches_tract_conv() {
             assert!(
                 d <= 1e-5,
                 "{model}/{norm}: own vs tract conv: max |Δp| = {d}"
+            );
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+/// `--fp16` files: weights stored as float16 halve the file, every runtime still computes in
+/// float32 (tract keeps our convolution swap: the casts of constants fold away), and the
+/// probabilities stay within 1e-2 of the float32 file's, for both models with every norm.
+#[test]
+fn fp16_weights_keep_the_plan_and_stay_close() {
+    use asc::onnx::precision::store_weights_as_fp16;
+    let mut report = Vec::new();
+    for model in ["cnn", "cp-mobile"] {
+        for norm in NORM_NAMES {
+            let m = 40;
+            let (s, meta) = logmel_model(model, norm, m);
+            let f32_model = export::model_graph(&s, &meta).unwrap().to_model();
+            let mut f16_model = f32_model.clone();
+            let summary = store_weights_as_fp16(&mut f16_model);
+            assert!(
+                summary.tensors > 0 && summary.kept_f32 == 0,
+                "{model}/{norm}"
+            );
+            let (a, b) = (f32_model.encode_to_vec(), f16_model.encode_to_vec());
+            assert!(
+                b.len() * 10 < a.len() * 6,
+                "{model}/{norm}: {} vs {} bytes",
+                b.len(),
+                a.len()
+            );
+            let load = |bytes: &[u8]| Classifier::from_bytes(std::path::Path::new("t.onnx"), bytes);
+            let (full, half) = (load(&a).unwrap(), load(&b).unwrap());
+            let t = 37;
+            assert_eq!(
+                half.own_convs(&[1, 1, m, t]).unwrap(),
+                full.own_convs(&[1, 1, m, t]).unwrap(),
+                "{model}/{norm}"
+            );
+            let x = input(31, 1, m, t);
+            let spec = asc::features::Spectrogram {
+                n_mels: m,
+                frames: t,
+                data: x.flatten_all().unwrap().to_vec1().unwrap(),
+            };
+            let p = full
+                .classify_spectrograms(std::slice::from_ref(&spec))
+                .unwrap()
+                .concat();
+            let q = half.classify_spectrograms(&[spec]).unwrap().concat();
+            let d = max_diff(&p, &q);
+            report.push(format!("{model}/{norm}: {d:.2e}"));
+            assert!(
+                d > 0.0 && d <= 1e-2,
+                "{model}/{norm}: float16 vs float32 max |Δp| = {d}"
             );
         }
     }

@@ -9,6 +9,8 @@ use crate::features::LogMel;
 use crate::onnx::frontend;
 use crate::onnx::graph::{attr_int, Dim, OnnxGraph};
 pub use crate::onnx::metadata::{InputKind, ModelMetadata};
+use crate::onnx::precision::store_weights_as_fp16;
+pub use crate::onnx::precision::Fp16Summary;
 use crate::train::checkpoint;
 use crate::train::session::{read_config, Session};
 use candle_core::Device;
@@ -38,6 +40,8 @@ pub struct ExportOptions {
     pub waveform: bool,
     /// Weights to export; default `RUN_DIR/best.safetensors`, else the last checkpoint.
     pub checkpoint: Option<PathBuf>,
+    /// Store the weights as float16 (`onnx::precision`): half the bytes, float32 arithmetic.
+    pub fp16: bool,
 }
 
 /// What was written.
@@ -47,6 +51,8 @@ pub struct ExportSummary {
     pub bytes: usize,
     pub nodes: usize,
     pub metadata: ModelMetadata,
+    /// With `fp16`: what was stored as float16.
+    pub fp16: Option<Fp16Summary>,
 }
 
 /// Exports the run in `run_dir` to `out` (written atomically).
@@ -55,6 +61,17 @@ pub fn export_run(
     out: &Path,
     opts: &ExportOptions,
 ) -> Result<ExportSummary, ExportError> {
+    let (bytes, mut summary) = export_bytes(run_dir, opts)?;
+    crate::fsutil::write_atomic(out, &bytes)?;
+    summary.path = out.to_path_buf();
+    Ok(summary)
+}
+
+/// The `.onnx` file [`export_run`] writes, as bytes (its summary's `path` left empty).
+pub fn export_bytes(
+    run_dir: &Path,
+    opts: &ExportOptions,
+) -> Result<(Vec<u8>, ExportSummary), ExportError> {
     let config = read_config(run_dir)?;
     let weights = match &opts.checkpoint {
         Some(p) => p.clone(),
@@ -73,15 +90,18 @@ pub fn export_run(
     let loaded = session.load_weights(&weights)?;
     let metadata = run_metadata(&session, &loaded, opts.waveform)?;
     let graph = model_graph(&session, &metadata)?;
-    let nodes = graph.node_count();
-    let bytes = graph.to_model().encode_to_vec();
-    crate::fsutil::write_atomic(out, &bytes)?;
-    Ok(ExportSummary {
-        path: out.to_path_buf(),
+    let mut model = graph.to_model();
+    let fp16 = opts.fp16.then(|| store_weights_as_fp16(&mut model));
+    let nodes = model.graph.as_ref().map_or(0, |g| g.node.len());
+    let bytes = model.encode_to_vec();
+    let summary = ExportSummary {
+        path: PathBuf::new(),
         bytes: bytes.len(),
         nodes,
         metadata,
-    })
+        fp16,
+    };
+    Ok((bytes, summary))
 }
 
 /// The metadata of a run's model: labels, front end and a training summary from the

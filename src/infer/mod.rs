@@ -4,6 +4,7 @@
 //! file gets their mean.
 
 mod conv_op;
+pub mod fidelity;
 mod format;
 mod windows;
 

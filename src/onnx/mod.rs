@@ -9,6 +9,7 @@
 pub mod frontend;
 pub mod graph;
 pub mod metadata;
+pub mod precision;
 
 pub use graph::{Dim, OnnxGraph};
 pub use metadata::{InputKind, MetadataError, ModelMetadata};
