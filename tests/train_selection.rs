@@ -606,3 +606,72 @@ fn distillation_from_teacher_logits() {
         out.describe()
     );
 }
+
+/// A synthetic device response set: a decaying noise burst at the data's rate and a short
+/// low-pass response at 8 kHz (resampled on reading).
+fn response_folder(f: &Fixture) -> PathBuf {
+    let folder = f.dir.path().join("irs");
+    std::fs::create_dir_all(&folder).unwrap();
+    let write = |name: &str, rate: u32, samples: &[f32]| {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: rate,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(folder.join(name), spec).unwrap();
+        samples.iter().for_each(|&v| w.write_sample(v).unwrap());
+        w.finalize().unwrap();
+    };
+    let mut state = 7u32;
+    let burst: Vec<f32> = (0..800)
+        .map(|i| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((state >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * (-(i as f32) / 120.0).exp()
+        })
+        .collect();
+    write("room.wav", 16_000, &burst);
+    write("phone.wav", 8_000, &[0.25, 0.5, 0.25]);
+    folder
+}
+
+/// `--dir`: training clips are convolved with the folder's responses (every one with
+/// `--dir-p 1`), which changes the trained weights; the setting is kept in config.json; an empty
+/// folder, an unreadable response and `--dir-p` without `--dir` are refused.
+#[test]
+fn device_impulse_responses_augment_training() {
+    let f = Fixture::new();
+    let folder = response_folder(&f);
+    let common = ["--validation", "none"];
+    let (plain, _) = f.train("plain", &common);
+    let mut args = common.to_vec();
+    args.extend(["--dir", folder.to_str().unwrap(), "--dir-p", "1"]);
+    let (dir, _) = f.train("dir", &args);
+    assert_ne!(
+        weights(&plain.join("best.safetensors")),
+        weights(&dir.join("best.safetensors"))
+    );
+    let cfg = json(&dir.join("config.json"));
+    assert_eq!(cfg["dir"]["probability"], 1.0);
+    assert_eq!(cfg["dir"]["folder"], folder.to_str().unwrap());
+
+    let empty = f.dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = child::run(&mut f.command("e", &["--dir", empty.to_str().unwrap()]));
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("no impulse responses"),
+        "{}",
+        out.describe()
+    );
+    std::fs::write(folder.join("broken.wav"), b"RIFF nonsense").unwrap();
+    let out = child::run(&mut f.command("b", &["--dir", folder.to_str().unwrap()]));
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("broken.wav"), "{}", out.describe());
+    let out = child::run(&mut f.command("p", &["--dir-p", "0.5"]));
+    assert!(
+        out.stderr.contains("--dir-p needs --dir"),
+        "{}",
+        out.describe()
+    );
+}

@@ -79,6 +79,13 @@ pub struct ExperimentArgs {
     /// Temperature of the distillation softmaxes [default: 2].
     #[arg(long)]
     kd_temperature: Option<f64>,
+    /// Device impulse responses: convolve training clips with one drawn from this folder of
+    /// audio files (docs/datasets.md, "Device impulse responses").
+    #[arg(long, value_name = "FOLDER")]
+    dir: Option<PathBuf>,
+    /// Probability per training example of that convolution [default: 0.6].
+    #[arg(long)]
+    dir_p: Option<f32>,
     /// A JSON file with a whole TrainConfig (flags given override its fields).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -252,6 +259,8 @@ pub fn build_config(
         teacher_logits: a.teacher_logits.clone(),
         kd_lambda: a.kd_lambda,
         kd_temperature: a.kd_temperature,
+        dir: a.dir.clone(),
+        dir_probability: a.dir_p,
     };
     Ok(overrides.build(&base)?)
 }

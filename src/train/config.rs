@@ -2,6 +2,7 @@
 //! and its front end, and to replay the run (`docs/style.md`: an experiment is one config).
 
 use super::augment::AugmentConfig;
+use super::dir::DirConfig;
 use super::optim::OptimizerConfig;
 use super::schedule::Schedule;
 use super::teacher::DistillConfig;
@@ -107,6 +108,9 @@ pub struct TrainConfig {
     /// Knowledge distillation from a teacher's logits (`train::teacher`); none by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<DistillConfig>,
+    /// Device impulse response augmentation (`train::dir`); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<DirConfig>,
 }
 
 impl TrainConfig {
@@ -157,6 +161,7 @@ impl TrainConfig {
             skip_bad: false,
             init: None,
             distill: None,
+            dir: None,
         }
     }
 }
@@ -213,9 +218,10 @@ pub enum ConfigError {
     /// A dropout probability outside [0, 1).
     #[error("--dropout must be at least 0 and below 1, got {0}")]
     Dropout(f32),
-    /// Distillation settings out of range, or given without a teacher.
+    /// Distillation or impulse-response settings out of range, or given without their file
+    /// or folder.
     #[error("{0}")]
-    Distill(String),
+    Setting(String),
 }
 
 /// Settings given on the command line (or by a library caller) over a base config: each
@@ -256,6 +262,10 @@ pub struct Overrides {
     /// λ and T of the distillation loss (need a teacher, here or in the base config).
     pub kd_lambda: Option<f64>,
     pub kd_temperature: Option<f64>,
+    /// Convolve training clips with the impulse responses in this folder (`train::dir`).
+    pub dir: Option<PathBuf>,
+    /// Probability of that per example (needs a folder, here or in the base config).
+    pub dir_probability: Option<f32>,
 }
 
 impl Overrides {
@@ -318,10 +328,29 @@ impl Overrides {
             c.model.dropout = p;
         }
         self.apply_distill(&mut c)?;
+        self.apply_dir(&mut c)?;
         if !(c.batch_size > 0 && c.epochs > 0) {
             return Err(ConfigError::NoSteps);
         }
         Ok(c)
+    }
+
+    fn apply_dir(&self, c: &mut TrainConfig) -> Result<(), ConfigError> {
+        if let Some(folder) = &self.dir {
+            let dir = c.dir.get_or_insert_with(|| DirConfig {
+                folder: folder.clone(),
+                probability: DirConfig::default_probability(),
+            });
+            dir.folder = folder.clone();
+        }
+        match (&mut c.dir, self.dir_probability) {
+            (Some(d), p) => {
+                d.probability = p.unwrap_or(d.probability);
+                d.check().map_err(ConfigError::Setting)
+            }
+            (None, Some(_)) => Err(ConfigError::Setting("--dir-p needs --dir".to_string())),
+            (None, None) => Ok(()),
+        }
     }
 
     fn apply_distill(&self, c: &mut TrainConfig) -> Result<(), ConfigError> {
@@ -336,9 +365,9 @@ impl Overrides {
             Some(d) => {
                 d.lambda = self.kd_lambda.unwrap_or(d.lambda);
                 d.temperature = self.kd_temperature.unwrap_or(d.temperature);
-                d.check().map_err(ConfigError::Distill)
+                d.check().map_err(ConfigError::Setting)
             }
-            None if tuning => Err(ConfigError::Distill(
+            None if tuning => Err(ConfigError::Setting(
                 "--kd-lambda and --kd-temperature need --teacher-logits".to_string(),
             )),
             None => Ok(()),

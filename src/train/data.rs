@@ -3,6 +3,7 @@
 //! large the data set.
 
 use super::augment::{self, AugmentConfig, HostBatch};
+use super::dir::DeviceResponses;
 use super::teacher::Teacher;
 use crate::dataset::{rng::SplitMix64, Dataset};
 use crate::error::FileError;
@@ -19,6 +20,14 @@ pub struct Targets<'a> {
     pub labels: &'a [usize],
     pub n_classes: usize,
     pub teacher: Option<&'a Teacher>,
+}
+
+/// Device impulse responses to convolve some examples with, and the data set whose audio they
+/// are re-read from (`train::dir`).
+#[derive(Clone, Copy)]
+pub struct Responses<'a> {
+    pub responses: &'a DeviceResponses,
+    pub dataset: &'a Dataset,
 }
 
 /// Cache keys and frame counts of the clips of a data set.
@@ -129,15 +138,24 @@ impl FeatureStore {
         frames: usize,
         mut rng: Option<&mut SplitMix64>,
         augment_cfg: Option<&AugmentConfig>,
+        responses: Option<Responses>,
     ) -> Result<HostBatch, FileError> {
         let Targets {
             labels,
             n_classes,
             teacher,
         } = targets;
+        let drawn = match (responses, rng.as_deref_mut()) {
+            (Some(r), Some(rng)) => r.responses.draw(clips.len(), rng),
+            _ => vec![None; clips.len()],
+        };
         let specs: Vec<Spectrogram> = clips
             .par_iter()
-            .map(|&c| self.load(c))
+            .zip(&drawn)
+            .map(|(&c, which)| match (responses, which) {
+                (Some(r), Some(w)) => r.responses.features(&r.dataset.clips[c].path, *w),
+                _ => self.load(c),
+            })
             .collect::<Result<_, _>>()?;
         let m = self.n_mels;
         let mut x = vec![0.0f32; clips.len() * m * frames];

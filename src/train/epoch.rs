@@ -2,7 +2,7 @@
 //! (and, when watched, test) figures that make the epoch's record. Kept apart from the run
 //! (`run.rs`), which decides what happens between epochs: selection, checkpoints, resumption.
 
-use super::data::Targets;
+use super::data::{Responses, Targets};
 use super::error::TrainError;
 use super::metrics::Metrics;
 use super::optim::Optimizer;
@@ -222,6 +222,10 @@ fn train_step(
         frames,
         Some(&mut rng),
         Some(&config.augment),
+        data.responses.as_ref().map(|responses| Responses {
+            responses,
+            dataset: &data.dataset,
+        }),
     )?;
     let (x, y) = to_tensor(&batch, &session.device)?;
     session.model.reseed(mix64(config.seed ^ mix64(step)));

@@ -5,6 +5,7 @@ pub mod augment;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod dir;
 mod epoch;
 pub mod error;
 pub mod evaluate;

@@ -47,6 +47,7 @@ pub fn predict(
                 frames,
                 None,
                 None,
+                None,
             )?;
             let (x, _) = to_tensor(&batch, &session.device)?;
             let logits = session.model.forward_t(&x, false)?.detach();

@@ -4,6 +4,7 @@
 
 use super::config::{TrainConfig, Validation};
 use super::data::FeatureStore;
+use super::dir::DeviceResponses;
 use super::error::TrainError;
 use super::teacher::Teacher;
 use crate::dataset::{Dataset, LoadOptions, ValidationSplit};
@@ -20,6 +21,8 @@ pub struct RunData {
     pub store: FeatureStore,
     /// The teacher's soft targets of the training clips, when the run distils.
     pub teacher: Option<Teacher>,
+    /// The device impulse responses training clips are convolved with, when the run uses them.
+    pub responses: Option<DeviceResponses>,
     /// What `config.skip_bad` left out, one message per list row or clip, in file order.
     pub skipped: Vec<String>,
 }
@@ -97,6 +100,10 @@ impl RunData {
             )?),
             None => None,
         };
+        let responses = match &config.dir {
+            Some(d) => Some(DeviceResponses::load(d, frontend.config())?),
+            None => None,
+        };
         let cache = FeatureCache::open(&config.cache, frontend.config())?;
         let mut all: Vec<usize> = split.train.clone();
         all.extend(&split.validation);
@@ -133,6 +140,7 @@ impl RunData {
             dataset,
             store,
             teacher,
+            responses,
             skipped,
         })
     }
