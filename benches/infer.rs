@@ -40,6 +40,7 @@ fn export_model(dir: &Path, model: &str, preset: &str) -> (PathBuf, ModelMetadat
         norm: "bn".into(),
         version: "bench".into(),
         training: serde_json::Value::Null,
+        devices: Vec::new(),
     };
     let path = dir.join(format!("{model}.onnx"));
     let bytes = export::model_graph(&s, &meta)

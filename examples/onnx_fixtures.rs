@@ -45,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 norm: norm.into(),
                 version: env!("CARGO_PKG_VERSION").into(),
                 training: serde_json::Value::Null,
+                devices: Vec::new(),
             };
             let name = format!("{model}_{norm}");
             let bytes = export::model_graph(&s, &meta)?.to_model().encode_to_vec();

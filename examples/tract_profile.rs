@@ -133,6 +133,7 @@ fn random_model(name: &str, mels: usize) -> Vec<u8> {
         norm: "bn".into(),
         version: "profile".into(),
         training: serde_json::Value::Null,
+        devices: Vec::new(),
     };
     model_graph(&s, &meta)
         .expect("graph")

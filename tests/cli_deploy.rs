@@ -43,28 +43,33 @@ fn synth(dir: &Path) -> PathBuf {
     data
 }
 
-#[test]
-fn train_export_classify_with_broken_inputs() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = synth(dir.path());
-    let run = dir.path().join("run");
-    ok(&[
+/// `asc train` of a one-epoch `cnn` on `data` into `out`, with `extra` flags.
+fn train_tiny(data: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec![
         "train",
         "--data",
-        s(&data),
+        s(data),
         "--model",
         "cnn",
-        "--norm",
-        "l2bn",
         "--out",
-        s(&run),
+        s(out),
         "--epochs",
         "1",
         "--batch-size",
         "8",
         "--preset",
         "librosa",
-    ]);
+    ];
+    args.extend(extra);
+    ok(&args);
+}
+
+#[test]
+fn train_export_classify_with_broken_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path());
+    let run = dir.path().join("run");
+    train_tiny(&data, &run, &["--norm", "l2bn"]);
     let model = dir.path().join("m.onnx");
     let wave = dir.path().join("w.onnx");
     let said = ok(&["export", "--run", s(&run), "--out", s(&model)]);
@@ -273,4 +278,93 @@ fn shortened_quickstart_end_to_end() {
     // A rerun reuses the data set and the finished runs.
     let again = ok(&args);
     assert!(again.contains("l2bn"));
+}
+
+/// Device-specific models: a general run, a copy fine-tuned on device `a` alone (`--init`,
+/// `--devices a`), both exported into one folder; `asc classify --model FOLDER` gives a file of
+/// device a (read from its DCASE name, or forced with `--device-id`) the fine-tuned model's
+/// output and any other device the general model's, exactly as classifying with each file
+/// directly; a folder with two general models is refused.
+#[test]
+fn device_specific_models_are_picked_by_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path());
+    let train = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["--validation", "none"];
+        args.extend(extra);
+        train_tiny(&data, out, &args);
+    };
+    let (general, device_a) = (dir.path().join("general"), dir.path().join("device-a"));
+    train(&general, &[]);
+    let init = general.join("best.safetensors");
+    train(
+        &device_a,
+        &["--init", s(&init), "--devices", "a", "--lr", "1e-2"],
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(device_a.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["devices"], serde_json::json!(["a"]));
+    let split: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(device_a.join("split.json")).unwrap()).unwrap();
+    let trained = split["train"].as_array().unwrap();
+    assert!(!trained.is_empty());
+    assert!(
+        trained
+            .iter()
+            .all(|f| f.as_str().unwrap().ends_with("-a.wav")),
+        "{split}"
+    );
+
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    ok(&[
+        "export",
+        "--run",
+        s(&general),
+        "--out",
+        s(&models.join("general.onnx")),
+    ]);
+    ok(&[
+        "export",
+        "--run",
+        s(&device_a),
+        "--out",
+        s(&models.join("a.onnx")),
+    ]);
+    let audio = data.join("audio");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&audio)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let of_a = files.iter().find(|p| s(p).ends_with("-a.wav")).unwrap();
+    let other = files.iter().find(|p| !s(p).ends_with("-a.wav")).unwrap();
+    let json = |model: &Path, file: &Path, extra: &[&str]| {
+        let mut args = vec!["classify", "--model", s(model), "--format", "json", s(file)];
+        args.extend(extra);
+        let v: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        v[0]["scores"].clone()
+    };
+    let (a_model, g_model) = (models.join("a.onnx"), models.join("general.onnx"));
+    assert_eq!(json(&models, of_a, &[]), json(&a_model, of_a, &[]));
+    assert_ne!(
+        json(&a_model, of_a, &[]),
+        json(&g_model, of_a, &[]),
+        "fine-tuning changed nothing"
+    );
+    assert_eq!(json(&models, other, &[]), json(&g_model, other, &[]));
+    assert_eq!(
+        json(&models, other, &["--device-id", "a"]),
+        json(&a_model, other, &[])
+    );
+    assert_eq!(
+        json(&models, of_a, &["--device-id", "zz"]),
+        json(&g_model, of_a, &[])
+    );
+
+    std::fs::copy(&g_model, models.join("general2.onnx")).unwrap();
+    let out = asc(&["classify", "--model", s(&models), s(other)]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("two general models"), "{stderr}");
 }

@@ -59,6 +59,7 @@ fn metadata(s: &Session, input: InputKind, frontend: FrontendConfig) -> ModelMet
         norm: s.config.norm.clone(),
         version: "test".into(),
         training: serde_json::Value::Null,
+        devices: Vec::new(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use asc::export::{self, ExportOptions};
+use asc::infer::devices::DeviceModels;
 use asc::infer::{self, fidelity, Classifier, Format};
 use asc::{audio, progress};
 use std::path::{Path, PathBuf};
@@ -60,9 +61,15 @@ pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args, Debug)]
 pub struct ClassifyArgs {
-    /// Model written by `asc export`.
+    /// Model written by `asc export`, or a folder of them: device-specific models (trained with
+    /// --devices) and one general model, picked per file by its device.
     #[arg(long)]
     model: PathBuf,
+    /// The recording device of every input (with a folder of models); by default each file's
+    /// device is read from its DCASE name (`...-a.wav`: device a). Devices without a model of
+    /// their own get the general one.
+    #[arg(long)]
+    device_id: Option<String>,
     /// Audio files or folders (walked recursively): WAV, FLAC, Ogg Vorbis, MP3, AIFF, CAF.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
@@ -75,7 +82,51 @@ pub struct ClassifyArgs {
 }
 
 pub fn classify(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
+    if a.model.is_dir() {
+        let models = DeviceModels::from_folder(&a.model)?;
+        eprintln!(
+            "models for devices: {}; general model: {}",
+            models.devices().join(", "),
+            if models.pick(None).is_some() {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+        let pick = |path: &Path| {
+            let device = a
+                .device_id
+                .clone()
+                .or_else(|| asc::dataset::device_from_filename(&path.to_string_lossy()));
+            models
+                .pick(device.as_deref())
+                .map(|(_, c)| c)
+                .ok_or_else(|| {
+                    asc::infer::InferError::File(asc::FileError::new(
+                        path,
+                        format!(
+                            "no model for device {} and no general model in {}",
+                            device.as_deref().unwrap_or("(none in the file name)"),
+                            a.model.display()
+                        ),
+                    ))
+                })
+        };
+        return classify_with(&a, models.any(), &pick);
+    }
+    if a.device_id.is_some() {
+        eprintln!("warning: --device-id needs a folder of models as --model; ignored");
+    }
     let classifier = Classifier::from_onnx(&a.model)?;
+    classify_with(&a, &classifier, &|_| Ok(&classifier))
+}
+
+/// Classifies the inputs with the model `pick` chooses per file; `any` gives the classes.
+fn classify_with<'a>(
+    a: &ClassifyArgs,
+    any: &Classifier,
+    pick: &(dyn Fn(&Path) -> Result<&'a Classifier, asc::infer::InferError> + Sync),
+) -> anyhow::Result<ExitCode> {
     let mut paths = Vec::new();
     let mut results = Vec::new();
     for input in &a.inputs {
@@ -85,7 +136,7 @@ pub fn classify(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let bar = progress::bar(paths.len() as u64, "classify");
-    results.extend(infer::classify_all(&classifier, &paths, &|| bar.inc(1)));
+    results.extend(infer::classify_all_with(&paths, pick, &|| bar.inc(1)));
     bar.finish_and_clear();
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     if !matches!(a.format, Format::Table | Format::Json) {
@@ -95,7 +146,7 @@ pub fn classify(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let text = infer::render(a.format, classifier.labels(), &results, a.top_k);
+    let text = infer::render(a.format, any.labels(), &results, a.top_k);
     use std::io::Write;
     std::io::stdout()
         .write_all(text.as_bytes())

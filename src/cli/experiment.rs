@@ -86,6 +86,10 @@ pub struct ExperimentArgs {
     /// Probability per training example of that convolution [default: 0.6].
     #[arg(long)]
     dir_p: Option<f32>,
+    /// Train only on clips of these recording devices (comma-separated, as in DCASE file names:
+    /// `-a.wav` is device a): a device-specific model, fine-tuned from a general one with --init.
+    #[arg(long, value_delimiter = ',')]
+    devices: Option<Vec<String>>,
     /// A JSON file with a whole TrainConfig (flags given override its fields).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -261,6 +265,7 @@ pub fn build_config(
         kd_temperature: a.kd_temperature,
         dir: a.dir.clone(),
         dir_probability: a.dir_p,
+        devices: a.devices.clone(),
     };
     Ok(overrides.build(&base)?)
 }

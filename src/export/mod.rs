@@ -139,6 +139,7 @@ pub fn run_metadata(
         norm: c.norm.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         training,
+        devices: c.devices.clone().unwrap_or_default(),
     })
 }
 

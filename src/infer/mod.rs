@@ -4,6 +4,7 @@
 //! file gets their mean.
 
 mod conv_op;
+pub mod devices;
 pub mod fidelity;
 mod format;
 mod windows;
@@ -402,11 +403,21 @@ pub fn classify_all(
     paths: &[PathBuf],
     on_done: &(dyn Fn() + Sync),
 ) -> Vec<format::Outcome> {
+    classify_all_with(paths, &|_| Ok(classifier), on_done)
+}
+
+/// [`classify_all`] with the model chosen per file by `pick` (a device's own model, say); a
+/// file `pick` refuses fails alone.
+pub fn classify_all_with<'a>(
+    paths: &[PathBuf],
+    pick: &(dyn Fn(&Path) -> Result<&'a Classifier, InferError> + Sync),
+    on_done: &(dyn Fn() + Sync),
+) -> Vec<format::Outcome> {
     use rayon::prelude::*;
     paths
         .par_iter()
         .map(|p| {
-            let r = classifier.classify_file(p);
+            let r = pick(p).and_then(|c| c.classify_file(p));
             on_done();
             (p.clone(), r)
         })

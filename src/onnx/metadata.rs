@@ -43,6 +43,9 @@ pub struct ModelMetadata {
     pub version: String,
     /// Free-form training summary (data, epochs, validation figures).
     pub training: serde_json::Value,
+    /// The recording devices a device-specific model was trained for; empty for a general
+    /// model (`asc classify` with a folder of models picks by device).
+    pub devices: Vec<String>,
 }
 
 impl ModelMetadata {
@@ -57,6 +60,7 @@ impl ModelMetadata {
             key_value("norm", self.norm.clone()),
             key_value("version", self.version.clone()),
             key_value("training", self.training.to_string()),
+            key_value("devices", json(&self.devices)),
         ]
     }
 
@@ -110,6 +114,10 @@ impl ModelMetadata {
                 .ok()
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or(serde_json::Value::Null),
+            devices: match get("devices") {
+                Ok(text) => serde_json::from_str(text).map_err(|e| parse("devices", text, e))?,
+                Err(_) => Vec::new(),
+            },
         })
     }
 }
@@ -160,6 +168,7 @@ mod tests {
             norm: "l2bn".into(),
             version: "0.1.0".into(),
             training: serde_json::json!({"epochs": 3}),
+            devices: vec!["a".into(), "s4".into()],
         }
     }
 

@@ -111,6 +111,11 @@ pub struct TrainConfig {
     /// Device impulse response augmentation (`train::dir`); none by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<DirConfig>,
+    /// Train (and validate) only on clips recorded by these devices: a device-specific model,
+    /// usually fine-tuned from a general one with `init`. Exported models carry the list, and
+    /// `asc classify` picks among them by device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<String>>,
 }
 
 impl TrainConfig {
@@ -162,6 +167,7 @@ impl TrainConfig {
             init: None,
             distill: None,
             dir: None,
+            devices: None,
         }
     }
 }
@@ -266,6 +272,8 @@ pub struct Overrides {
     pub dir: Option<PathBuf>,
     /// Probability of that per example (needs a folder, here or in the base config).
     pub dir_probability: Option<f32>,
+    /// Only clips of these recording devices (`TrainConfig::devices`).
+    pub devices: Option<Vec<String>>,
 }
 
 impl Overrides {
@@ -329,6 +337,14 @@ impl Overrides {
         }
         self.apply_distill(&mut c)?;
         self.apply_dir(&mut c)?;
+        if let Some(devices) = &self.devices {
+            if devices.is_empty() || devices.iter().any(|d| d.trim().is_empty()) {
+                return Err(ConfigError::Setting(format!(
+                    "--devices needs device names, got {devices:?}"
+                )));
+            }
+            c.devices = Some(devices.clone());
+        }
         if !(c.batch_size > 0 && c.epochs > 0) {
             return Err(ConfigError::NoSteps);
         }

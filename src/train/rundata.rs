@@ -71,6 +71,34 @@ fn choose_validation(
     }
 }
 
+/// Leaves the clips of `devices` in both lists; none left to train on is an error that names
+/// the devices the training list has.
+fn keep_devices(
+    dataset: &Dataset,
+    devices: &[String],
+    split: &mut ValidationSplit,
+    data: &std::path::Path,
+) -> Result<(), TrainError> {
+    let device_of = |c: usize| dataset.clips[c].device.as_deref();
+    let listed: std::collections::BTreeSet<&str> =
+        split.train.iter().filter_map(|&c| device_of(c)).collect();
+    let keep = |c: &usize| device_of(*c).is_some_and(|d| devices.iter().any(|k| k == d));
+    split.train.retain(keep);
+    split.validation.retain(keep);
+    if split.train.is_empty() {
+        return Err(crate::error::FileError::new(
+            data,
+            format!(
+                "no training clips of device(s) {} (the training list has {})",
+                devices.join(", "),
+                listed.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 impl RunData {
     /// Reads the data set and makes sure every clip of its lists has features. With
     /// `config.skip_bad`, bad rows and undecodable clips are left out of every list and
@@ -89,7 +117,10 @@ impl RunData {
             .iter()
             .map(|w| w.to_string())
             .collect();
-        let (split, validation_note) = choose_validation(config, &dataset)?;
+        let (mut split, validation_note) = choose_validation(config, &dataset)?;
+        if let Some(devices) = &config.devices {
+            keep_devices(&dataset, devices, &mut split, &config.data)?;
+        }
         // Before any feature is computed: a logits file that does not fit fails at once.
         let teacher = match &config.distill {
             Some(d) => Some(Teacher::load(
