@@ -85,6 +85,24 @@ fn train_export_classify_with_broken_inputs() {
     assert!(!evaluated.contains("(0 clips)"), "{said}");
     let size = |p: &Path| std::fs::metadata(p).unwrap().len();
     assert!(size(&half) * 10 < size(&model) * 6, "{said}");
+    let quarter = dir.path().join("q.onnx");
+    let said = ok(&["export", "--run", s(&run), "--out", s(&quarter), "--int8"]);
+    assert!(
+        said.contains("int8 vs float32 on the evaluation list ("),
+        "{said}"
+    );
+    assert!(size(&quarter) * 10 < size(&model) * 4, "{said}");
+    assert!(!asc(&[
+        "export",
+        "--run",
+        s(&run),
+        "--out",
+        s(&quarter),
+        "--int8",
+        "--fp16"
+    ])
+    .status
+    .success());
 
     // A folder with two good clips (one in a subfolder) and two broken files.
     let inputs = dir.path().join("inputs");

@@ -250,39 +250,23 @@ fn own_conv_is_swapped_in_and_matches_tract_conv() {
     eprintln!("{}", report.join("\n"));
 }
 
-/// `--fp16` files: weights stored as float16 halve the file, every runtime still computes in
-/// float32 (tract keeps our convolution swap: the casts of constants fold away), and the
-/// probabilities stay within 1e-2 of the float32 file's, for both models with every norm.
+/// Compact files: float16 weights (`--fp16`) or int8 conv and dense weights with per-channel
+/// scales (`--int8`) shrink the file, every runtime still computes in float32 (tract keeps our
+/// convolution swap: the conversions of constants fold away), and the probabilities stay close
+/// to the float32 file's, for both models with every norm.
 #[test]
-fn fp16_weights_keep_the_plan_and_stay_close() {
-    use asc::onnx::precision::store_weights_as_fp16;
+fn compact_weights_keep_the_plan_and_stay_close() {
+    use asc::onnx::precision::{store_weights_as_fp16, store_weights_as_int8};
     let mut report = Vec::new();
     for model in ["cnn", "cp-mobile"] {
         for norm in NORM_NAMES {
             let m = 40;
             let (s, meta) = logmel_model(model, norm, m);
             let f32_model = export::model_graph(&s, &meta).unwrap().to_model();
-            let mut f16_model = f32_model.clone();
-            let summary = store_weights_as_fp16(&mut f16_model);
-            assert!(
-                summary.tensors > 0 && summary.kept_f32 == 0,
-                "{model}/{norm}"
-            );
-            let (a, b) = (f32_model.encode_to_vec(), f16_model.encode_to_vec());
-            assert!(
-                b.len() * 10 < a.len() * 6,
-                "{model}/{norm}: {} vs {} bytes",
-                b.len(),
-                a.len()
-            );
+            let full_bytes = f32_model.encode_to_vec();
             let load = |bytes: &[u8]| Classifier::from_bytes(std::path::Path::new("t.onnx"), bytes);
-            let (full, half) = (load(&a).unwrap(), load(&b).unwrap());
+            let full = load(&full_bytes).unwrap();
             let t = 37;
-            assert_eq!(
-                half.own_convs(&[1, 1, m, t]).unwrap(),
-                full.own_convs(&[1, 1, m, t]).unwrap(),
-                "{model}/{norm}"
-            );
             let x = input(31, 1, m, t);
             let spec = asc::features::Spectrogram {
                 n_mels: m,
@@ -293,13 +277,40 @@ fn fp16_weights_keep_the_plan_and_stay_close() {
                 .classify_spectrograms(std::slice::from_ref(&spec))
                 .unwrap()
                 .concat();
-            let q = half.classify_spectrograms(&[spec]).unwrap().concat();
-            let d = max_diff(&p, &q);
-            report.push(format!("{model}/{norm}: {d:.2e}"));
-            assert!(
-                d > 0.0 && d <= 1e-2,
-                "{model}/{norm}: float16 vs float32 max |Δp| = {d}"
-            );
+            // (name, rewrite, largest size ratio, largest probability change)
+            type Rewrite = fn(&mut tract_onnx::pb::ModelProto) -> usize;
+            let kinds: [(&str, Rewrite, f64, f32); 2] = [
+                ("fp16", |m| store_weights_as_fp16(m).tensors, 0.6, 1e-2),
+                ("int8", |m| store_weights_as_int8(m).tensors, 0.5, 0.1),
+            ];
+            for (kind, rewrite, size, bound) in kinds {
+                let mut compact = f32_model.clone();
+                assert!(rewrite(&mut compact) > 0, "{model}/{norm} {kind}");
+                let bytes = compact.encode_to_vec();
+                let ratio = bytes.len() as f64 / full_bytes.len() as f64;
+                assert!(
+                    ratio < size,
+                    "{model}/{norm} {kind}: {ratio:.2} of the bytes"
+                );
+                let c = load(&bytes).unwrap();
+                assert_eq!(
+                    c.own_convs(&[1, 1, m, t]).unwrap(),
+                    full.own_convs(&[1, 1, m, t]).unwrap(),
+                    "{model}/{norm} {kind}"
+                );
+                let q = c
+                    .classify_spectrograms(std::slice::from_ref(&spec))
+                    .unwrap()
+                    .concat();
+                let d = max_diff(&p, &q);
+                report.push(format!(
+                    "{model}/{norm} {kind}: {ratio:.2} of the bytes, {d:.2e}"
+                ));
+                assert!(
+                    d > 0.0 && d <= bound,
+                    "{model}/{norm} {kind}: max |Δp| = {d}"
+                );
+            }
         }
     }
     eprintln!("{}", report.join("\n"));

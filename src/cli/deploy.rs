@@ -2,7 +2,7 @@
 //! `asc::infer`.
 
 use anyhow::Context;
-use asc::export::{self, ExportOptions};
+use asc::export::{self, ExportOptions, StorageSummary, WeightStorage};
 use asc::infer::devices::DeviceModels;
 use asc::infer::{self, fidelity, Classifier, Format};
 use asc::{audio, progress};
@@ -25,15 +25,23 @@ pub struct ExportArgs {
     checkpoint: Option<PathBuf>,
     /// Store the weights as float16 (half the bytes; computed in float32) and report what it
     /// costs against the float32 model on the run's evaluation list.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "int8")]
     fp16: bool,
+    /// Store conv and dense weights as int8 with a scale per output channel (about a quarter of
+    /// the bytes; computed in float32) and report what it costs, as --fp16 does.
+    #[arg(long)]
+    int8: bool,
 }
 
 pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let opts = ExportOptions {
         waveform: a.waveform,
         checkpoint: a.checkpoint,
-        fp16: a.fp16,
+        storage: match (a.fp16, a.int8) {
+            (true, _) => WeightStorage::F16,
+            (_, true) => WeightStorage::Int8,
+            _ => WeightStorage::F32,
+        },
     };
     let s = export::export_run(&a.run, &a.out, &opts)?;
     println!(
@@ -46,16 +54,30 @@ pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         s.metadata.input.input_name(),
         s.metadata.labels.len()
     );
-    if let Some(f) = &s.fp16 {
-        println!(
-            "float16 weights: {} tensors, {} values ({} kB); {} kept as float32 (beyond float16's range)",
-            f.tensors,
-            f.elements,
-            f.elements * 2 / 1000,
-            f.kept_f32
-        );
-        report_fp16_cost(&a.run, &a.out, &opts);
-    }
+    let name = match &s.storage {
+        Some(StorageSummary::F16(f)) => {
+            println!(
+                "float16 weights: {} tensors, {} values ({} kB); {} kept as float32 (beyond float16's range)",
+                f.tensors,
+                f.elements,
+                f.elements * 2 / 1000,
+                f.kept_f32
+            );
+            "float16"
+        }
+        Some(StorageSummary::Int8(q)) => {
+            println!(
+                "int8 weights: {} tensors, {} values ({} kB) with {} float32 scales; vectors (biases, norm parameters) kept as float32",
+                q.tensors,
+                q.elements,
+                q.elements / 1000,
+                q.scales
+            );
+            "int8"
+        }
+        None => return Ok(ExitCode::SUCCESS),
+    };
+    report_storage_cost(&a.run, &a.out, &opts, name);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -157,9 +179,9 @@ fn classify_with<'a>(
     Ok(super::batch_status(failed))
 }
 
-/// What float16 weights cost on the run's evaluation list, against the same export in float32;
-/// a data set that cannot be read now is reported, not an error (the export is written).
-fn report_fp16_cost(run: &Path, fp16_file: &Path, opts: &ExportOptions) {
+/// What compact weights (`name`) cost on the run's evaluation list, against the same export in
+/// float32; a data set that cannot be read now is reported, not an error (the export is written).
+fn report_storage_cost(run: &Path, compact_file: &Path, opts: &ExportOptions, name: &str) {
     let measured = (|| -> anyhow::Result<fidelity::Fidelity> {
         let config = asc::train::session::read_config(run)?;
         let clips = fidelity::evaluation_list(&config.data, config.fold)?;
@@ -167,17 +189,17 @@ fn report_fp16_cost(run: &Path, fp16_file: &Path, opts: &ExportOptions) {
             anyhow::bail!("{} has no labelled evaluation list", config.data.display());
         }
         let reference_opts = ExportOptions {
-            fp16: false,
+            storage: WeightStorage::F32,
             ..opts.clone()
         };
         let (bytes, _) = export::export_bytes(run, &reference_opts)?;
         let reference = Classifier::from_bytes(Path::new("float32 export"), &bytes)?;
-        let candidate = Classifier::from_onnx(fp16_file)?;
+        let candidate = Classifier::from_onnx(compact_file)?;
         Ok(fidelity::compare(&reference, &candidate, &clips)?)
     })();
     match measured {
         Ok(f) => println!(
-            "float16 vs float32 on the evaluation list ({} clips): accuracy {:.4} -> {:.4} ({:+.4}), same label for {:.2} %, largest probability change {:.2e}",
+            "{name} vs float32 on the evaluation list ({} clips): accuracy {:.4} -> {:.4} ({:+.4}), same label for {:.2} %, largest probability change {:.2e}",
             f.clips,
             f.reference_accuracy,
             f.candidate_accuracy,
@@ -185,6 +207,6 @@ fn report_fp16_cost(run: &Path, fp16_file: &Path, opts: &ExportOptions) {
             100.0 * f.agreement,
             f.max_prob_diff
         ),
-        Err(e) => eprintln!("warning: the cost of float16 weights was not measured: {e}"),
+        Err(e) => eprintln!("warning: the cost of {name} weights was not measured: {e}"),
     }
 }

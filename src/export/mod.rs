@@ -9,8 +9,8 @@ use crate::features::LogMel;
 use crate::onnx::frontend;
 use crate::onnx::graph::{attr_int, Dim, OnnxGraph};
 pub use crate::onnx::metadata::{InputKind, ModelMetadata};
-use crate::onnx::precision::store_weights_as_fp16;
-pub use crate::onnx::precision::Fp16Summary;
+pub use crate::onnx::precision::Converted;
+use crate::onnx::precision::{store_weights_as_fp16, store_weights_as_int8};
 use crate::train::checkpoint;
 use crate::train::session::{read_config, Session};
 use candle_core::Device;
@@ -40,8 +40,26 @@ pub struct ExportOptions {
     pub waveform: bool,
     /// Weights to export; default `RUN_DIR/best.safetensors`, else the last checkpoint.
     pub checkpoint: Option<PathBuf>,
-    /// Store the weights as float16 (`onnx::precision`): half the bytes, float32 arithmetic.
-    pub fp16: bool,
+    /// How the weights are stored (`onnx::precision`); the arithmetic is float32 either way.
+    pub storage: WeightStorage,
+}
+
+/// The precision an exported file stores its weights in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WeightStorage {
+    #[default]
+    F32,
+    /// Every float initializer as float16 (`--fp16`).
+    F16,
+    /// Conv and Gemm weights as int8 with per-channel scales (`--int8`).
+    Int8,
+}
+
+/// What a compact storage did, for the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageSummary {
+    F16(Converted),
+    Int8(Converted),
 }
 
 /// What was written.
@@ -51,8 +69,8 @@ pub struct ExportSummary {
     pub bytes: usize,
     pub nodes: usize,
     pub metadata: ModelMetadata,
-    /// With `fp16`: what was stored as float16.
-    pub fp16: Option<Fp16Summary>,
+    /// With a compact storage: what it converted.
+    pub storage: Option<StorageSummary>,
 }
 
 /// Exports the run in `run_dir` to `out` (written atomically).
@@ -91,7 +109,11 @@ pub fn export_bytes(
     let metadata = run_metadata(&session, &loaded, opts.waveform)?;
     let graph = model_graph(&session, &metadata)?;
     let mut model = graph.to_model();
-    let fp16 = opts.fp16.then(|| store_weights_as_fp16(&mut model));
+    let storage = match opts.storage {
+        WeightStorage::F32 => None,
+        WeightStorage::F16 => Some(StorageSummary::F16(store_weights_as_fp16(&mut model))),
+        WeightStorage::Int8 => Some(StorageSummary::Int8(store_weights_as_int8(&mut model))),
+    };
     let nodes = model.graph.as_ref().map_or(0, |g| g.node.len());
     let bytes = model.encode_to_vec();
     let summary = ExportSummary {
@@ -99,7 +121,7 @@ pub fn export_bytes(
         bytes: bytes.len(),
         nodes,
         metadata,
-        fp16,
+        storage,
     };
     Ok((bytes, summary))
 }
