@@ -636,8 +636,9 @@ fn response_folder(f: &Fixture) -> PathBuf {
 }
 
 /// `--dir`: training clips are convolved with the folder's responses (every one with
-/// `--dir-p 1`), which changes the trained weights; the setting is kept in config.json; an empty
-/// folder, an unreadable response and `--dir-p` without `--dir` are refused.
+/// `--dir-p 1`), which changes the trained weights, and `--dir-devices` limits it to clips of
+/// those devices; the setting is kept in config.json; an empty folder, an unreadable response
+/// and `--dir-p` without `--dir` are refused.
 #[test]
 fn device_impulse_responses_augment_training() {
     let f = Fixture::new();
@@ -650,6 +651,14 @@ fn device_impulse_responses_augment_training() {
     assert_ne!(
         weights(&plain.join("best.safetensors")),
         weights(&dir.join("best.safetensors"))
+    );
+    // Restricted to a device no clip has: nothing is convolved and no draw is made, so the run
+    // is the plain one bit for bit.
+    args.extend(["--dir-devices", "zz"]);
+    let (none, _) = f.train("dir-zz", &args);
+    assert_eq!(
+        weights(&plain.join("best.safetensors")),
+        weights(&none.join("best.safetensors"))
     );
     let cfg = json(&dir.join("config.json"));
     assert_eq!(cfg["dir"]["probability"], 1.0);
@@ -670,7 +679,7 @@ fn device_impulse_responses_augment_training() {
     assert!(out.stderr.contains("broken.wav"), "{}", out.describe());
     let out = child::run(&mut f.command("p", &["--dir-p", "0.5"]));
     assert!(
-        out.stderr.contains("--dir-p needs --dir"),
+        out.stderr.contains("--dir-p and --dir-devices need --dir"),
         "{}",
         out.describe()
     );

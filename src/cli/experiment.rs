@@ -86,6 +86,10 @@ pub struct ExperimentArgs {
     /// Probability per training example of that convolution [default: 0.6].
     #[arg(long)]
     dir_p: Option<f32>,
+    /// Convolve only clips of these recording devices (comma-separated; CP-JKU use `a`)
+    /// [default: every clip].
+    #[arg(long, value_delimiter = ',')]
+    dir_devices: Option<Vec<String>>,
     /// Train only on clips of these recording devices (comma-separated, as in DCASE file names:
     /// `-a.wav` is device a): a device-specific model, fine-tuned from a general one with --init.
     #[arg(long, value_delimiter = ',')]
@@ -265,6 +269,7 @@ pub fn build_config(
         kd_temperature: a.kd_temperature,
         dir: a.dir.clone(),
         dir_probability: a.dir_p,
+        dir_devices: a.dir_devices.clone(),
         devices: a.devices.clone(),
     };
     Ok(overrides.build(&base)?)

@@ -272,6 +272,8 @@ pub struct Overrides {
     pub dir: Option<PathBuf>,
     /// Probability of that per example (needs a folder, here or in the base config).
     pub dir_probability: Option<f32>,
+    /// Only clips of these devices are convolved (needs a folder).
+    pub dir_devices: Option<Vec<String>>,
     /// Only clips of these recording devices (`TrainConfig::devices`).
     pub devices: Option<Vec<String>>,
 }
@@ -356,16 +358,22 @@ impl Overrides {
             let dir = c.dir.get_or_insert_with(|| DirConfig {
                 folder: folder.clone(),
                 probability: DirConfig::default_probability(),
+                devices: None,
             });
             dir.folder = folder.clone();
         }
-        match (&mut c.dir, self.dir_probability) {
-            (Some(d), p) => {
-                d.probability = p.unwrap_or(d.probability);
+        match &mut c.dir {
+            Some(d) => {
+                d.probability = self.dir_probability.unwrap_or(d.probability);
+                if self.dir_devices.is_some() {
+                    d.devices = self.dir_devices.clone();
+                }
                 d.check().map_err(ConfigError::Setting)
             }
-            (None, Some(_)) => Err(ConfigError::Setting("--dir-p needs --dir".to_string())),
-            (None, None) => Ok(()),
+            None if self.dir_probability.is_some() || self.dir_devices.is_some() => Err(
+                ConfigError::Setting("--dir-p and --dir-devices need --dir".to_string()),
+            ),
+            None => Ok(()),
         }
     }
 

@@ -146,7 +146,13 @@ impl FeatureStore {
             teacher,
         } = targets;
         let drawn = match (responses, rng.as_deref_mut()) {
-            (Some(r), Some(rng)) => r.responses.draw(clips.len(), rng),
+            (Some(r), Some(rng)) => {
+                let devices: Vec<Option<&str>> = clips
+                    .iter()
+                    .map(|&c| r.dataset.clips[c].device.as_deref())
+                    .collect();
+                r.responses.draw(&devices, rng)
+            }
             _ => vec![None; clips.len()],
         };
         let specs: Vec<Spectrogram> = clips

@@ -24,9 +24,14 @@ pub struct DirConfig {
     /// Probability that a training example is convolved with one of them.
     #[serde(default = "DirConfig::default_probability")]
     pub probability: f32,
+    /// Only clips of these recording devices are convolved (CP-JKU convolve device `a`'s, the
+    /// real device most training clips come from); all clips when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<String>>,
 }
 
 impl DirConfig {
+    /// CP-JKU's DCASE 2023 training script's `dir_prob`.
     pub fn default_probability() -> f32 {
         0.6
     }
@@ -47,6 +52,7 @@ impl DirConfig {
 pub struct DeviceResponses {
     responses: Vec<Vec<f32>>,
     probability: f32,
+    devices: Option<Vec<String>>,
     frontend: LogMel,
 }
 
@@ -84,6 +90,7 @@ impl DeviceResponses {
         Ok(Self {
             responses,
             probability: config.probability,
+            devices: config.devices.clone(),
             frontend,
         })
     }
@@ -96,12 +103,18 @@ impl DeviceResponses {
         self.responses.is_empty()
     }
 
-    /// For each of `n` examples, the response it is convolved with, or none: drawn in order
-    /// from `rng`, so a run (and a resumed run) draws the same.
-    pub fn draw(&self, n: usize, rng: &mut SplitMix64) -> Vec<Option<usize>> {
-        (0..n)
-            .map(|_| {
-                rng.chance(self.probability)
+    /// For each example (its recording device, if known), the response it is convolved with,
+    /// or none: drawn in order from `rng` for the examples of an eligible device, so a run (and a
+    /// resumed run) draws the same.
+    pub fn draw(&self, devices: &[Option<&str>], rng: &mut SplitMix64) -> Vec<Option<usize>> {
+        devices
+            .iter()
+            .map(|device| {
+                let eligible = match &self.devices {
+                    None => true,
+                    Some(list) => device.is_some_and(|d| list.iter().any(|l| l == d)),
+                };
+                (eligible && rng.chance(self.probability))
                     .then(|| rng.below(self.responses.len() as u64) as usize)
             })
             .collect()
@@ -221,6 +234,7 @@ mod tests {
         let config = DirConfig {
             folder: dir.path().join("irs"),
             probability: 1.0,
+            devices: None,
         };
         let frontend = FrontendConfig::dcase2020();
         let responses = DeviceResponses::load(&config, &frontend).unwrap();
@@ -239,15 +253,27 @@ mod tests {
 
     #[test]
     fn draws_follow_the_probability() {
-        let d = DeviceResponses {
+        let mut d = DeviceResponses {
             responses: vec![vec![1.0]; 3],
             probability: 0.25,
+            devices: None,
             frontend: LogMel::new(FrontendConfig::dcase2020()).unwrap(),
         };
-        let draws = d.draw(4000, &mut SplitMix64::new(5));
+        let devices: Vec<Option<&str>> = (0..4000)
+            .map(|i| [Some("a"), Some("b"), None][i % 3])
+            .collect();
+        let draws = d.draw(&devices, &mut SplitMix64::new(5));
         let chosen = draws.iter().flatten().count() as f64 / 4000.0;
         assert!((chosen - 0.25).abs() < 0.03, "{chosen}");
         assert!(draws.iter().flatten().all(|&i| i < 3));
-        assert_eq!(draws, d.draw(4000, &mut SplitMix64::new(5)));
+        assert_eq!(draws, d.draw(&devices, &mut SplitMix64::new(5)));
+        // Restricted to device a: only a's examples are ever convolved, at the same rate.
+        d.devices = Some(vec!["a".to_string()]);
+        let draws = d.draw(&devices, &mut SplitMix64::new(5));
+        let of_a: Vec<_> = draws.iter().step_by(3).collect();
+        let rate = of_a.iter().filter(|w| w.is_some()).count() as f64 / of_a.len() as f64;
+        assert!((rate - 0.25).abs() < 0.04, "{rate}");
+        let others = draws.iter().enumerate().filter(|(i, _)| i % 3 != 0);
+        assert!(others.into_iter().all(|(_, w)| w.is_none()));
     }
 }

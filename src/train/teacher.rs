@@ -26,8 +26,10 @@ use std::path::{Path, PathBuf};
 pub struct DistillConfig {
     /// The teacher's logits file.
     pub teacher_logits: PathBuf,
-    /// Weight λ of the label loss; the distillation term gets 1 − λ. CP-JKU's DCASE 2023-2025
-    /// recipes use 0.02.
+    /// Weight λ of the label loss; the distillation term gets 1 − λ. 0.02 is the value of
+    /// CP-JKU's DCASE 2023 training script, whose KL term is averaged over classes as well as
+    /// examples (`.mean()`), i.e. 1/C of this one: `--kd-lambda 0.17` gives their balance at 10
+    /// classes (`docs/datasets.md`, "Teacher logits").
     #[serde(default = "DistillConfig::default_lambda")]
     pub lambda: f64,
     /// Temperature T of both softmaxes; the term is scaled by T² so its gradients keep their
