@@ -38,17 +38,24 @@ pub fn evaluation_list(data: &Path, fold: u32) -> Result<Vec<(PathBuf, String)>,
         .collect())
 }
 
-/// Classifies every clip with both models; a clip either cannot read fails the comparison.
+/// Classifies every clip with both models (each in parallel over clips, as `asc classify`
+/// does); a clip either cannot read fails the comparison.
 pub fn compare(
     reference: &Classifier,
     candidate: &Classifier,
     clips: &[(PathBuf, String)],
 ) -> Result<Fidelity, InferError> {
+    let paths: Vec<PathBuf> = clips.iter().map(|(p, _)| p.clone()).collect();
+    let predict = |model: &Classifier| {
+        super::classify_all(model, &paths, &|| {})
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let (a, b) = (predict(reference)?, predict(candidate)?);
     let (mut right_ref, mut right_cand, mut agree) = (0usize, 0usize, 0usize);
     let mut max_diff = 0f32;
-    for (path, label) in clips {
-        let a = reference.classify_file(path)?;
-        let b = candidate.classify_file(path)?;
+    for ((a, b), (_, label)) in a.iter().zip(&b).zip(clips) {
         right_ref += usize::from(&a.label == label);
         right_cand += usize::from(&b.label == label);
         agree += usize::from(a.label == b.label);
