@@ -8,6 +8,7 @@ pub mod input_norm;
 pub use crate::nn::layers::LayerShape;
 pub use cnn::{Cnn, CnnOptions};
 pub use cp_mobile::{CpMobile, CpMobileOptions};
+pub use fcnn::{Fcnn, FcnnOptions};
 pub use input_norm::{InputNorm, Standardized};
 
 pub use super::norm::NormFactory;
@@ -46,7 +47,7 @@ impl ModelEntry {
     }
 }
 
-super::registry!(ModelEntry; cnn, cp_mobile);
+super::registry!(ModelEntry; cnn, cp_mobile, fcnn);
 
 /// Names accepted for `--model`, in registry order.
 pub const MODEL_NAMES: [&str; REGISTRY.len()] = super::names_of!(REGISTRY);
@@ -71,7 +72,7 @@ pub fn check_name(name: &str) -> std::result::Result<(), crate::error::UnknownNa
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "ModelConfigFile")]
 pub struct ModelConfig {
-    /// `cnn` or `cp-mobile`.
+    /// A registry name: `cnn`, `cp-mobile` or `fcnn`.
     pub name: String,
     pub n_classes: usize,
     /// Input channels (1 for a log-mel).

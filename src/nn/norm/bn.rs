@@ -11,11 +11,10 @@ use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::Activation;
 use crate::onnx::graph::OnnxGraph;
 
-/// γ, β (C); buffers running mean/var (C).
+/// γ, β (C), absent in the non-affine form; buffers running mean/var (C).
 #[derive(Debug)]
 pub struct BatchNorm {
-    weight: Tensor,
-    bias: Tensor,
+    affine: Option<(Tensor, Tensor)>,
     stats: RunningStats,
 }
 
@@ -24,17 +23,32 @@ pub const ENTRY: NormEntry = NormEntry::new("bn", build);
 
 pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
     Ok(Box::new(BatchNorm {
-        weight: nb.param("weight", c, 1.0)?,
-        bias: nb.param("bias", c, 0.0)?,
+        affine: Some((nb.param("weight", c, 1.0)?, nb.param("bias", c, 0.0)?)),
         stats: RunningStats::new(c, cfg, nb)?,
     }))
 }
 
+/// BN without γ and β (Keras's `BatchNormalization(center=False, scale=False)`): only the
+/// running statistics, in the buffer store. Architectures whose reference fixes a plain BN in
+/// one place whatever norm is being compared (`fcnn`'s last one) build it with this.
+pub fn non_affine(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Norm>> {
+    Ok(Box::new(BatchNorm {
+        affine: None,
+        stats: RunningStats::new(c, cfg, nb)?,
+    }))
+}
+
+impl BatchNorm {
+    fn affine(&self) -> Option<(&Tensor, &Tensor)> {
+        self.affine.as_ref().map(|(w, b)| (w, b))
+    }
+}
+
 impl Norm for BatchNorm {
     fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
-        let (x3, dims) = as_ncl(x, self.weight.elem_count(), ENTRY.name)?;
+        let (x3, dims) = as_ncl(x, self.stats.channels(), ENTRY.name)?;
         self.stats
-            .forward_t(&x3, Some((&self.weight, &self.bias)), train, act)?
+            .forward_t(&x3, self.affine(), train, act)?
             .reshape(dims)
     }
 
@@ -43,13 +57,13 @@ impl Norm for BatchNorm {
     }
 
     fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
-        self.stats.emit(g, input, Some((&self.weight, &self.bias)))
+        self.stats.emit(g, input, self.affine())
     }
 
     /// γ·(x − μ)/√(σ² + ε) + β with the running μ, σ², as the eval forward applies it.
     fn eval_affine(&self) -> Result<Option<(Tensor, Tensor)>> {
         self.stats
-            .eval_affine(Some((&self.weight, &self.bias)))
+            .eval_affine(self.affine())
             .map(Some)
     }
 }

@@ -62,6 +62,11 @@ impl RunningStats {
         })
     }
 
+    /// The channel count C.
+    pub fn channels(&self) -> usize {
+        self.c
+    }
+
     /// Normalizes (N, C, L) input: batch statistics when `train` (updating the buffers),
     /// running statistics otherwise. `affine` = (γ, β), each per channel (C) or per sample and
     /// channel (N, C).

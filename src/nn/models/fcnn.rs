@@ -1,0 +1,339 @@
+//! `fcnn`: the fully convolutional network with channel attention of Hu et al. 2021 (arXiv
+//! 2011.01447), the host model in which the L2BN paper compares L2BN with BN on TAU 2020
+//! (`docs/models.md`, `docs/norms.md` §3.5). Reference code: `Ingrid725/ASC_L2BN`,
+//! `fcnn/fcnn_att.py` and `fcnn/attention_layer.py` (Keras).
+//!
+//! Where it differs from that code, on purpose: the input's Δ and ΔΔ are computed inside the
+//! network from the one-channel log-mel (a fixed convolution, so the front end and the ONNX file
+//! stay one-channel and any runtime gets the same three channels); the chosen norm keeps its
+//! affine parameters in the 1×1 head (Keras's `learn_bn=False` there), since not every norm of
+//! the registry has a non-affine form; initialisation and BN's ε and momentum are this crate's
+//! (`docs/models.md`, PyTorch's) rather than Keras's.
+
+use super::{LayerShape, Model, ModelConfig, ModelEntry, NormFactory};
+use crate::nn::layers::{
+    emit_global_avg_pool, emit_max_pool, global_avg_pool, Conv, Dropout, Linear,
+};
+use crate::nn::norm::{bn, Norm};
+use crate::nn::ops::{self, Activation};
+use crate::onnx::graph::{attr_int, OnnxGraph};
+use candle_core::{Device, Result, Tensor, D};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+/// The registry entry; dropout 0.3 after the first three convolutions of the last stage.
+pub const ENTRY: ModelEntry = ModelEntry::new::<FcnnOptions>("fcnn", build, 0.3);
+
+fn build(config: &ModelConfig, vb: VarBuilder, norm: &NormFactory) -> Result<Box<dyn Model>> {
+    Ok(Box::new(Fcnn::new(config, vb, norm)?))
+}
+
+/// `fcnn`'s settings (`model.fcnn`); the defaults are the L2BN paper's FCNN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FcnnOptions {
+    /// Output channels of the three stages (2, 2 and 4 convolutions): the reference's
+    /// `num_filters=[48, 96, 192]` times its 3 input channels.
+    pub channels: [usize; 3],
+    /// Stack Δ and ΔΔ (over time) onto the log-mel, as the reference does; `false` feeds the
+    /// log-mel alone.
+    pub deltas: bool,
+    /// The channel attention's reduction: its hidden layer has classes / ratio units.
+    pub attention_ratio: usize,
+}
+
+impl Default for FcnnOptions {
+    fn default() -> Self {
+        Self {
+            channels: [144, 288, 576],
+            deltas: true,
+            attention_ratio: 2,
+        }
+    }
+}
+
+impl crate::nn::options::Options for FcnnOptions {
+    const KEY: &'static str = "fcnn";
+}
+
+/// Frames the Δ/ΔΔ stack consumes (4 at each end, the reference's `[4:-4]`).
+const DELTA_TRIM: usize = 8;
+
+/// The convolutions: (stage, kernel, stride); a 2×2 max pool ends each stage.
+const CONVS: [(usize, usize, usize); 8] = [
+    (0, 5, 2),
+    (0, 3, 1),
+    (1, 3, 1),
+    (1, 3, 1),
+    (2, 3, 1),
+    (2, 3, 1),
+    (2, 3, 1),
+    (2, 3, 1),
+];
+
+/// The convolutions followed by dropout (the first three of the last stage).
+const DROPOUT_AFTER: [usize; 3] = [4, 5, 6];
+
+fn conv_name(i: usize) -> String {
+    format!("conv{i}")
+}
+
+fn norm_name(i: usize) -> String {
+    format!("norm{i}")
+}
+
+/// The 9-tap filters over time that give (log-mel, Δ, ΔΔ) trimmed to the same frames, as one
+/// (3, 1, 1, 9) convolution weight: the reference's `deltas()` is
+/// `Δ[t] = (x[t+1] − x[t−1])/10 + (x[t+2] − x[t−2])/5`, and ΔΔ is Δ applied twice, so its filter
+/// is the Δ filter convolved with itself.
+fn delta_filters() -> [[f32; 9]; 3] {
+    let d = [-0.2f64, -0.1, 0.0, 0.1, 0.2];
+    let mut out = [[0f32; 9]; 3];
+    out[0][4] = 1.0;
+    for (k, &a) in d.iter().enumerate() {
+        out[1][k + 2] = a as f32;
+        for (j, &b) in d.iter().enumerate() {
+            out[2][k + j] += (a * b) as f32;
+        }
+    }
+    out
+}
+
+pub struct Fcnn {
+    deltas: Option<Tensor>,
+    input_norm: Box<dyn Norm>,
+    convs: Vec<(Conv, Box<dyn Norm>)>,
+    dropouts: Vec<Dropout>,
+    head: (Conv, Box<dyn Norm>),
+    /// The reference's plain BN before the attention, kept BN whatever norm is compared.
+    head_bn: Box<dyn Norm>,
+    att1: Linear,
+    att2: Linear,
+}
+
+impl Fcnn {
+    pub fn new(config: &ModelConfig, vb: VarBuilder, norm: &NormFactory) -> Result<Self> {
+        let opts: FcnnOptions = config.options();
+        let n_classes = config.n_classes;
+        if opts.channels.contains(&0) || opts.attention_ratio == 0 {
+            candle_core::bail!(
+                "model.fcnn: channels and attention_ratio must be positive: {opts:?}"
+            );
+        }
+        let hidden = n_classes / opts.attention_ratio;
+        if hidden == 0 {
+            candle_core::bail!(
+                "model.fcnn: attention_ratio {} leaves no hidden unit for {n_classes} classes",
+                opts.attention_ratio
+            );
+        }
+        let mut in_c = config.in_channels;
+        let deltas = if opts.deltas {
+            if in_c != 1 {
+                candle_core::bail!("model.fcnn: deltas need a one-channel input, not {in_c}");
+            }
+            in_c = 3;
+            let w: Vec<f32> = delta_filters().concat();
+            Some(Tensor::from_vec(w, (3, 1, 1, 9), &Device::Cpu)?.to_device(vb.device())?)
+        } else {
+            None
+        };
+        let input_norm = norm.build("input_norm", in_c)?;
+        let mut convs = Vec::new();
+        for (i, &(stage, k, s)) in CONVS.iter().enumerate() {
+            let c = opts.channels[stage];
+            let conv = Conv::new(vb.pp(conv_name(i)), in_c, c, (k, k), (s, s), false)?;
+            convs.push((conv, norm.build(&norm_name(i), c)?));
+            in_c = c;
+        }
+        let head_conv = Conv::new(vb.pp("head.conv"), in_c, n_classes, (1, 1), (1, 1), false)?;
+        let head_norm = norm.build("head.norm", n_classes)?;
+        let head_bn = bn::non_affine(n_classes, norm.config, &norm.builder.pp("head_bn"))?;
+        Ok(Self {
+            deltas,
+            input_norm,
+            convs,
+            dropouts: (0..DROPOUT_AFTER.len() as u64)
+                .map(|i| Dropout::new(config.dropout, i + 1))
+                .collect(),
+            head: (head_conv, head_norm),
+            head_bn,
+            att1: Linear::new(vb.pp("att.fc1"), n_classes, hidden)?,
+            att2: Linear::new(vb.pp("att.fc2"), hidden, n_classes)?,
+        })
+    }
+
+    /// The network's input: the log-mel and, with deltas, its Δ and ΔΔ (trimmed frames).
+    fn stack(&self, x: &Tensor) -> Result<Tensor> {
+        let Some(w) = &self.deltas else {
+            return Ok(x.clone());
+        };
+        let frames = x.dim(3)?;
+        if frames <= DELTA_TRIM {
+            candle_core::bail!(
+                "fcnn: {frames} frames are too few for Δ and ΔΔ (they take {DELTA_TRIM})"
+            );
+        }
+        ops::conv2d(x, &w.to_dtype(x.dtype())?, (1, 1), (0, 0))
+    }
+
+    fn pool_after(i: usize) -> bool {
+        CONVS.get(i + 1).is_none_or(|next| next.0 != CONVS[i].0)
+    }
+
+    /// Channel attention on the (N, C) average and maximum of the class maps, then the global
+    /// average: since the attention scales each map by one number, averaging first is the same.
+    fn attend(&self, avg: &Tensor, max: &Tensor) -> Result<Tensor> {
+        let mlp = |v: &Tensor| -> Result<Tensor> {
+            self.att2.forward(&ops::relu(&self.att1.forward(v)?)?)
+        };
+        let gate = candle_nn::ops::sigmoid(&(mlp(avg)? + mlp(max)?)?)?;
+        avg * gate
+    }
+}
+
+impl Model for Fcnn {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut x = self.input_norm.forward_t(&self.stack(x)?, train)?;
+        let mut dropouts = self.dropouts.iter();
+        for (i, (conv, norm)) in self.convs.iter().enumerate() {
+            x = norm.forward_act_t(&conv.forward(&x)?, train, Activation::Relu)?;
+            if DROPOUT_AFTER.contains(&i) {
+                if let Some(d) = dropouts.next() {
+                    x = d.forward_t(&x, train)?;
+                }
+            }
+            if Self::pool_after(i) {
+                x = ops::max_pool2d(&x, (2, 2), (2, 2), (0, 0))?;
+            }
+        }
+        let (conv, norm) = &self.head;
+        let x = norm.forward_act_t(&conv.forward(&x)?, train, Activation::Relu)?;
+        let x = self.head_bn.forward_t(&x, train)?;
+        self.attend(&global_avg_pool(&x)?, &global_max_pool(&x)?)
+    }
+
+    fn reseed(&self, seed: u64) {
+        for d in &self.dropouts {
+            d.reseed(seed);
+        }
+    }
+
+    fn layers(&self, (h, w): (usize, usize)) -> Vec<LayerShape> {
+        let mut hw = match self.deltas {
+            Some(_) => (h, w.saturating_sub(DELTA_TRIM)),
+            None => (h, w),
+        };
+        let in_c = if self.deltas.is_some() { 3 } else { 1 };
+        let mut layers = vec![LayerShape {
+            name: "input_norm".into(),
+            kind: self.input_norm.name(),
+            out: [in_c, hw.0, hw.1],
+        }];
+        for (i, (conv, norm)) in self.convs.iter().enumerate() {
+            let (out, shapes) = conv.shapes(&conv_name(i), (&norm_name(i), norm.as_ref()), hw);
+            layers.extend(shapes);
+            hw = if Self::pool_after(i) {
+                (out.0 / 2, out.1 / 2)
+            } else {
+                out
+            };
+        }
+        let (conv, norm) = &self.head;
+        let (_, shapes) = conv.shapes("head.conv", ("head.norm", norm.as_ref()), hw);
+        layers.extend(shapes);
+        // head_bn has no parameters, so no MACs in torchinfo's count (and no row there).
+        layers.push(self.att1.shape("att.fc1"));
+        layers.push(self.att2.shape("att.fc2"));
+        layers
+    }
+
+    fn emit_onnx(&self, g: &mut OnnxGraph, input: &str) -> Result<String> {
+        let mut x = input.to_string();
+        if let Some(w) = &self.deltas {
+            let w = g.add_tensor("delta_w", w, &[3, 1, 1, 9])?;
+            x = g.add_node("Conv", &[&x, &w], vec![]);
+        }
+        x = self.input_norm.emit_onnx(g, &x)?;
+        for (i, (conv, norm)) in self.convs.iter().enumerate() {
+            x = conv.emit_onnx(g, &x, norm.as_ref())?;
+            if Self::pool_after(i) {
+                // max(relu(v)) = relu(max(v)): pooling first lets ReLU run on a quarter.
+                x = emit_max_pool(g, &x, (2, 2), (2, 2), (0, 0));
+            }
+            x = g.add_node("Relu", &[&x], vec![]);
+        }
+        let (conv, norm) = &self.head;
+        x = conv.emit_onnx(g, &x, norm.as_ref())?;
+        x = g.add_node("Relu", &[&x], vec![]);
+        x = self.head_bn.emit_onnx(g, &x)?;
+        let avg = emit_global_avg_pool(g, &x);
+        let max = g.add_node("GlobalMaxPool", &[&x], vec![]);
+        let max = g.add_node("Flatten", &[&max], vec![attr_int("axis", 1)]);
+        let mut mlp = |v: &str| -> Result<String> {
+            let h = self.att1.emit_onnx(g, v)?;
+            let h = g.add_node("Relu", &[&h], vec![]);
+            self.att2.emit_onnx(g, &h)
+        };
+        let (a, m) = (mlp(&avg)?, mlp(&max)?);
+        let sum = g.add_node("Add", &[&a, &m], vec![]);
+        let gate = g.add_node("Sigmoid", &[&sum], vec![]);
+        Ok(g.add_node("Mul", &[&avg, &gate], vec![]))
+    }
+}
+
+/// The maximum over (H, W) of an NCHW tensor, (N, C), whose gradient is shared evenly by tied
+/// maxima, as in TensorFlow's `reduce_max` (the reference's `GlobalMaxPooling2D`) and PyTorch's
+/// `amax`. candle's `max` gives each tied element the whole gradient, and ties are common here:
+/// a class map that the ReLU zeroed everywhere is constant after the BN.
+fn global_max_pool(x: &Tensor) -> Result<Tensor> {
+    let flat = x.flatten_from(2)?;
+    let max = flat.max_keepdim(D::Minus1)?.detach();
+    let ties = flat.broadcast_eq(&max)?.to_dtype(flat.dtype())?;
+    let share = ties.broadcast_div(&ties.sum_keepdim(D::Minus1)?)?;
+    (flat * share)?.sum(D::Minus1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stacked filters against the reference's `deltas()` written out literally.
+    #[test]
+    fn delta_filters_are_the_references_deltas() {
+        let x: Vec<f64> = (0..20).map(|i| ((i * 7 % 11) as f64).sin() * 3.0).collect();
+        let deltas = |v: &[f64]| -> Vec<f64> {
+            (2..v.len() - 2)
+                .map(|t| (v[t + 1] - v[t - 1]) / 10.0 + (v[t + 2] - v[t - 2]) / 5.0)
+                .collect()
+        };
+        let d = deltas(&x);
+        let dd = deltas(&d);
+        let f = delta_filters();
+        for t in 0..x.len() - DELTA_TRIM {
+            let apply = |k: &[f32; 9]| (0..9).map(|m| k[m] as f64 * x[t + m]).sum::<f64>();
+            assert!((apply(&f[0]) - x[t + 4]).abs() < 1e-12);
+            assert!((apply(&f[1]) - d[t + 2]).abs() < 1e-6, "Δ at {t}");
+            assert!((apply(&f[2]) - dd[t]).abs() < 1e-6, "ΔΔ at {t}");
+        }
+    }
+
+    /// Ties share the gradient: a constant map gives each of its 4 cells a quarter.
+    #[test]
+    fn tied_maxima_share_the_gradient() {
+        let v = candle_core::Var::from_vec(
+            vec![2f32, 2., 2., 2., 1., 3., 0., 3.],
+            (1, 2, 2, 2),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let m = global_max_pool(v.as_tensor()).unwrap();
+        assert_eq!(m.to_vec2::<f32>().unwrap(), [[2.0, 3.0]]);
+        let g = m.sum_all().unwrap().backward().unwrap();
+        let g = g.get(v.as_tensor()).unwrap().flatten_all().unwrap();
+        assert_eq!(
+            g.to_vec1::<f32>().unwrap(),
+            [0.25, 0.25, 0.25, 0.25, 0.0, 0.5, 0.0, 0.5]
+        );
+    }
+}
