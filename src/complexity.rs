@@ -80,7 +80,8 @@ pub fn measure(
                 let [_, h, w] = shapes[i].out;
                 let per_position = in_conv(params, name);
                 layers[i].params += n;
-                layers[i].macs += if per_position { n * (h * w) as u64 } else { n };
+                let per_call = if per_position { n * (h * w) as u64 } else { n };
+                layers[i].macs += per_call * shapes[i].calls as u64;
             }
             None => other.params += n,
         }
@@ -228,6 +229,7 @@ mod tests {
             name: name.to_string(),
             kind: "Conv2d",
             out: [1, 1, 1],
+            calls: 1,
         };
         let shapes = [shape("b1"), shape("b1.depth"), shape("b10")];
         assert_eq!(owner(&shapes, "b1.depth.weight"), Some(1));

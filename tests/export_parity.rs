@@ -1,5 +1,5 @@
 //! Exported models give the same probabilities in tract as the candle eval forward, for every
-//! architectures with every norm (issue: "tract output vs candle eval output ≤ 1e-4"), on two
+//! architecture with every norm (issue: "tract output vs candle eval output ≤ 1e-4"), on two
 //! clip lengths; and a `--waveform` model (front end inside the graph) agrees with the Rust
 //! front end followed by the same network.
 

@@ -19,6 +19,9 @@ pub struct LayerShape {
     pub kind: &'static str,
     /// Output channels, height and width (1 × 1 for a linear layer).
     pub out: [usize; 3],
+    /// How many times one forward pass runs it (2 for `fcnn`'s attention MLP, shared by the
+    /// average and the maximum): its MACs count once per run, its parameters once.
+    pub calls: usize,
 }
 
 /// A convolution without bias (a norm always follows), OIHW weight, Kaiming-normal fan-out init
@@ -133,11 +136,13 @@ impl Conv {
             name: name.to_string(),
             kind: "Conv2d",
             out,
+            calls: 1,
         };
         let norm = LayerShape {
             name: norm.0.to_string(),
             kind: norm.1.name(),
             out,
+            calls: 1,
         };
         ((h, w), [conv, norm])
     }
@@ -182,6 +187,7 @@ impl Linear {
             name: name.to_string(),
             kind: "Linear",
             out: [self.weight.dims()[0], 1, 1],
+            calls: 1,
         }
     }
 }

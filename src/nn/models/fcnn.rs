@@ -229,6 +229,7 @@ impl Model for Fcnn {
             name: "input_norm".into(),
             kind: self.input_norm.name(),
             out: [in_c, hw.0, hw.1],
+            calls: 1,
         }];
         for (i, (conv, norm)) in self.convs.iter().enumerate() {
             let (out, shapes) = conv.shapes(&conv_name(i), (&norm_name(i), norm.as_ref()), hw);
@@ -243,8 +244,13 @@ impl Model for Fcnn {
         let (_, shapes) = conv.shapes("head.conv", ("head.norm", norm.as_ref()), hw);
         layers.extend(shapes);
         // head_bn has no parameters, so no MACs in torchinfo's count (and no row there).
-        layers.push(self.att1.shape("att.fc1"));
-        layers.push(self.att2.shape("att.fc2"));
+        // The attention MLP runs on the average and on the maximum.
+        for (linear, name) in [(&self.att1, "att.fc1"), (&self.att2, "att.fc2")] {
+            layers.push(LayerShape {
+                calls: 2,
+                ..linear.shape(name)
+            });
+        }
         layers
     }
 
