@@ -86,12 +86,30 @@ fn train_export_classify_with_broken_inputs() {
     let size = |p: &Path| std::fs::metadata(p).unwrap().len();
     assert!(size(&half) * 10 < size(&model) * 6, "{said}");
     let quarter = dir.path().join("q.onnx");
+    // Static int8: weights and the activations convs and dense layers read, calibrated on
+    // training clips; int8 weights alone need no data.
     let said = ok(&["export", "--run", s(&run), "--out", s(&quarter), "--int8"]);
     assert!(
         said.contains("int8 vs float32 on the evaluation list ("),
         "{said}"
     );
+    assert!(said.contains("uint8 activations: "), "{said}");
     assert!(size(&quarter) * 10 < size(&model) * 4, "{said}");
+    let weights_only = dir.path().join("w8.onnx");
+    let said = ok(&[
+        "export",
+        "--run",
+        s(&run),
+        "--out",
+        s(&weights_only),
+        "--int8-weights",
+    ]);
+    assert!(
+        said.contains("int8 weights vs float32 on the evaluation list (")
+            && !said.contains("activations"),
+        "{said}"
+    );
+    assert!(size(&weights_only) < size(&quarter), "{said}");
     assert!(!asc(&[
         "export",
         "--run",

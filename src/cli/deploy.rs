@@ -27,20 +27,35 @@ pub struct ExportArgs {
     /// costs against the float32 model on the run's evaluation list.
     #[arg(long, conflicts_with = "int8")]
     fp16: bool,
-    /// Store conv and dense weights as int8 with a scale per output channel (about a quarter of
-    /// the bytes; computed in float32) and report what it costs, as --fp16 does.
-    #[arg(long)]
+    /// Static post-training int8 (QDQ): conv and dense weights as int8 with a scale per output
+    /// channel (about a quarter of the bytes), and the activations they read quantised to uint8
+    /// with ranges calibrated on clips of the run's training list; reports what it costs, as
+    /// --fp16 does.
+    #[arg(long, conflicts_with_all = ["fp16", "int8_weights"])]
     int8: bool,
+    /// Training clips --int8 calibrates the activation ranges on (spread over the list).
+    #[arg(long, default_value_t = 100, requires = "int8")]
+    calibration_clips: usize,
+    /// Only the weights as int8 (per output channel), activations computed in float32: no
+    /// calibration, no data needed.
+    #[arg(long, conflicts_with = "fp16")]
+    int8_weights: bool,
 }
 
 pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let opts = ExportOptions {
         waveform: a.waveform,
         checkpoint: a.checkpoint,
-        storage: match (a.fp16, a.int8) {
-            (true, _) => WeightStorage::F16,
-            (_, true) => WeightStorage::Int8,
-            _ => WeightStorage::F32,
+        storage: if a.fp16 {
+            WeightStorage::F16
+        } else if a.int8 {
+            WeightStorage::Int8Static {
+                calibration_clips: a.calibration_clips,
+            }
+        } else if a.int8_weights {
+            WeightStorage::Int8
+        } else {
+            WeightStorage::F32
         },
     };
     let s = export::export_run(&a.run, &a.out, &opts)?;
@@ -66,12 +81,17 @@ pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
             "float16"
         }
         Some(StorageSummary::Int8(q)) => {
+            print_int8_weights(q);
+            "int8 weights"
+        }
+        Some(StorageSummary::Int8Static {
+            weights,
+            activations,
+            clips,
+        }) => {
+            print_int8_weights(weights);
             println!(
-                "int8 weights: {} tensors, {} values ({} kB) with {} float32 scales; vectors (biases, norm parameters) kept as float32",
-                q.tensors,
-                q.elements,
-                q.elements / 1000,
-                q.scales
+                "uint8 activations: {activations} inputs of conv and dense layers quantised (QDQ), ranges calibrated on {clips} training clips"
             );
             "int8"
         }
@@ -79,6 +99,16 @@ pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     };
     report_storage_cost(&a.run, &a.out, &opts, name);
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_int8_weights(q: &asc::export::Converted) {
+    println!(
+        "int8 weights: {} tensors, {} values ({} kB) with {} float32 scales; vectors (biases, norm parameters) kept as float32",
+        q.tensors,
+        q.elements,
+        q.elements / 1000,
+        q.scales
+    );
 }
 
 #[derive(clap::Args, Debug)]
@@ -207,6 +237,6 @@ fn report_storage_cost(run: &Path, compact_file: &Path, opts: &ExportOptions, na
             100.0 * f.agreement,
             f.max_prob_diff
         ),
-        Err(e) => eprintln!("warning: the cost of {name} weights was not measured: {e}"),
+        Err(e) => eprintln!("warning: the cost of the {name} export was not measured: {e}"),
     }
 }

@@ -4,13 +4,15 @@
 //! symbolic): every norm writes its eval-mode decomposition (docs/norms.md), the model its
 //! layers, and the front end goes inside too with `--waveform`.
 
+use crate::dataset::{Dataset, LoadOptions};
 use crate::error::FileError;
 use crate::features::LogMel;
+use crate::infer::calibrate::{activation_ranges, spread};
 use crate::onnx::frontend;
 use crate::onnx::graph::{attr_int, Dim, OnnxGraph};
 pub use crate::onnx::metadata::{InputKind, ModelMetadata};
 pub use crate::onnx::precision::Converted;
-use crate::onnx::precision::{store_weights_as_fp16, store_weights_as_int8};
+use crate::onnx::precision::{quantize_activations, store_weights_as_fp16, store_weights_as_int8};
 use crate::train::checkpoint;
 use crate::train::session::{read_config, Session};
 use candle_core::Device;
@@ -28,6 +30,9 @@ pub enum ExportError {
     Model(#[from] candle_core::Error),
     #[error("{0}")]
     Frontend(#[from] crate::features::FrontendError),
+    /// Static int8 needs the run's training clips to calibrate on.
+    #[error("--int8 calibrates on the run's training clips: {0} (--int8-weights stores int8 weights without calibration)")]
+    Calibration(String),
     /// The run predates the recorded input length, so the exported model's window is unknown.
     #[error("the run's config.json has no clip_frames (trained by an older asc?)")]
     NoClipFrames,
@@ -51,8 +56,13 @@ pub enum WeightStorage {
     F32,
     /// Every float initializer as float16 (`--fp16`).
     F16,
-    /// Conv and Gemm weights as int8 with per-channel scales (`--int8`).
+    /// Conv and Gemm weights as int8 with per-channel scales, activations float32
+    /// (`--int8-weights`).
     Int8,
+    /// Static post-training int8 (`--int8`): the int8 weights of [`WeightStorage::Int8`], and
+    /// every activation a Conv or Gemm reads quantised to uint8 (QDQ), its range calibrated on
+    /// `calibration_clips` clips spread over the run's training list.
+    Int8Static { calibration_clips: usize },
 }
 
 /// What a compact storage did, for the user.
@@ -60,6 +70,12 @@ pub enum WeightStorage {
 pub enum StorageSummary {
     F16(Converted),
     Int8(Converted),
+    /// The weights' conversion, the activations quantised and the clips they were calibrated on.
+    Int8Static {
+        weights: Converted,
+        activations: usize,
+        clips: usize,
+    },
 }
 
 /// What was written.
@@ -113,6 +129,18 @@ pub fn export_bytes(
         WeightStorage::F32 => None,
         WeightStorage::F16 => Some(StorageSummary::F16(store_weights_as_fp16(&mut model))),
         WeightStorage::Int8 => Some(StorageSummary::Int8(store_weights_as_int8(&mut model))),
+        WeightStorage::Int8Static { calibration_clips } => {
+            let clips = calibration_list(&session, calibration_clips)?;
+            let ranges = activation_ranges(&model, &clips, &|| {})
+                .map_err(|e| ExportError::Calibration(e.to_string()))?;
+            let weights = store_weights_as_int8(&mut model);
+            let activations = quantize_activations(&mut model, &ranges);
+            Some(StorageSummary::Int8Static {
+                weights,
+                activations,
+                clips: clips.len(),
+            })
+        }
     };
     let nodes = model.graph.as_ref().map_or(0, |g| g.node.len());
     let bytes = model.encode_to_vec();
@@ -124,6 +152,30 @@ pub fn export_bytes(
         storage,
     };
     Ok((bytes, summary))
+}
+
+/// `count` clips spread over the run's training list (`infer::calibrate::spread`).
+fn calibration_list(session: &Session, count: usize) -> Result<Vec<PathBuf>, ExportError> {
+    let c = &session.config;
+    let opts = LoadOptions {
+        fold: c.fold,
+        train_list: c.train_list.clone(),
+        ..LoadOptions::default()
+    };
+    let dataset = Dataset::open(&c.data, &opts)
+        .map_err(|e| ExportError::Calibration(format!("{}: {e}", c.data.display())))?;
+    let train: Vec<PathBuf> = dataset
+        .train
+        .iter()
+        .map(|&i| dataset.clips[i].path.clone())
+        .collect();
+    if train.is_empty() || count == 0 {
+        return Err(ExportError::Calibration(format!(
+            "{}: no training clips to calibrate on",
+            c.data.display()
+        )));
+    }
+    Ok(spread(&train, count))
 }
 
 /// The metadata of a run's model: labels, front end and a training summary from the

@@ -3,6 +3,7 @@
 //! recordings are cut into windows of the training clip length; each window gets scores and the
 //! file gets their mean.
 
+pub mod calibrate;
 mod conv_op;
 pub mod devices;
 pub mod fidelity;
@@ -197,14 +198,7 @@ impl Classifier {
             return Err(InferError::NoSamples);
         }
         let hop = self.meta.frontend.hop_length;
-        // The frame count follows from the length alone; a waveform model computes its own
-        // log-mel inside the graph, so only a log-mel model needs the front end here.
-        let frames = self.meta.frontend.frames(samples.len());
-        let windows = window_starts(frames, self.meta.clip_frames);
-        let batch = match self.meta.input {
-            InputKind::Logmel => self.logmel_batch(&self.frontend.compute(samples), &windows),
-            InputKind::Waveform => self.waveform_batch(samples, &windows),
-        };
+        let (batch, windows) = self.input_batch(samples);
         let probs = self.run(batch)?;
         let k = self.meta.labels.len();
         let sr = self.sample_rate() as f64;
@@ -229,6 +223,44 @@ impl Classifier {
             scores,
             windows,
         })
+    }
+
+    /// The graph's input for mono samples at the model's rate: one row per window.
+    pub(crate) fn input_batch(&self, samples: &[f32]) -> (Tensor, Vec<Window>) {
+        // The frame count follows from the length alone; a waveform model computes its own
+        // log-mel inside the graph, so only a log-mel model needs the front end here.
+        let frames = self.meta.frontend.frames(samples.len());
+        let windows = window_starts(frames, self.meta.clip_frames);
+        let batch = match self.meta.input {
+            InputKind::Logmel => self.logmel_batch(&self.frontend.compute(samples), &windows),
+            InputKind::Waveform => self.waveform_batch(samples, &windows),
+        };
+        (batch, windows)
+    }
+
+    /// Every output of the graph for each row of `input`, run one row at a time: (rows ×
+    /// outputs) flat float32 values. What calibration reads intermediate values with.
+    pub(crate) fn run_all_outputs(&self, input: &Tensor) -> Result<Vec<Vec<Vec<f32>>>, InferError> {
+        let n = input.shape().first().copied().unwrap_or(1);
+        (0..n)
+            .map(|i| {
+                let one = input
+                    .slice(0, i, i + 1)
+                    .map_err(|e| runtime("batch slice", e))?;
+                let plan = self.plan(one.shape())?;
+                let out = plan
+                    .run(tvec!(one.into()))
+                    .map_err(|e| runtime("inference failed", e))?;
+                out.iter()
+                    .map(|t| {
+                        let view = t
+                            .to_plain_array_view::<f32>()
+                            .map_err(|e| runtime("unexpected model output", e))?;
+                        Ok(view.iter().copied().collect())
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Class probabilities of log-mel spectrograms already computed with the model's front end

@@ -147,6 +147,143 @@ pub fn store_weights_as_int8(model: &mut pb::ModelProto) -> Converted {
     summary
 }
 
+/// The float32 values that `Conv`, `Gemm` and `MatMul` nodes compute on (their input 0, unless
+/// it is an initializer), in graph order without repeats: where QDQ quantises activations, as
+/// onnxruntime's `quantize_static` does for these operators.
+pub fn activation_inputs(model: &pb::ModelProto) -> Vec<String> {
+    let Some(graph) = model.graph.as_ref() else {
+        return Vec::new();
+    };
+    let constants: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|i| i.name.as_str()).collect();
+    let mut names: Vec<String> = Vec::new();
+    for node in &graph.node {
+        if !matches!(node.op_type.as_str(), "Conv" | "Gemm" | "MatMul") {
+            continue;
+        }
+        if let Some(x) = node.input.first() {
+            if !constants.contains(x.as_str()) && !names.contains(x) {
+                names.push(x.clone());
+            }
+        }
+    }
+    names
+}
+
+/// `model` with `names` added to its outputs (float32, shape left to the runtime), so one run
+/// reads those intermediate values: what calibration runs.
+pub fn with_outputs(model: &pb::ModelProto, names: &[String]) -> pb::ModelProto {
+    let mut model = model.clone();
+    if let Some(graph) = model.graph.as_mut() {
+        let float = pb::tensor_proto::DataType::Float as i32;
+        for name in names {
+            graph.output.push(pb::ValueInfoProto {
+                name: name.clone(),
+                r#type: Some(pb::TypeProto {
+                    value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                        elem_type: float,
+                        shape: None,
+                    })),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    model
+}
+
+/// The observed range of one activation over the calibration clips.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivationRange {
+    pub name: String,
+    pub min: f32,
+    pub max: f32,
+}
+
+/// uint8 quantisation of `[min, max]` widened to hold 0 (so that zero padding and ReLU's zeros
+/// are exact): (scale, zero point), onnxruntime's MinMax calibration with asymmetric uint8.
+pub fn uint8_params(min: f32, max: f32) -> (f32, u8) {
+    let (lo, hi) = (min.min(0.0), max.max(0.0));
+    if hi - lo <= f32::MIN_POSITIVE {
+        return (1.0, 0);
+    }
+    let scale = (hi - lo) / 255.0;
+    let zero = (-lo / scale).round().clamp(0.0, 255.0) as u8;
+    (scale, zero)
+}
+
+/// Rewrites `model` in place so that each activation of `ranges` passes through
+/// `QuantizeLinear` → `DequantizeLinear` (uint8, per tensor, [`uint8_params`]) before the nodes
+/// that read it, which then compute on the value rounded to 256 levels: the QDQ format that
+/// onnxruntime runs as integer kernels and any runtime can run as written. With int8 weights
+/// ([`store_weights_as_int8`]) this is static post-training quantisation. Returns the number of
+/// activations quantised.
+pub fn quantize_activations(model: &mut pb::ModelProto, ranges: &[ActivationRange]) -> usize {
+    let Some(graph) = model.graph.as_mut() else {
+        return 0;
+    };
+    let mut count = 0;
+    let mut pairs: std::collections::HashMap<String, Vec<pb::NodeProto>> = Default::default();
+    for r in ranges {
+        let (scale, zero) = uint8_params(r.min, r.max);
+        let base = format!("{}_act", r.name);
+        let (s, z, q, dq) = (
+            format!("{base}_scale"),
+            format!("{base}_zero"),
+            format!("{base}_q"),
+            format!("{base}_dq"),
+        );
+        graph.initializer.push(pb::TensorProto {
+            name: s.clone(),
+            data_type: pb::tensor_proto::DataType::Float as i32,
+            float_data: vec![scale],
+            ..Default::default()
+        });
+        graph.initializer.push(pb::TensorProto {
+            name: z.clone(),
+            data_type: pb::tensor_proto::DataType::Uint8 as i32,
+            raw_data: vec![zero],
+            ..Default::default()
+        });
+        let node = |op: &str, input: &str, output: &str| pb::NodeProto {
+            input: vec![input.to_string(), s.clone(), z.clone()],
+            output: vec![output.to_string()],
+            name: format!("{output}_node"),
+            op_type: op.to_string(),
+            ..Default::default()
+        };
+        let nodes = vec![
+            node("QuantizeLinear", &r.name, &q),
+            node("DequantizeLinear", &q, &dq),
+        ];
+        for n in &mut graph.node {
+            if matches!(n.op_type.as_str(), "Conv" | "Gemm" | "MatMul")
+                && n.input.first() == Some(&r.name)
+            {
+                n.input[0] = dq.clone();
+            }
+        }
+        pairs.insert(r.name.clone(), nodes);
+        count += 1;
+    }
+    // Each pair right after the node that computes its value (graph inputs: at the head), so
+    // the nodes stay in topological order.
+    let mut ordered = Vec::with_capacity(graph.node.len() + 2 * count);
+    for input in &graph.input {
+        ordered.extend(pairs.remove(&input.name).unwrap_or_default());
+    }
+    for n in std::mem::take(&mut graph.node) {
+        let outputs = n.output.clone();
+        ordered.push(n);
+        for o in outputs {
+            ordered.extend(pairs.remove(&o).unwrap_or_default());
+        }
+    }
+    graph.node = ordered;
+    count
+}
+
 /// A node `op` from `inputs` to `output` with one integer attribute.
 fn conversion(op: &str, inputs: Vec<String>, output: &str, attr: (&str, i64)) -> pb::NodeProto {
     pb::NodeProto {
@@ -291,5 +428,60 @@ mod tests {
         // Row 1 keeps its detail: its error is that of its own scale, not row 0's.
         let exact: f32 = (0..3).map(|i| x[i] * w_values[3 + i]).sum::<f32>() - 0.5;
         assert!((got[[0, 1]] - exact).abs() < 0.02 / 127.0 * 3.0, "{got:?}");
+    }
+
+    /// An activation read by a Gemm goes through QuantizeLinear/DequantizeLinear with the
+    /// calibrated range (widened to 0): tract computes on the value rounded to that grid, and
+    /// clips it at the range's ends.
+    #[test]
+    fn activations_round_to_the_calibrated_uint8_grid() {
+        use crate::onnx::graph::attr_int;
+        let mut g = OnnxGraph::new();
+        g.add_input("x", &[Dim::Fixed(1), Dim::Fixed(3)]);
+        let r = g.add_node("Relu", &["x"], vec![]);
+        let w = g.add_initializer("w", &[1.0, 0.0, 0.0, 0.0, 1.0, 0.0], &[2, 3]);
+        let b = g.add_initializer("b", &[0.0, 0.0], &[2]);
+        g.add_node_as("Gemm", &[&r, &w, &b], vec![attr_int("transB", 1)], "y");
+        g.add_output("y", &[Dim::Fixed(1), Dim::Fixed(2)]);
+        let mut model = g.to_model();
+        assert_eq!(activation_inputs(&model), std::slice::from_ref(&r));
+        let range = ActivationRange {
+            name: r.clone(),
+            min: 0.5,
+            max: 2.0,
+        };
+        assert_eq!(quantize_activations(&mut model, &[range]), 1);
+        let ops: Vec<&str> = model
+            .graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .map(|n| n.op_type.as_str())
+            .collect();
+        assert_eq!(ops, ["Relu", "QuantizeLinear", "DequantizeLinear", "Gemm"]);
+        // [0.5, 2] widens to [0, 2]: scale 2/255, zero point 0; 2.7 is clipped to 2.
+        let (scale, zero) = uint8_params(0.5, 2.0);
+        assert_eq!(zero, 0);
+        assert!((scale - 2.0 / 255.0).abs() < 1e-9);
+        let got = run(&model, &[1.2345, 2.7, -1.0]);
+        let on_grid = (1.2345f32 / scale).round() * scale;
+        assert!((got[[0, 0]] - on_grid).abs() < 1e-6, "{got:?}");
+        assert!((got[[0, 0]] - 1.2345).abs() > 1e-4, "{got:?}");
+        assert!((got[[0, 1]] - 2.0).abs() < 1e-6, "{got:?}");
+    }
+
+    /// The grid's 256 levels span the range widened to 0 (0 itself is the zero point, so exact):
+    /// its ends lie within one step of the range's.
+    #[test]
+    fn the_grid_spans_the_widened_range() {
+        for (lo, hi) in [(-1.0f32, 3.0), (-0.37, 0.2), (0.0, 5.0), (-4.0, -1.0)] {
+            let (scale, zero) = uint8_params(lo, hi);
+            let first = -(zero as f32) * scale;
+            let last = (255 - zero as i32) as f32 * scale;
+            assert!((first - lo.min(0.0)).abs() <= scale, "{lo}..{hi}: {first}");
+            assert!((last - hi.max(0.0)).abs() <= scale, "{lo}..{hi}: {last}");
+        }
+        assert_eq!(uint8_params(0.0, 0.0), (1.0, 0));
     }
 }
