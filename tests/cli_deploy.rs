@@ -272,6 +272,78 @@ fn compare_writes_table_csv_and_plot() {
         line.rsplit_once(',').unwrap().0.to_string()
     };
     assert_eq!(seed0(&csv), seed0(&again));
+
+    // The same comparison as a Slurm job array, its tasks run as the scheduler would run them
+    // (the script, one task index in the environment each), one task left out at first.
+    let cluster = dir.path().join("cluster");
+    let args = [
+        "compare",
+        "--data",
+        s(&data),
+        "--model",
+        "cnn",
+        "--norms",
+        "bn,gn",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--preset",
+        "librosa",
+        "--out",
+        s(&cluster),
+        "--slurm",
+        "--slurm-cpus",
+        "1",
+        "--sbatch=--mem=2G",
+    ];
+    let written = asc(&args);
+    assert!(written.status.success(), "{written:?}");
+    let script = cluster.join("sweep.sbatch");
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(
+        text.contains("#SBATCH --array=0-3\n") && text.contains("#SBATCH --mem=2G\n"),
+        "{text}"
+    );
+    let task = |index: Option<usize>| {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(&script).env_remove("SLURM_ARRAY_TASK_ID");
+        if let Some(i) = index {
+            cmd.env("SLURM_ARRAY_TASK_ID", i.to_string());
+        }
+        cmd.output().unwrap()
+    };
+    let unset = task(None);
+    assert!(!unset.status.success());
+    assert!(String::from_utf8_lossy(&unset.stderr).contains("SLURM_ARRAY_TASK_ID"));
+    let beyond = task(Some(4));
+    assert!(!beyond.status.success());
+    assert!(String::from_utf8_lossy(&beyond.stderr).contains("task 4 does not exist"));
+    for i in [0, 1, 3] {
+        let out = task(Some(i));
+        assert!(out.status.success(), "task {i}: {out:?}");
+    }
+    let collect = || asc(&["sweep", "collect", "--dir", s(&cluster)]);
+    let partial = collect();
+    let said = String::from_utf8_lossy(&partial.stdout).to_string();
+    assert_eq!(partial.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("1 of 4 tasks not finished: 2") && said.contains("sbatch --array=2 "),
+        "{said}"
+    );
+    assert!(task(Some(2)).status.success());
+    let full = collect();
+    assert!(full.status.success(), "{full:?}");
+    let gathered = std::fs::read_to_string(cluster.join("results.csv")).unwrap();
+    // Every run equals its local twin (same seed, same data order), all but the speed column.
+    let strip = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect()
+    };
+    assert_eq!(strip(&gathered), strip(&csv));
 }
 
 #[test]

@@ -1,6 +1,9 @@
-//! `asc compare`: one model, several norms, several seeds, one table (`asc::compare`).
+//! `asc compare`: one model, several norms, several seeds, one table (`asc::compare`); with
+//! `--slurm`, the same comparison written as a Slurm job array (`asc::compare::cluster`), whose
+//! tasks `asc sweep` runs and collects.
 
 use super::experiment::{build_config, ExperimentArgs};
+use asc::compare::cluster::{self, SlurmOptions};
 use asc::train::session;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +24,27 @@ pub struct Args {
     /// Folder for the runs and results.md / results.csv / results.png.
     #[arg(long)]
     out: PathBuf,
+    /// Train nothing here: write the comparison as a Slurm job array, one (norm, seed) per task
+    /// (OUT/sweep.json, OUT/sweep.sbatch; submit with `sbatch OUT/sweep.sbatch`, gather with
+    /// `asc sweep collect --dir OUT`). OUT, the data and the cache must be on a filesystem
+    /// every node sees.
+    #[arg(long)]
+    slurm: bool,
+    /// CPU cores per array task.
+    #[arg(long, default_value_t = 4, requires = "slurm")]
+    slurm_cpus: usize,
+    /// Wall-clock limit per task (Slurm's format).
+    #[arg(long, default_value = "24:00:00", requires = "slurm")]
+    slurm_time: String,
+    /// Slurm partition.
+    #[arg(long, requires = "slurm")]
+    slurm_partition: Option<String>,
+    /// At most this many tasks at once.
+    #[arg(long, requires = "slurm")]
+    slurm_max_parallel: Option<usize>,
+    /// A further #SBATCH option, as sbatch takes it (`--sbatch=--mem=8G`); repeatable.
+    #[arg(long = "sbatch", requires = "slurm", allow_hyphen_values = true)]
+    sbatch: Vec<String>,
 }
 
 pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
@@ -38,6 +62,23 @@ pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
         device: session::device(&a.exp.device)?,
         quiet: false,
     };
+    if a.slurm {
+        let slurm = SlurmOptions {
+            cpus: a.slurm_cpus,
+            time: a.slurm_time.clone(),
+            partition: a.slurm_partition.clone(),
+            max_parallel: a.slurm_max_parallel,
+            extra: a.sbatch.clone(),
+            ..SlurmOptions::default()
+        };
+        let exe = std::env::current_exe()?;
+        let script = cluster::write_slurm(&opts, &a.exp.device, &slurm, &exe)?;
+        let tasks = opts.norms.len() * opts.seeds.len();
+        println!("wrote {} ({tasks} array tasks)", script.display());
+        println!("submit:  sbatch {}", script.display());
+        println!("collect: asc sweep collect --dir {}", a.out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let rows = asc::compare::run(&opts)?;
     print!("{}", asc::compare::markdown(&opts, &rows));
     println!("\nwrote {}/results.{{md,csv,png}}", a.out.display());

@@ -9,6 +9,7 @@ mod experiment;
 mod features;
 mod info;
 mod quickstart;
+mod sweep;
 mod synth;
 mod train;
 
@@ -40,6 +41,8 @@ pub enum Command {
     Evaluate(evaluate::Args),
     /// Train one model with several norms over several seeds and tabulate test metrics.
     Compare(compare::Args),
+    /// Run or gather the tasks of a comparison written for a cluster (`compare --slurm`).
+    Sweep(sweep::Args),
     /// Parameters, bytes per precision and MACs per layer of a model, against DCASE's limits.
     Complexity(complexity::Args),
     /// Export a run's best model to a self-describing ONNX file.
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(a) => train::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Sweep(a) => sweep::run(a),
         Command::Complexity(a) => complexity::run(a),
         Command::Export(a) => deploy::export(a),
         Command::Classify(a) => deploy::classify(a),

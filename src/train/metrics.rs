@@ -1,7 +1,7 @@
 //! Evaluation metrics as DCASE reports them (`docs/datasets.md`): micro accuracy, macro class-wise
 //! accuracy, multi-class log loss (sklearn's), per-device accuracy, and the confusion matrix.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One scored example: true class, predicted probabilities, and its device when known.
@@ -12,7 +12,7 @@ pub struct Scored<'a> {
 }
 
 /// Per-class figures.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClassMetrics {
     pub count: usize,
     pub accuracy: f64,
@@ -20,7 +20,7 @@ pub struct ClassMetrics {
 }
 
 /// Per-device figures.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeviceMetrics {
     pub count: usize,
     pub accuracy: f64,
@@ -28,7 +28,7 @@ pub struct DeviceMetrics {
     pub log_loss: f64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Metrics {
     pub count: usize,
     /// Micro accuracy: correct / total.

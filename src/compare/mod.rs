@@ -8,8 +8,15 @@ use crate::error::FileError;
 use crate::fsutil::write_atomic;
 use crate::train::{self, evaluate, metrics::Metrics, RunOptions, TrainConfig, TrainError};
 use candle_core::Device;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+pub mod cluster;
+
+/// The file a finished run of a comparison keeps its scored cell in (`cluster::collect` reads
+/// it back).
+pub const CELL_FILE: &str = "compare-cell.json";
 
 /// What to compare.
 #[derive(Debug, Clone)]
@@ -24,7 +31,7 @@ pub struct Options {
 }
 
 /// One trained run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cell {
     pub seed: u64,
     pub best_epoch: u64,
@@ -32,6 +39,9 @@ pub struct Cell {
     pub val_macro_accuracy: Option<f64>,
     pub test: Metrics,
     pub clips_per_second: f64,
+    /// The model's parameter count.
+    #[serde(default)]
+    pub params: usize,
 }
 
 /// All runs of one norm.
@@ -82,12 +92,18 @@ pub fn run(opts: &Options) -> Result<Vec<Row>, TrainError> {
     Ok(rows)
 }
 
-/// One norm with one seed: trained (or resumed, or reused) and scored on the test list.
-fn run_cell(opts: &Options, norm: &str, seed: u64) -> Result<(usize, Cell), TrainError> {
+/// The run folder of one norm with one seed.
+pub fn run_dir(out: &Path, norm: &str, seed: u64) -> PathBuf {
+    out.join(format!("{norm}-seed{seed}"))
+}
+
+/// One norm with one seed: trained (or resumed, or reused) and scored on the test list; the
+/// scored cell is also written into the run folder ([`CELL_FILE`]).
+pub fn run_cell(opts: &Options, norm: &str, seed: u64) -> Result<(usize, Cell), TrainError> {
     if !opts.quiet {
         eprintln!("compare: {norm}, seed {seed}");
     }
-    let run_dir = opts.out.join(format!("{norm}-seed{seed}"));
+    let run_dir = run_dir(&opts.out, norm, seed);
     let cfg = TrainConfig {
         norm: norm.to_string(),
         seed,
@@ -106,7 +122,9 @@ fn run_cell(opts: &Options, norm: &str, seed: u64) -> Result<(usize, Cell), Trai
         val_macro_accuracy: s.best_val_macro_accuracy,
         test,
         clips_per_second: s.clips_per_second,
+        params: s.params,
     };
+    write_atomic(&run_dir.join(CELL_FILE), &serde_json::to_vec_pretty(&cell)?)?;
     Ok((s.params, cell))
 }
 
@@ -313,7 +331,7 @@ pub fn csv(rows: &[Row]) -> String {
     s
 }
 
-fn write_results(opts: &Options, rows: &[Row]) -> Result<(), FileError> {
+pub fn write_results(opts: &Options, rows: &[Row]) -> Result<(), FileError> {
     std::fs::create_dir_all(&opts.out).map_err(|e| FileError::new(&opts.out, e.to_string()))?;
     write_atomic(
         &opts.out.join("results.md"),
@@ -363,6 +381,7 @@ mod tests {
                         ..Metrics::default()
                     },
                     clips_per_second: 0.0,
+                    params: 0,
                 })
                 .collect(),
         }
