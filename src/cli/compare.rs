@@ -48,6 +48,11 @@ pub struct Args {
 }
 
 pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
+    if let Some(n) = asc::train::parallel::launcher_size().filter(|&n| n > 1) {
+        anyhow::bail!(
+            "asc compare was started by an MPI launcher with {n} ranks: the ranks would train the same runs into the same folders; run `asc train` under mpirun, or spread a comparison with --slurm"
+        );
+    }
     if a.norms.is_empty() {
         a.norms = asc::nn::norm::NORM_NAMES.map(String::from).to_vec();
     }

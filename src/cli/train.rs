@@ -46,12 +46,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         cfg.init = a.init.clone();
     }
     let device = session::device(&a.exp.device)?;
+    // Kept to the end: with MPI, dropping it finalises the job.
+    let ranks = train::parallel::from_launcher()?;
     let opts = RunOptions {
         resume: a.resume,
         stop_after_epochs: a.stop_after,
         quiet: false,
         watch_test: a.watch_test,
         trace_batches: a.trace_batches,
+        parallel: ranks.parallel.clone(),
     };
     let summary = train::train(cfg, &a.out, device, &opts).map_err(|e| match &e {
         train::TrainError::Dataset(d) if d.is_row_error() => {
@@ -69,7 +72,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             summary.best_epoch.unwrap_or(0)
         ),
     };
-    println!(
+    // Rank 0 reports the run; every rank its communication.
+    if ranks.parallel.is_root() {
+        println!(
         "trained {} epochs; {chosen}; {} parameters; {:.1} clips/s; {} bad rows or clips skipped; run in {}",
         summary.epochs_done,
         summary.params,
@@ -77,5 +82,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         summary.skipped,
         summary.run_dir.display()
     );
+    }
+    if let Some(t) = summary.traffic {
+        println!(
+            "rank {} of {}: {} all-reduces, {:.1} MB sent, {:.2} s in them ({:.2} ms each)",
+            ranks.parallel.rank(),
+            ranks.parallel.size(),
+            t.all_reduces,
+            t.values as f64 * 4.0 / 1e6,
+            t.seconds,
+            1e3 * t.seconds / t.all_reduces.max(1) as f64
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ use super::data::{Responses, Targets};
 use super::error::TrainError;
 use super::metrics::Metrics;
 use super::optim::Optimizer;
+use super::parallel::Parallel;
 use super::predict::{score, to_tensor};
 use super::rundata::RunData;
 use super::session::Session;
@@ -41,6 +42,8 @@ pub(super) struct EpochPlan<'a> {
     pub quiet: bool,
     /// Append every step's clips and crop starts to [`TRACE_FILE`].
     pub trace_batches: bool,
+    /// The ranks the batches are split over (one process by default).
+    pub parallel: &'a Parallel,
 }
 
 /// Figures of one pass over the training batches.
@@ -81,7 +84,7 @@ pub(super) fn run_epoch(
             lr: totals.lr,
         };
         let (loss_value, correct, starts) =
-            train_step(plan.session, plan.data, optimizer, &step_in)
+            train_step(plan.session, plan.data, optimizer, plan.parallel, &step_in)
                 .and_then(|(loss, correct, starts)| {
                     finite((loss, correct), step, epoch, state, plan.run_dir)
                         .map(|(l, c)| (l, c, starts))
@@ -194,10 +197,13 @@ struct StepInput<'a> {
 
 /// One optimiser step on a batch: returns the loss, the number of correct predictions and where
 /// each example's crop started. A non-finite loss updates nothing (the caller stops the run).
+/// Over several ranks ([`Parallel`]), each runs its rows of the same batch, the gradients and the
+/// figures are summed over the ranks, and every rank takes the same step.
 fn train_step(
     session: &Session,
     data: &RunData,
     optimizer: &mut Optimizer,
+    parallel: &Parallel,
     input: &StepInput,
 ) -> Result<(f32, usize, Vec<usize>), TrainError> {
     let StepInput {
@@ -228,27 +234,36 @@ fn train_step(
         }),
     )?;
     let (x, y) = to_tensor(&batch, &session.device)?;
+    let rows = parallel.shard(labels.len());
+    let narrow = |t: &Tensor| t.narrow(0, rows.start, rows.len());
+    let (x, y) = (narrow(&x)?, narrow(&y)?);
     session.model.reseed(mix64(config.seed ^ mix64(step)));
     let logits = session.model.forward_t(&x, true)?;
     let loss = match (&batch.teacher, &config.distill) {
         (Some(q), Some(distill)) => {
-            let q = Tensor::from_slice(q, y.dims(), &session.device)?;
-            distillation_loss(&logits, &y, &q, distill)?
+            let q = Tensor::from_slice(q, (labels.len(), config.labels.len()), &session.device)?;
+            distillation_loss(&logits, &y, &narrow(&q)?, distill)?
         }
         _ => soft_cross_entropy(&logits, &y)?,
     };
-    let loss_value = loss.to_scalar::<f32>()?;
-    if !loss_value.is_finite() {
-        return Ok((loss_value, 0, batch.starts));
-    }
-    optimizer.backward_step(&loss, lr)?;
+    // This rank's share of the batch mean: summed over the ranks, the whole batch's mean.
+    let loss = loss.affine(rows.len() as f64 / labels.len() as f64, 0.0)?;
     let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
     let correct = predicted
         .iter()
-        .zip(labels)
+        .zip(&labels[rows.clone()])
         .filter(|(p, l)| **p as usize == **l)
         .count();
-    Ok((loss_value, correct, batch.starts))
+    let totals = parallel.sum(&[loss.to_scalar::<f32>()?, correct as f32]);
+    let loss_value = totals[0];
+    if !loss_value.is_finite() {
+        return Ok((loss_value, 0, batch.starts));
+    }
+    let mut grads = loss.backward()?;
+    parallel.all_reduce_grads(&mut grads, optimizer.params())?;
+    optimizer.apply(&grads, lr)?;
+    parallel.average_vars(&session.buffer_vars())?;
+    Ok((loss_value, totals[1] as usize, batch.starts))
 }
 
 /// Stops the run on a non-finite loss, naming the step and the checkpoint it leaves.

@@ -11,6 +11,7 @@ pub mod error;
 pub mod evaluate;
 pub mod metrics;
 pub mod optim;
+pub mod parallel;
 pub mod plot;
 pub mod predict;
 pub mod run;

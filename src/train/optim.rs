@@ -73,7 +73,17 @@ impl Optimizer {
 
     /// One update with learning rate `lr` from the gradients of `loss`.
     pub fn backward_step(&mut self, loss: &Tensor, lr: f64) -> Result<()> {
-        let grads = loss.backward()?;
+        self.apply(&loss.backward()?, lr)
+    }
+
+    /// The optimised variables, by name, in the order [`Optimizer::apply`] reads them.
+    pub fn params(&self) -> &[(String, Var)] {
+        &self.params
+    }
+
+    /// One update with learning rate `lr` from gradients already computed (and, over several
+    /// ranks, summed: `train::parallel`).
+    pub fn apply(&mut self, grads: &candle_core::backprop::GradStore, lr: f64) -> Result<()> {
         self.step += 1;
         for (name, var) in &self.params {
             let Some(g) = grads.get(var.as_tensor()) else {

@@ -7,6 +7,7 @@ use super::config::{ConfigError, TrainConfig};
 use super::epoch::{run_epoch, EpochPlan};
 use super::error::TrainError;
 use super::optim::Optimizer;
+use super::parallel::{Parallel, TrafficSummary};
 use super::rundata::RunData;
 use super::session::Session;
 use super::state::{EpochRecord, TrainState};
@@ -36,6 +37,9 @@ pub struct RunOptions {
     /// Record every step's clips and crop starts in `batches.jsonl` (`epoch::TRACE_FILE`), so
     /// that another trainer can replay the run.
     pub trace_batches: bool,
+    /// The ranks of a data-parallel run (`super::parallel`): rank 0 writes the run folder and
+    /// prints, every rank trains its share of each batch.
+    pub parallel: Parallel,
 }
 
 /// What a finished run reports.
@@ -51,6 +55,8 @@ pub struct RunSummary {
     pub clips_per_second: f64,
     /// Bad rows and clips left out under `skip_bad`.
     pub skipped: usize,
+    /// Over several ranks: the all-reduces this invocation made, on this rank.
+    pub traffic: Option<TrafficSummary>,
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
@@ -136,18 +142,24 @@ pub fn train(
     opts: &RunOptions,
 ) -> Result<RunSummary, TrainError> {
     config.check_names().map_err(ConfigError::from)?;
+    let root = opts.parallel.is_root();
+    let quiet = opts.quiet || !root;
     prepare_run_dir(run_dir)?;
     let checkpoint_path = run_dir.join(CHECKPOINT_FILE);
     let resuming = opts.resume && checkpoint_path.exists();
     let config = resolve_config(config, run_dir, &checkpoint_path, opts)?;
+    // Every rank has read the folder as it was before rank 0 writes to it.
+    opts.parallel.barrier();
     let warn = |text: &str| {
-        if !opts.quiet {
+        if !quiet {
             eprintln!("warning: {text}");
         }
     };
     let (config, data) = open_data(config, &warn)?;
-    write_json(&run_dir.join("config.json"), &config)?;
-    write_split(run_dir, &data)?;
+    if root {
+        write_json(&run_dir.join("config.json"), &config)?;
+        write_split(run_dir, &data)?;
+    }
 
     let session = Session::build(config.clone(), device)?;
     let mut optimizer = Optimizer::new(config.optimizer.clone(), session.named_params())?;
@@ -157,8 +169,17 @@ pub fn train(
         fresh_state(&session, &data)?
     };
     let batches = Batches::new(&config, &data, &warn)?;
-    let macs = announce(&session, &data, opts.quiet);
-    write_complexity(&session, run_dir, opts.quiet)?;
+    let macs = announce(&session, &data, quiet);
+    if !quiet && opts.parallel.size() > 1 {
+        eprintln!(
+            "data-parallel over {} ranks: each batch of {} split among them, gradients summed every step",
+            opts.parallel.size(),
+            config.batch_size
+        );
+    }
+    if root {
+        write_complexity(&session, run_dir, quiet)?;
+    }
     let test_clips = if opts.watch_test {
         watchable_test(&data, &warn)
     } else {
@@ -172,8 +193,9 @@ pub fn train(
         total_steps: batches.sampler.batches_per_epoch() as u64 * config.epochs,
         test_clips: &test_clips,
         run_dir,
-        quiet: opts.quiet,
-        trace_batches: opts.trace_batches,
+        quiet,
+        trace_batches: opts.trace_batches && root,
+        parallel: &opts.parallel,
     };
     let last_rate = run_epochs(&plan, &mut optimizer, &mut state, opts.stop_after_epochs)?;
     Ok(RunSummary {
@@ -185,6 +207,7 @@ pub fn train(
         best_val_macro_accuracy: state.best_val_macro_accuracy,
         clips_per_second: last_rate,
         skipped: data.skipped.len(),
+        traffic: (opts.parallel.size() > 1).then(|| opts.parallel.traffic()),
     })
 }
 
@@ -343,7 +366,7 @@ fn run_epochs(
         if !plan.quiet {
             eprintln!("{}", epoch_line(&record, epochs));
         }
-        keep_epoch(plan.session, optimizer, state, record, plan.run_dir)?;
+        keep_epoch(plan, optimizer, state, record)?;
         epochs_this_run += 1;
     }
     Ok(last_rate)
@@ -354,12 +377,12 @@ fn run_epochs(
 /// is the run's model), then the checkpoint and the history, so that a run killed at any point
 /// resumes from a consistent epoch.
 fn keep_epoch(
-    session: &Session,
+    plan: &EpochPlan,
     optimizer: &Optimizer,
     state: &mut TrainState,
     record: EpochRecord,
-    run_dir: &Path,
 ) -> Result<(), TrainError> {
+    let (session, run_dir) = (plan.session, plan.run_dir);
     state.epochs_done += 1;
     let improved = match (record.val_macro_accuracy, state.best_val_macro_accuracy) {
         (Some(v), Some(best)) => v > best,
@@ -370,6 +393,9 @@ fn keep_epoch(
         state.best_val_macro_accuracy = record.val_macro_accuracy;
     }
     state.history.push(record);
+    if !plan.parallel.is_root() {
+        return Ok(());
+    }
     let blob = serde_json::json!({ "train": state });
     if improved {
         let best = run_dir.join("best.safetensors");

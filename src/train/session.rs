@@ -67,6 +67,14 @@ impl Session {
         v
     }
 
+    /// The buffers (running statistics), sorted by name: the same order in every process.
+    pub fn buffer_vars(&self) -> Vec<Var> {
+        let data = self.buffers.data().lock().expect("varmap lock");
+        let mut v: Vec<(&String, &Var)> = data.iter().collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v.into_iter().map(|(_, var)| var.clone()).collect()
+    }
+
     pub fn param_count(&self) -> usize {
         self.named_params()
             .iter()

@@ -1,0 +1,151 @@
+//! Data-parallel training (`asc::train::parallel`, issue 20) without MPI: two ranks as two
+//! threads of this process sharing an in-memory all-reduce, each calling `train::train` as an
+//! `mpirun` rank would. A layer without batch statistics (GN, LN) must give the weights of one
+//! process training the whole batch, up to the order of the gradient sums; BN, normalizing each
+//! rank's half of the batch with that half's statistics, must not, and the test says by how much.
+//! `mpirun -np 2` with the `mpi` feature runs the same code with MPI's all-reduce
+//! (docs/distributed.md).
+
+mod child;
+
+use asc::train::parallel::{Collective, Parallel};
+use asc::train::{checkpoint, RunOptions, TrainConfig};
+use candle_core::Device;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Barrier, Mutex};
+
+/// Ranks as threads: an all-reduce through one shared buffer, between barriers.
+struct Threads {
+    rank: usize,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    size: usize,
+    sum: Mutex<Vec<f32>>,
+    barrier: Barrier,
+}
+
+impl Collective for Threads {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.shared.size
+    }
+    fn all_reduce_sum(&self, values: &mut [f32]) {
+        let s = &self.shared;
+        if self.rank == 0 {
+            *s.sum.lock().unwrap() = vec![0.0; values.len()];
+        }
+        s.barrier.wait();
+        for (a, v) in s.sum.lock().unwrap().iter_mut().zip(values.iter()) {
+            *a += v;
+        }
+        s.barrier.wait();
+        values.copy_from_slice(&s.sum.lock().unwrap());
+        s.barrier.wait();
+    }
+    fn barrier(&self) {
+        self.shared.barrier.wait();
+    }
+}
+
+fn group(size: usize) -> Vec<Parallel> {
+    let shared = Arc::new(Shared {
+        size,
+        sum: Mutex::new(Vec::new()),
+        barrier: Barrier::new(size),
+    });
+    (0..size)
+        .map(|rank| {
+            Parallel::new(Arc::new(Threads {
+                rank,
+                shared: shared.clone(),
+            }))
+        })
+        .collect()
+}
+
+/// Every tensor of the final checkpoint (parameters, buffers, optimiser moments) of `cfg` trained
+/// in `run` over `ranks` ranks.
+fn train(cfg: &TrainConfig, run: &Path, ranks: usize) -> BTreeMap<String, Vec<f32>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = group(ranks)
+            .into_iter()
+            .map(|parallel| {
+                let cfg = cfg.clone();
+                scope.spawn(move || {
+                    let opts = RunOptions {
+                        quiet: true,
+                        parallel,
+                        ..RunOptions::default()
+                    };
+                    asc::train::train(cfg, run, Device::Cpu, &opts)
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+    });
+    let loaded = checkpoint::load(&run.join("checkpoint.safetensors"), &Device::Cpu).unwrap();
+    loaded
+        .tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.flatten_all().unwrap().to_vec1().unwrap()))
+        .collect()
+}
+
+/// The largest |a − b| / max |a| over the tensors, and the tensor it is in.
+fn worst(a: &BTreeMap<String, Vec<f32>>, b: &BTreeMap<String, Vec<f32>>) -> (f32, String) {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let mut w = (0f32, String::new());
+    for (k, x) in a {
+        let scale = x.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let d = x
+            .iter()
+            .zip(&b[k])
+            .fold(0f32, |m, (p, q)| m.max((p - q).abs()))
+            / scale;
+        if d > w.0 {
+            w = (d, k.clone());
+        }
+    }
+    w
+}
+
+#[test]
+fn two_ranks_give_the_one_process_weights_for_batch_independent_norms() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = child::training_set(dir.path(), 2, "0.5");
+    let mut cfg: TrainConfig = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    // Dropout masks are drawn per rank (not the one-process masks), and augmentation would only
+    // add noise to the comparison: both off.
+    cfg.model.dropout = 0.0;
+    cfg.augment = Default::default();
+    cfg.batch_size = 16;
+    let mut report = Vec::new();
+    for (norm, same) in [("gn", true), ("ln", true), ("bn", false)] {
+        let cfg = TrainConfig {
+            norm: norm.into(),
+            ..cfg.clone()
+        };
+        let one = train(&cfg, &dir.path().join(format!("{norm}-1")), 1);
+        let two = train(&cfg, &dir.path().join(format!("{norm}-2")), 2);
+        let (d, at) = worst(&one, &two);
+        report.push(format!(
+            "{norm}: 1 vs 2 ranks, worst relative difference {d:.1e} ({at})"
+        ));
+        if same {
+            assert!(d < 1e-4, "{norm}: {d} at {at}");
+        } else {
+            assert!(
+                d > 1e-3,
+                "{norm}: per-rank statistics changed nothing ({d})"
+            );
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}
