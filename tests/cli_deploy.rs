@@ -215,10 +215,9 @@ fn train_export_classify_with_broken_inputs() {
 fn compare_writes_table_csv_and_plot() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth(dir.path());
-    // One-epoch comparison of `norms` over `seeds` seeds into `out`; returns its results.csv
-    // and the order in which the runs were made.
-    let compare = |norms: &str, seeds: &str, out: &Path| {
-        let args = [
+    // The arguments of a one-epoch comparison of `norms` over `seeds` seeds into `out`.
+    let args = |norms: &str, seeds: &str, out: &Path| -> Vec<String> {
+        [
             "compare",
             "--data",
             s(&data),
@@ -236,7 +235,14 @@ fn compare_writes_table_csv_and_plot() {
             "librosa",
             "--out",
             s(out),
-        ];
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    // Runs it; returns its results.csv and the order in which the runs were made.
+    let compare = |norms: &str, seeds: &str, out: &Path| {
+        let args = args(norms, seeds, out);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = asc(&args);
         let log = String::from_utf8_lossy(&run.stderr).to_string();
         assert!(run.status.success(), "asc {args:?} failed: {log}");
@@ -276,30 +282,10 @@ fn compare_writes_table_csv_and_plot() {
     // The same comparison as a Slurm job array, its tasks run as the scheduler would run them
     // (the script, one task index in the environment each), one task left out at first.
     let cluster = dir.path().join("cluster");
-    let args = [
-        "compare",
-        "--data",
-        s(&data),
-        "--model",
-        "cnn",
-        "--norms",
-        "bn,gn",
-        "--seeds",
-        "2",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "--preset",
-        "librosa",
-        "--out",
-        s(&cluster),
-        "--slurm",
-        "--slurm-cpus",
-        "1",
-        "--sbatch=--mem=2G",
-    ];
-    let written = asc(&args);
+    let mut slurm = args("bn,gn", "2", &cluster);
+    slurm.extend(["--slurm", "--slurm-cpus", "1", "--sbatch=--mem=2G"].map(String::from));
+    let slurm: Vec<&str> = slurm.iter().map(String::as_str).collect();
+    let written = asc(&slurm);
     assert!(written.status.success(), "{written:?}");
     let script = cluster.join("sweep.sbatch");
     let text = std::fs::read_to_string(&script).unwrap();

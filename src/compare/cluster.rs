@@ -209,15 +209,7 @@ pub struct Collected {
 pub fn collect(dir: &Path) -> Result<Collected, TrainError> {
     let sweep = Sweep::load(dir)?;
     let options = sweep.options(dir, Device::Cpu, true);
-    let mut rows: Vec<Row> = sweep
-        .norms
-        .iter()
-        .map(|n| Row {
-            norm: n.clone(),
-            params: 0,
-            cells: Vec::new(),
-        })
-        .collect();
+    let mut rows = super::empty_rows(&sweep.norms);
     let mut missing = Vec::new();
     for (i, (norm, seed)) in sweep.cells().iter().enumerate() {
         let path = run_dir(dir, norm, *seed).join(CELL_FILE);

@@ -52,6 +52,18 @@ pub struct Row {
     pub cells: Vec<Cell>,
 }
 
+/// One row without runs per norm, in order.
+pub fn empty_rows(norms: &[String]) -> Vec<Row> {
+    norms
+        .iter()
+        .map(|norm| Row {
+            norm: norm.clone(),
+            params: 0,
+            cells: Vec::new(),
+        })
+        .collect()
+}
+
 /// Mean and sample standard deviation (0 for one value).
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
@@ -72,15 +84,7 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 /// norm, which the paired table needs. Writes `results.md`, `results.csv` (one line per run)
 /// and `results.png` after each round of seeds.
 pub fn run(opts: &Options) -> Result<Vec<Row>, TrainError> {
-    let mut rows: Vec<Row> = opts
-        .norms
-        .iter()
-        .map(|norm| Row {
-            norm: norm.clone(),
-            params: 0,
-            cells: Vec::new(),
-        })
-        .collect();
+    let mut rows = empty_rows(&opts.norms);
     for &seed in &opts.seeds {
         for row in rows.iter_mut() {
             let (params, cell) = run_cell(opts, &row.norm, seed)?;
