@@ -43,14 +43,16 @@ pub struct ExportArgs {
 }
 
 pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
-    let opts = ExportOptions {
+    let mut opts = ExportOptions {
         waveform: a.waveform,
         checkpoint: a.checkpoint,
         storage: if a.fp16 {
             WeightStorage::F16
         } else if a.int8 {
+            // Filled in below, once the ranges are measured.
             WeightStorage::Int8Static {
-                calibration_clips: a.calibration_clips,
+                ranges: Vec::new(),
+                clips: 0,
             }
         } else if a.int8_weights {
             WeightStorage::Int8
@@ -58,6 +60,13 @@ pub fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
             WeightStorage::F32
         },
     };
+    if let WeightStorage::Int8Static { .. } = opts.storage {
+        let bar = progress::bar(a.calibration_clips as u64, "calibrating");
+        let (ranges, clips) =
+            infer::calibrate::calibrate_run(&a.run, &opts, a.calibration_clips, &|| bar.inc(1))?;
+        bar.finish_and_clear();
+        opts.storage = WeightStorage::Int8Static { ranges, clips };
+    }
     let s = export::export_run(&a.run, &a.out, &opts)?;
     println!(
         "wrote {} ({} nodes, {:.1} kB): {} with {}, input '{}', {} classes",

@@ -7,12 +7,13 @@
 use crate::dataset::{Dataset, LoadOptions};
 use crate::error::FileError;
 use crate::features::LogMel;
-use crate::infer::calibrate::{activation_ranges, spread};
 use crate::onnx::frontend;
 use crate::onnx::graph::{attr_int, Dim, OnnxGraph};
 pub use crate::onnx::metadata::{InputKind, ModelMetadata};
 pub use crate::onnx::precision::Converted;
-use crate::onnx::precision::{quantize_activations, store_weights_as_fp16, store_weights_as_int8};
+use crate::onnx::precision::{
+    quantize_activations, store_weights_as_fp16, store_weights_as_int8, ActivationRange,
+};
 use crate::train::checkpoint;
 use crate::train::session::{read_config, Session};
 use candle_core::Device;
@@ -50,7 +51,7 @@ pub struct ExportOptions {
 }
 
 /// The precision an exported file stores its weights in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub enum WeightStorage {
     #[default]
     F32,
@@ -60,9 +61,13 @@ pub enum WeightStorage {
     /// (`--int8-weights`).
     Int8,
     /// Static post-training int8 (`--int8`): the int8 weights of [`WeightStorage::Int8`], and
-    /// every activation a Conv or Gemm reads quantised to uint8 (QDQ), its range calibrated on
-    /// `calibration_clips` clips spread over the run's training list.
-    Int8Static { calibration_clips: usize },
+    /// every activation a Conv or Gemm reads quantised to uint8 (QDQ) with the calibrated
+    /// `ranges` (`infer::calibrate::calibrate_run` measures them on [`calibration_clips`]).
+    Int8Static {
+        ranges: Vec<ActivationRange>,
+        /// How many clips they were measured on (for the summary).
+        clips: usize,
+    },
 }
 
 /// What a compact storage did, for the user.
@@ -125,20 +130,17 @@ pub fn export_bytes(
     let metadata = run_metadata(&session, &loaded, opts.waveform)?;
     let graph = model_graph(&session, &metadata)?;
     let mut model = graph.to_model();
-    let storage = match opts.storage {
+    let storage = match &opts.storage {
         WeightStorage::F32 => None,
         WeightStorage::F16 => Some(StorageSummary::F16(store_weights_as_fp16(&mut model))),
         WeightStorage::Int8 => Some(StorageSummary::Int8(store_weights_as_int8(&mut model))),
-        WeightStorage::Int8Static { calibration_clips } => {
-            let clips = calibration_list(&session, calibration_clips)?;
-            let ranges = activation_ranges(&model, &clips, &|| {})
-                .map_err(|e| ExportError::Calibration(e.to_string()))?;
+        WeightStorage::Int8Static { ranges, clips } => {
             let weights = store_weights_as_int8(&mut model);
-            let activations = quantize_activations(&mut model, &ranges);
+            let activations = quantize_activations(&mut model, ranges);
             Some(StorageSummary::Int8Static {
                 weights,
                 activations,
-                clips: clips.len(),
+                clips: *clips,
             })
         }
     };
@@ -154,9 +156,10 @@ pub fn export_bytes(
     Ok((bytes, summary))
 }
 
-/// `count` clips spread over the run's training list (`infer::calibrate::spread`).
-fn calibration_list(session: &Session, count: usize) -> Result<Vec<PathBuf>, ExportError> {
-    let c = &session.config;
+/// `count` clips spread evenly over the training list of the run in `run_dir` (all of them when
+/// it is shorter), in list order: where `--int8` calibrates.
+pub fn calibration_clips(run_dir: &Path, count: usize) -> Result<Vec<PathBuf>, ExportError> {
+    let c = read_config(run_dir)?;
     let opts = LoadOptions {
         fold: c.fold,
         train_list: c.train_list.clone(),
@@ -176,6 +179,16 @@ fn calibration_list(session: &Session, count: usize) -> Result<Vec<PathBuf>, Exp
         )));
     }
     Ok(spread(&train, count))
+}
+
+/// `count` items spread evenly over `list` (all of them when it is shorter), in list order.
+fn spread(list: &[PathBuf], count: usize) -> Vec<PathBuf> {
+    if list.len() <= count {
+        return list.to_vec();
+    }
+    (0..count)
+        .map(|i| list[i * list.len() / count].clone())
+        .collect()
 }
 
 /// The metadata of a run's model: labels, front end and a training summary from the
@@ -249,4 +262,19 @@ pub fn model_graph(session: &Session, metadata: &ModelMetadata) -> Result<OnnxGr
         g.add_metadata(&k, &v);
     }
     Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_takes_evenly_and_in_order() {
+        let list: Vec<PathBuf> = (0..10).map(|i| PathBuf::from(format!("{i}"))).collect();
+        let names = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter().map(|p| p.display().to_string()).collect()
+        };
+        assert_eq!(names(spread(&list, 4)), ["0", "2", "5", "7"]);
+        assert_eq!(spread(&list, 20).len(), 10);
+    }
 }

@@ -4,6 +4,7 @@
 
 use super::{Classifier, InferError};
 use crate::error::FileError;
+use crate::export::{self, ExportError, ExportOptions, WeightStorage};
 use crate::onnx::precision::{activation_inputs, with_outputs, ActivationRange};
 use prost::Message;
 use rayon::prelude::*;
@@ -104,32 +105,24 @@ impl Probe {
     }
 }
 
-/// `count` clips spread evenly over `list` (all of them when it is shorter), in list order:
-/// the calibration set drawn from a training list, deterministic.
-pub fn spread(list: &[PathBuf], count: usize) -> Vec<PathBuf> {
-    if count == 0 || list.is_empty() {
-        return Vec::new();
-    }
-    if list.len() <= count {
-        return list.to_vec();
-    }
-    (0..count)
-        .map(|i| list[i * list.len() / count].clone())
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spread_takes_evenly_and_in_order() {
-        let list: Vec<PathBuf> = (0..10).map(|i| PathBuf::from(format!("{i}"))).collect();
-        let names = |v: Vec<PathBuf>| -> Vec<String> {
-            v.iter().map(|p| p.display().to_string()).collect()
-        };
-        assert_eq!(names(spread(&list, 4)), ["0", "2", "5", "7"]);
-        assert_eq!(spread(&list, 20).len(), 10);
-        assert!(spread(&list, 0).is_empty());
-    }
+/// The activation ranges of the run in `run_dir` exported in float32 (`opts`' other settings
+/// kept), measured on `count` clips of its training list: what `--int8` quantises with.
+/// Returns the ranges and the number of clips.
+pub fn calibrate_run(
+    run_dir: &Path,
+    opts: &ExportOptions,
+    count: usize,
+    on_done: &(dyn Fn() + Sync),
+) -> Result<(Vec<ActivationRange>, usize), ExportError> {
+    let clips = export::calibration_clips(run_dir, count)?;
+    let float = ExportOptions {
+        storage: WeightStorage::F32,
+        ..opts.clone()
+    };
+    let (bytes, _) = export::export_bytes(run_dir, &float)?;
+    let model = pb::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| ExportError::Calibration(e.to_string()))?;
+    let ranges = activation_ranges(&model, &clips, on_done)
+        .map_err(|e| ExportError::Calibration(e.to_string()))?;
+    Ok((ranges, clips.len()))
 }
