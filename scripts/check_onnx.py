@@ -20,9 +20,10 @@ PY = os.path.join(VENV, "bin", "python")
 TOL = 1e-4
 # onnxruntime vs tract on a compact file. float16 and int8 weights: the same float32 arithmetic
 # on the same rounded weights. Static int8: an activation that lands within a rounding error of a
-# midpoint of its uint8 grid may take the neighbouring level in one runtime, which moves a
-# probability by far less than this.
-COMPACT_TOL = {"fp16": 1e-4, "int8w": 1e-4, "int8": 1e-2}
+# midpoint of its uint8 grid takes the neighbouring level in one runtime, and the inputs are fresh
+# random ones each run: 2.0e-3 and 6.0e-3 were the worst of two runs, so the bound leaves room;
+# a wrong scale or zero point moves probabilities by 0.1 and more.
+COMPACT_TOL = {"fp16": 1e-4, "int8w": 1e-4, "int8": 5e-2}
 
 
 def ensure_env(skip_if_unavailable):
