@@ -269,8 +269,10 @@ pub mod mpi_ranks {
         size: usize,
     }
 
-    // SAFETY: every use of the communicator is behind the mutex, one call at a time, from
-    // whichever thread holds it (MPI is initialised with at least MPI_THREAD_SERIALIZED).
+    // SAFETY: the communicator is only used through the mutex, one call at a time; the training
+    // loop makes every call from the one thread that runs it (rayon only computes inside ops), so
+    // even an MPI library that grants less than the MPI_THREAD_SERIALIZED asked for is used as
+    // it allows.
     unsafe impl Send for Mpi {}
     unsafe impl Sync for Mpi {}
 
