@@ -19,11 +19,13 @@ VENV = os.path.join(ROOT, ".venv-onnx")
 PY = os.path.join(VENV, "bin", "python")
 TOL = 1e-4
 # onnxruntime vs tract on a compact file. float16 and int8 weights: the same float32 arithmetic
-# on the same rounded weights. Static int8: an activation that lands within a rounding error of a
-# midpoint of its uint8 grid takes the neighbouring level in one runtime, and the inputs are fresh
-# random ones each run: 2.0e-3 and 6.0e-3 were the worst of two runs, so the bound leaves room;
-# a wrong scale or zero point moves probabilities by 0.1 and more.
-COMPACT_TOL = {"fp16": 1e-4, "int8w": 1e-4, "int8": 5e-2}
+# on the same rounded weights, 1e-6 for most models; `fcnn` with GN reached 5.9e-5 in one run
+# (its last maps are 2 x 1 at this input size, and GN standardising two values amplifies any
+# rounding), hence 1e-3, still far below what a wrong cast or scale does. Static int8: a value
+# within rounding of a midpoint of its uint8 grid takes the neighbouring level in one runtime,
+# and the inputs are fresh random ones each run: 2.0e-3, 6.0e-3 and 1.2e-2 were the worst of
+# three runs; a wrong scale or zero point moves probabilities by 0.1 and more.
+COMPACT_TOL = {"fp16": 1e-3, "int8w": 1e-3, "int8": 5e-2}
 
 
 def ensure_env(skip_if_unavailable):
