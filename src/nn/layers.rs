@@ -193,13 +193,16 @@ impl Linear {
 }
 
 /// Dropout whose masks come from a seed the trainer sets each step, so a run — and a resumed
-/// run — draws the same masks (candle's own dropout uses an unseeded thread RNG).
+/// run — draws the same masks (candle's own dropout uses an unseeded thread RNG). Each element's
+/// draw depends on its index in the whole batch: a data-parallel rank holding rows from
+/// `first_row` on draws the masks one process would draw for those rows.
 #[derive(Debug)]
 pub struct Dropout {
     p: f32,
     id: u64,
     seed: AtomicU64,
     calls: AtomicU64,
+    first_row: AtomicU64,
 }
 
 impl Dropout {
@@ -209,13 +212,16 @@ impl Dropout {
             id,
             seed: AtomicU64::new(0),
             calls: AtomicU64::new(0),
+            first_row: AtomicU64::new(0),
         }
     }
 
-    /// Sets the mask seed for the next training forward passes.
-    pub fn reseed(&self, seed: u64) {
+    /// Sets the mask seed for the next training forward passes, whose inputs are the batch's
+    /// rows from `first_row` on (0 but in a data-parallel rank).
+    pub fn reseed(&self, seed: u64, first_row: usize) {
         self.seed.store(seed, Ordering::Relaxed);
         self.calls.store(0, Ordering::Relaxed);
+        self.first_row.store(first_row as u64, Ordering::Relaxed);
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -226,7 +232,9 @@ impl Dropout {
         let base = mix(self.seed.load(Ordering::Relaxed) ^ mix(self.id) ^ mix(call << 32));
         let keep = 1.0 / (1.0 - self.p);
         let threshold = (self.p as f64 * (1u64 << 53) as f64) as u64;
-        let mask: Vec<f32> = (0..x.elem_count() as u64)
+        let per_row = (x.elem_count() / x.dim(0)?.max(1)) as u64;
+        let offset = self.first_row.load(Ordering::Relaxed) * per_row;
+        let mask: Vec<f32> = (offset..offset + x.elem_count() as u64)
             .map(|i| {
                 if (mix(base ^ i) >> 11) < threshold {
                     0.0

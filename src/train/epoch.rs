@@ -237,7 +237,9 @@ fn train_step(
     let rows = parallel.shard(labels.len());
     let narrow = |t: &Tensor| t.narrow(0, rows.start, rows.len());
     let (x, y) = (narrow(&x)?, narrow(&y)?);
-    session.model.reseed(mix64(config.seed ^ mix64(step)));
+    session
+        .model
+        .reseed(mix64(config.seed ^ mix64(step)), rows.start);
     let logits = session.model.forward_t(&x, true)?;
     let loss = match (&batch.teacher, &config.distill) {
         (Some(q), Some(distill)) => {

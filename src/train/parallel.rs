@@ -9,8 +9,9 @@
 //! that rank's statistics ("per-rank BN"), and the running estimates are averaged over the ranks
 //! after each step. Layers without batch statistics (GN, LN, IN, none) give the one-process
 //! weights up to the order of the gradient sums (`tests/parallel.rs`). Synchronised BN (moments
-//! all-reduced inside the forward and the backward) is not built. Dropout masks are drawn per
-//! rank from the step's seed, so they are not the one-process masks.
+//! all-reduced inside the forward and the backward) is not built. Dropout draws each element's
+//! mask from its index in the whole batch (`Model::reseed`'s first row), so a rank's masks are
+//! those one process draws for the same rows.
 
 use candle_core::{backprop::GradStore, Result, Tensor, Var};
 use std::ops::Range;

@@ -109,9 +109,9 @@ impl Model for Cnn {
         self.fc2.forward(&x)
     }
 
-    fn reseed(&self, seed: u64) {
+    fn reseed(&self, seed: u64, first_row: usize) {
         for d in [&self.drop1, &self.drop2, &self.drop3] {
-            d.reseed(seed);
+            d.reseed(seed, first_row);
         }
     }
 

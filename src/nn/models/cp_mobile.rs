@@ -344,7 +344,7 @@ impl Model for CpMobile {
         global_avg_pool(&self.head.forward_t(&y, train)?)
     }
 
-    fn reseed(&self, _seed: u64) {}
+    fn reseed(&self, _seed: u64, _first_row: usize) {}
 
     fn layers(&self, mut hw: (usize, usize)) -> Vec<LayerShape> {
         let conv_norms = self

@@ -213,9 +213,9 @@ impl Model for Fcnn {
         self.attend(&global_avg_pool(&x)?, &global_max_pool(&x)?)
     }
 
-    fn reseed(&self, seed: u64) {
+    fn reseed(&self, seed: u64, first_row: usize) {
         for d in &self.dropouts {
-            d.reseed(seed);
+            d.reseed(seed, first_row);
         }
     }
 

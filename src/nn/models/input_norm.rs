@@ -173,8 +173,8 @@ impl Model for Standardized {
         self.inner.forward_t(&x, train)
     }
 
-    fn reseed(&self, seed: u64) {
-        self.inner.reseed(seed)
+    fn reseed(&self, seed: u64, first_row: usize) {
+        self.inner.reseed(seed, first_row)
     }
 
     /// The inner network's: the standardisation holds statistics, not parameters (torchinfo

@@ -169,7 +169,9 @@ impl ModelConfig {
 pub trait Model: Send + Sync {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor>;
     /// Seeds the dropout masks of the next training step (reproducible runs and resumes).
-    fn reseed(&self, seed: u64);
+    /// `first_row`: where the rows of the next batches start in the whole batch (0 but in a
+    /// data-parallel rank, `train::parallel`), so that their masks are the one-process masks.
+    fn reseed(&self, seed: u64, first_row: usize);
     /// The layers that hold parameters, in forward order, with their output shapes for a
     /// 1 × C × H × W input: what [`crate::complexity`] counts parameters and MACs over.
     fn layers(&self, input_hw: (usize, usize)) -> Vec<LayerShape>;
