@@ -20,8 +20,9 @@ PY = os.path.join(VENV, "bin", "python")
 TOL = 1e-4
 # onnxruntime vs tract on a compact file. float16 and int8 weights: the same float32 arithmetic
 # on the same rounded weights, 1e-6 for most models; `fcnn` with GN reached 5.9e-5 in one run
-# (its last maps are 2 x 1 at this input size, and GN standardising two values amplifies any
-# rounding), hence 1e-3, still far below what a wrong cast or scale does. Static int8: a value
+# when its fixtures' class maps were 2 x 1 (GN standardising two values amplifies any rounding;
+# onnx_fixtures now gives it a larger input), hence 1e-3, still far below what a wrong cast or
+# scale does. Static int8: a value
 # within rounding of a midpoint of its uint8 grid takes the neighbouring level in one runtime,
 # and the inputs are fresh random ones each run: 2.0e-3, 6.0e-3 and 1.2e-2 were the worst of
 # three runs; a wrong scale or zero point moves probabilities by 0.1 and more.
