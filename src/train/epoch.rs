@@ -264,7 +264,10 @@ fn train_step(
     let mut grads = loss.backward()?;
     parallel.all_reduce_grads(&mut grads, optimizer.params())?;
     optimizer.apply(&grads, lr)?;
-    parallel.average_vars(&session.buffer_vars())?;
+    if parallel.size() > 1 {
+        // Listing the buffers locks and sorts the store: not on one process's every step.
+        parallel.average_vars(&session.buffer_vars())?;
+    }
     Ok((loss_value, totals[1] as usize, batch.starts))
 }
 
