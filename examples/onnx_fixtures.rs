@@ -9,7 +9,7 @@ use asc::export::{self, InputKind, ModelMetadata};
 use asc::features::FrontendConfig;
 use asc::infer::calibrate::activation_ranges_of;
 use asc::infer::Classifier;
-use asc::nn::models::{FcnnOptions, MODEL_NAMES};
+use asc::nn::models::{FcnnOptions, FsfcnnOptions, MODEL_NAMES};
 use asc::nn::norm::NORM_NAMES;
 use asc::onnx::precision::{quantize_activations, store_weights_as_fp16, store_weights_as_int8};
 use asc::train::{Session, TrainConfig};
@@ -29,19 +29,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for model in MODEL_NAMES {
         // `fcnn` halves both axes four times: at 40 x 37 its class maps would be 2 x 1, where GN
         // standardising two values turns rounding into visible differences between runtimes.
-        let (n_mels, frames) = if model == "fcnn" { (64, 69) } else { (40, 37) };
+        // `fsfcnn` halves time five times; at 64 x 69 its maps are 16 x 2.
+        let (n_mels, frames) = match model {
+            "fcnn" | "fsfcnn" => (64, 69),
+            _ => (40, 37),
+        };
         for norm in NORM_NAMES {
             let mut c = TrainConfig::defaults(model, norm, "-".into(), "-".into());
             c.labels = (0..5).map(|i| format!("class{i}")).collect();
             c.model.n_classes = 5;
             c.frontend.n_mels = n_mels;
-            if model == "fcnn" {
-                let narrow = FcnnOptions {
+            c.model = match model {
+                "fcnn" => c.model.with_options(FcnnOptions {
                     channels: [16, 24, 32],
                     ..FcnnOptions::default()
-                };
-                c.model = c.model.clone().with_options(narrow);
-            }
+                }),
+                "fsfcnn" => c.model.with_options(FsfcnnOptions {
+                    channels: [16, 24, 32, 32],
+                    ..FsfcnnOptions::default()
+                }),
+                _ => c.model,
+            };
             let s = Session::build(c, Device::Cpu)?;
             // Move the running statistics off their initial values.
             for _ in 0..3 {

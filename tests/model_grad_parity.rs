@@ -20,7 +20,7 @@
 //! its layer, and not by its L1 ratio; the `gnplus_g4` fixtures (at most 4 groups) have λ
 //! alive in every layer and judge it like any other parameter.
 
-use asc::nn::models::FcnnOptions;
+use asc::nn::models::{FcnnOptions, FsfcnnOptions};
 use asc::nn::norm::{standardizes_each_map, GnOptions, NormConfig, NORM_NAMES};
 use asc::train::run::soft_cross_entropy;
 use asc::train::{Session, TrainConfig};
@@ -29,10 +29,12 @@ use candle_nn::VarMap;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
-const MODELS: [&str; 3] = ["cnn", "cp-mobile", "fcnn"];
+const MODELS: [&str; 4] = ["cnn", "cp-mobile", "fcnn", "fsfcnn"];
 /// `fcnn`'s stage widths in the fixtures (`FCNN_CHANNELS` of gen_models.py): the paper's 144,
 /// 288 and 576 would make 10 files of 24 MB each; the structure is the same.
 const FCNN_CHANNELS: [usize; 3] = [6, 8, 12];
+/// `fsfcnn`'s (`FSFCNN_CHANNELS`; the paper's are 48, 96, 512, 768).
+const FSFCNN_CHANNELS: [usize; 4] = [6, 8, 12, 16];
 /// (fixture stem, norm name, settings): every norm with the defaults, and GN+ with at most
 /// 4 groups as well (see the module doc).
 fn variants() -> Vec<(&'static str, &'static str, NormConfig)> {
@@ -153,13 +155,17 @@ fn session(model: &str, norm: &str, norm_config: &NormConfig) -> Session {
     cfg.model.dropout = 0.0;
     // The fixtures are of the network; input standardisation has its own parity in export_parity.
     cfg.model.input_norm = asc::nn::models::InputNorm::None;
-    if model == "fcnn" {
-        let narrow = FcnnOptions {
+    cfg.model = match model {
+        "fcnn" => cfg.model.with_options(FcnnOptions {
             channels: FCNN_CHANNELS,
             ..FcnnOptions::default()
-        };
-        cfg.model = cfg.model.clone().with_options(narrow);
-    }
+        }),
+        "fsfcnn" => cfg.model.with_options(FsfcnnOptions {
+            channels: FSFCNN_CHANNELS,
+            ..FsfcnnOptions::default()
+        }),
+        _ => cfg.model,
+    };
     Session::build(cfg, Device::Cpu).unwrap_or_else(|e| panic!("{model}/{norm}: build: {e}"))
 }
 

@@ -55,6 +55,8 @@ fn layer_costs_match_torchinfo() {
         ("cnn_128x431", "cnn", (128, 431)),
         ("fcnn_128x44", "fcnn", (128, 44)),
         ("fcnn_128x400", "fcnn", (128, 400)),
+        ("fsfcnn_128x44", "fsfcnn", (128, 44)),
+        ("fsfcnn_128x400", "fsfcnn", (128, 400)),
     ] {
         let path = format!("tests/fixtures/complexity/{case}.json");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -176,17 +178,22 @@ fn architecture_settings_build_other_networks() {
     );
 }
 
-/// [`session`], with `fcnn`'s stages narrowed (8, 8, 16 channels instead of 144, 288, 576): the
-/// same layers, a hundredth of the work.
+/// [`session`], with the stages of `fcnn` (8, 8, 16 channels instead of 144, 288, 576) and
+/// `fsfcnn` (8, 8, 16, 16 instead of 48, 96, 512, 768) narrowed: the same layers, a hundredth of
+/// the work.
 fn small_session(model: &str, norm: &str, n_classes: usize, seed: u64) -> Session {
     let mut c = session(model, norm, n_classes, seed).config;
-    if model == "fcnn" {
-        let narrow = asc::nn::models::FcnnOptions {
+    c.model = match model {
+        "fcnn" => c.model.with_options(asc::nn::models::FcnnOptions {
             channels: [8, 8, 16],
             ..Default::default()
-        };
-        c.model = c.model.clone().with_options(narrow);
-    }
+        }),
+        "fsfcnn" => c.model.with_options(asc::nn::models::FsfcnnOptions {
+            channels: [8, 8, 16, 16],
+            ..Default::default()
+        }),
+        _ => c.model,
+    };
     Session::build(c, Device::Cpu).unwrap()
 }
 

@@ -4,7 +4,7 @@
 use super::norm::Norm;
 use super::ops;
 use crate::dataset::rng::mix64 as mix;
-use crate::onnx::graph::{attr_int, attr_ints, Attribute, OnnxGraph};
+use crate::onnx::graph::{attr_int, attr_ints, attr_string, Attribute, OnnxGraph};
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,8 +31,79 @@ pub struct LayerShape {
 pub struct Conv {
     pub weight: Tensor,
     pub stride: (usize, usize),
-    pub padding: (usize, usize),
+    pub padding: Padding,
     pub depthwise: bool,
+}
+
+/// How a convolution or pool pads the (H, W) of its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// This many cells before and after, on each axis (PyTorch's `padding`).
+    Symmetric(usize, usize),
+    /// Keras's `padding='same'` (the fsFCNN's): out = ⌈in / stride⌉, the padding that needs
+    /// split as evenly as it goes, the odd cell at the end (ONNX `auto_pad = SAME_UPPER`). With
+    /// a stride above 1 it depends on the input's size, so it is computed per call.
+    Same,
+}
+
+impl Padding {
+    /// (before, after) on one axis of `size` cells for a window of `kernel` at `stride`.
+    pub fn pads(self, axis: usize, size: usize, kernel: usize, stride: usize) -> (usize, usize) {
+        match self {
+            Padding::Symmetric(h, w) => {
+                let p = if axis == 0 { h } else { w };
+                (p, p)
+            }
+            Padding::Same => {
+                let total =
+                    ((size.div_ceil(stride).max(1) - 1) * stride + kernel).saturating_sub(size);
+                (total / 2, total - total / 2)
+            }
+        }
+    }
+
+    /// The output's (H, W) for an input of `hw` (floor division, as the ops).
+    pub fn out_hw(
+        self,
+        hw: (usize, usize),
+        kernel: (usize, usize),
+        stride: (usize, usize),
+    ) -> (usize, usize) {
+        let axis = |a: usize, size: usize, k: usize, s: usize| {
+            let (before, after) = self.pads(a, size, k, s);
+            (size + before + after).saturating_sub(k) / s + 1
+        };
+        (
+            axis(0, hw.0, kernel.0, stride.0),
+            axis(1, hw.1, kernel.1, stride.1),
+        )
+    }
+
+    /// `x` with the padding's asymmetric part (the odd cell `Same` puts at the end of H and W)
+    /// appended as cells of `fill`, and the symmetric part, which the op then pads itself.
+    /// The ops pad symmetrically only; one extra row or column is cheaper than teaching each
+    /// kernel (dense, depthwise, pool, forward and backward) asymmetric padding.
+    pub fn split(
+        self,
+        x: &Tensor,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        fill: f64,
+    ) -> Result<(Tensor, (usize, usize))> {
+        let (_, _, h, w) = x.dims4()?;
+        let (bh, ah) = self.pads(0, h, kernel.0, stride.0);
+        let (bw, aw) = self.pads(1, w, kernel.1, stride.1);
+        let mut x = x.clone();
+        for (dim, extra) in [(2, ah - bh), (3, aw - bw)] {
+            if extra > 0 {
+                let mut shape = x.dims().to_vec();
+                shape[dim] = extra;
+                let tail = Tensor::full(fill, shape, x.device())?.to_dtype(x.dtype())?;
+                x = Tensor::cat(&[&x, &tail], dim)?;
+            }
+        }
+        Ok((x, (bh, bw)))
+    }
 }
 
 impl Conv {
@@ -60,26 +131,33 @@ impl Conv {
         Ok(Self {
             weight,
             stride,
-            padding: (kernel.0 / 2, kernel.1 / 2),
+            padding: Padding::Symmetric(kernel.0 / 2, kernel.1 / 2),
             depthwise,
         })
     }
 
+    /// The same convolution with `padding` instead of the symmetric kernel / 2.
+    pub fn with_padding(self, padding: Padding) -> Self {
+        Self { padding, ..self }
+    }
+
+    fn kernel(&self) -> (usize, usize) {
+        let k = self.weight.dims();
+        (k[2], k[3])
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (x, pads) = self.padding.split(x, self.kernel(), self.stride, 0.0)?;
         if self.depthwise {
-            ops::depthwise_conv2d(x, &self.weight, self.stride, self.padding)
+            ops::depthwise_conv2d(&x, &self.weight, self.stride, pads)
         } else {
-            ops::conv2d(x, &self.weight, self.stride, self.padding)
+            ops::conv2d(&x, &self.weight, self.stride, pads)
         }
     }
 
     /// Output spatial size for an input of (h, w).
-    pub fn out_hw(&self, (h, w): (usize, usize)) -> (usize, usize) {
-        let k = self.weight.dims();
-        (
-            (h + 2 * self.padding.0 - k[2]) / self.stride.0 + 1,
-            (w + 2 * self.padding.1 - k[3]) / self.stride.1 + 1,
-        )
+    pub fn out_hw(&self, hw: (usize, usize)) -> (usize, usize) {
+        self.padding.out_hw(hw, self.kernel(), self.stride)
     }
 
     /// ONNX `Conv` on the NCHW value `x` (depthwise as `group = C`) followed by `norm` in eval
@@ -259,13 +337,25 @@ pub fn emit_global_avg_pool(g: &mut OnnxGraph, x: &str) -> String {
     g.add_node("Flatten", &[&pooled], vec![attr_int("axis", 1)])
 }
 
-/// [`ops::max_pool2d`] in ONNX (floor mode, no dilation, as the op).
+/// [`ops::max_pool2d`] with any [`Padding`]: padded cells never win (they hold −∞), as in
+/// PyTorch, Keras and ONNX.
+pub fn max_pool(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: Padding,
+) -> Result<Tensor> {
+    let (x, pads) = padding.split(x, kernel, stride, f64::NEG_INFINITY)?;
+    ops::max_pool2d(&x, kernel, stride, pads)
+}
+
+/// [`max_pool`] in ONNX (floor mode, no dilation, as the op).
 pub fn emit_max_pool(
     g: &mut OnnxGraph,
     x: &str,
     kernel: (usize, usize),
     stride: (usize, usize),
-    padding: (usize, usize),
+    padding: Padding,
 ) -> String {
     g.add_node("MaxPool", &[x], window_attrs(kernel, stride, padding))
 }
@@ -279,22 +369,29 @@ pub fn emit_avg_pool(
     padding: (usize, usize),
     count_include_pad: bool,
 ) -> String {
-    let mut attrs = window_attrs(kernel, stride, padding);
+    let mut attrs = window_attrs(kernel, stride, Padding::Symmetric(padding.0, padding.1));
     attrs.push(attr_int("count_include_pad", count_include_pad as i64));
     g.add_node("AveragePool", &[x], attrs)
 }
 
-/// `kernel_shape`, `strides` and `pads` of a window op (Conv, MaxPool, AveragePool).
+/// `kernel_shape`, `strides` and `pads` (or `auto_pad`) of a window op (Conv, MaxPool,
+/// AveragePool).
 fn window_attrs(
     kernel: (usize, usize),
     stride: (usize, usize),
-    padding: (usize, usize),
+    padding: Padding,
 ) -> Vec<Attribute> {
-    let (ph, pw) = (padding.0 as i64, padding.1 as i64);
+    let pads = match padding {
+        Padding::Symmetric(ph, pw) => {
+            let (ph, pw) = (ph as i64, pw as i64);
+            attr_ints("pads", &[ph, pw, ph, pw])
+        }
+        Padding::Same => attr_string("auto_pad", "SAME_UPPER"),
+    };
     vec![
         attr_ints("kernel_shape", &[kernel.0 as i64, kernel.1 as i64]),
         attr_ints("strides", &[stride.0 as i64, stride.1 as i64]),
-        attr_ints("pads", &[ph, pw, ph, pw]),
+        pads,
     ]
 }
 
@@ -382,5 +479,42 @@ mod tests {
             }
         }
         assert_eq!(folded, ["bn", "bn"], "norms folded into the conv");
+    }
+
+    /// Keras's `same` on the cases TensorFlow's documentation works out: out = ⌈in / stride⌉,
+    /// the odd padded cell at the end; and a max pool with it never picks a padded cell, even
+    /// where every real value is negative.
+    #[test]
+    fn same_padding_is_kerass() {
+        let same = Padding::Same;
+        assert_eq!(same.pads(0, 5, 3, 2), (1, 1));
+        assert_eq!(same.pads(0, 6, 3, 2), (0, 1));
+        assert_eq!(same.pads(1, 52, 5, 2), (1, 2));
+        assert_eq!(same.pads(1, 51, 5, 2), (2, 2));
+        assert_eq!(same.pads(0, 7, 3, 1), (1, 1));
+        assert_eq!(same.pads(0, 6, 1, 2), (0, 0));
+        for (size, k, s) in [
+            (5, 3, 2),
+            (6, 3, 2),
+            (52, 5, 2),
+            (7, 3, 1),
+            (6, 1, 2),
+            (1, 3, 2),
+        ] {
+            let (h, _) = same.out_hw((size, 9), (k, 3), (s, 1));
+            assert_eq!(h, size.div_ceil(s), "{size} {k} {s}");
+        }
+        let x = candle_core::Tensor::from_vec(
+            vec![-4f32, -3., -2., -1., -5., -6., -7., -8.],
+            (1, 1, 2, 4),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let y = max_pool(&x, (3, 3), (2, 2), same).unwrap();
+        // H 2 → pads (0, 1), W 4 → (0, 1): windows rows 0-1 (+ pad), columns 0-2 and 2-3 (+ pad).
+        assert_eq!(
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            [-2., -1.]
+        );
     }
 }

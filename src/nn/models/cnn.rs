@@ -3,7 +3,7 @@
 
 use super::{LayerShape, Model, ModelConfig, ModelEntry, NormFactory};
 use crate::nn::layers::{
-    emit_global_avg_pool, emit_max_pool, global_avg_pool, Conv, Dropout, Linear,
+    emit_global_avg_pool, emit_max_pool, global_avg_pool, Conv, Dropout, Linear, Padding,
 };
 use crate::nn::norm::Norm;
 use crate::nn::ops::{self, Activation};
@@ -134,7 +134,7 @@ impl Model for Cnn {
             if i == 1 {
                 // max(relu(v)) = relu(max(v)): pooling first lets ReLU run on 1/25 of the data
                 // (docs/architecture.md, "tract on CPU").
-                x = emit_max_pool(g, &x, (5, 5), (5, 5), (0, 0));
+                x = emit_max_pool(g, &x, (5, 5), (5, 5), Padding::Symmetric(0, 0));
             }
             x = g.add_node("Relu", &[&x], vec![]);
         }

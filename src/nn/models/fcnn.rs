@@ -12,7 +12,8 @@
 
 use super::{LayerShape, Model, ModelConfig, ModelEntry, NormFactory};
 use crate::nn::layers::{
-    emit_global_avg_pool, emit_max_pool, global_avg_pool, Conv, Dropout, Linear,
+    emit_global_avg_pool, emit_max_pool, global_avg_pool, max_pool, Conv, Dropout, Linear,
+    Padding,
 };
 use crate::nn::norm::{bn, Norm};
 use crate::nn::ops::{self, Activation};
@@ -22,10 +23,28 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 /// The registry entry; dropout 0.3 after the first three convolutions of the last stage.
-pub const ENTRY: ModelEntry = ModelEntry::new::<FcnnOptions>("fcnn", build, 0.3);
+pub const ENTRY: ModelEntry = ModelEntry::new::<FcnnOptions>("fcnn", build::<FcnnOptions>, 0.3);
 
-fn build(config: &ModelConfig, vb: VarBuilder, norm: &NormFactory) -> Result<Box<dyn Model>> {
-    Ok(Box::new(Fcnn::new(config, vb, norm)?))
+/// An FCNN variant: its settings and its body.
+pub(super) trait Variant: crate::nn::options::Options {
+    const PLAN: Plan;
+    fn settings(&self) -> Settings<'_>;
+}
+
+/// The constructor of every variant's registry entry.
+pub(super) fn build<V: Variant>(
+    config: &ModelConfig,
+    vb: VarBuilder,
+    norm: &NormFactory,
+) -> Result<Box<dyn Model>> {
+    let opts: V = config.options();
+    Ok(Box::new(Fcnn::new(
+        &V::PLAN,
+        &opts.settings(),
+        config,
+        vb,
+        norm,
+    )?))
 }
 
 /// `fcnn`'s settings (`model.fcnn`); the defaults are the L2BN paper's FCNN.
@@ -56,23 +75,90 @@ impl crate::nn::options::Options for FcnnOptions {
     const KEY: &'static str = "fcnn";
 }
 
+impl Variant for FcnnOptions {
+    const PLAN: Plan = PLAN;
+    fn settings(&self) -> Settings<'_> {
+        Settings {
+            channels: &self.channels,
+            deltas: self.deltas,
+            attention_ratio: self.attention_ratio,
+        }
+    }
+}
+
+/// One step of an FCNN body, in order.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Step {
+    /// A convolution to its stage's channels → norm → ReLU.
+    Conv {
+        stage: usize,
+        kernel: usize,
+        stride: (usize, usize),
+    },
+    /// Dropout at the model's rate.
+    Dropout,
+    /// A max pool.
+    Pool { kernel: usize, stride: (usize, usize) },
+}
+
+/// A convolution step: `kernel`² at `stride` to stage `stage`'s channels.
+pub(super) const fn conv(stage: usize, kernel: usize, stride: (usize, usize)) -> Step {
+    Step::Conv {
+        stage,
+        kernel,
+        stride,
+    }
+}
+
+/// A max pool step.
+pub(super) const fn pool(kernel: usize, stride: (usize, usize)) -> Step {
+    Step::Pool { kernel, stride }
+}
+
+/// An FCNN body: what `fcnn` and `fsfcnn` differ in. The input stack, norm, head and channel
+/// attention are common.
+pub(super) struct Plan {
+    /// The registry name, for messages.
+    pub name: &'static str,
+    pub steps: &'static [Step],
+    /// Keras `padding='same'` for every convolution and pool (`fsfcnn`), or (`fcnn`) zero
+    /// padding of kernel / 2 before each convolution and unpadded pools.
+    pub same: bool,
+}
+
+/// The FCNN (`fcnn/fcnn_att.py`): stages of 2, 2 and 4 convolutions, 5×5 stride 2 first, each
+/// stage ending in a 2×2 max pool; dropout after the first three convolutions of stage 3.
+const PLAN: Plan = Plan {
+    name: "fcnn",
+    same: false,
+    steps: &[
+        conv(0, 5, (2, 2)),
+        conv(0, 3, (1, 1)),
+        pool(2, (2, 2)),
+        conv(1, 3, (1, 1)),
+        conv(1, 3, (1, 1)),
+        pool(2, (2, 2)),
+        conv(2, 3, (1, 1)),
+        Step::Dropout,
+        conv(2, 3, (1, 1)),
+        Step::Dropout,
+        conv(2, 3, (1, 1)),
+        Step::Dropout,
+        conv(2, 3, (1, 1)),
+        pool(2, (2, 2)),
+    ],
+};
+
+/// The settings every FCNN variant has, whatever its number of stages.
+pub(super) struct Settings<'a> {
+    /// Channels of each stage.
+    pub channels: &'a [usize],
+    pub deltas: bool,
+    pub attention_ratio: usize,
+}
+
 /// Frames the Δ/ΔΔ stack consumes (4 at each end, the reference's `[4:-4]`).
 const DELTA_TRIM: usize = 8;
-
-/// The convolutions: (stage, kernel, stride); a 2×2 max pool ends each stage.
-const CONVS: [(usize, usize, usize); 8] = [
-    (0, 5, 2),
-    (0, 3, 1),
-    (1, 3, 1),
-    (1, 3, 1),
-    (2, 3, 1),
-    (2, 3, 1),
-    (2, 3, 1),
-    (2, 3, 1),
-];
-
-/// The convolutions followed by dropout (the first three of the last stage).
-const DROPOUT_AFTER: [usize; 3] = [4, 5, 6];
 
 fn conv_name(i: usize) -> String {
     format!("conv{i}")
@@ -99,11 +185,23 @@ fn delta_filters() -> [[f32; 9]; 3] {
     out
 }
 
+/// A built step of the body.
+enum Layer {
+    Conv(Conv, Box<dyn Norm>),
+    Dropout(Dropout),
+    Pool {
+        kernel: (usize, usize),
+        stride: (usize, usize),
+    },
+}
+
+/// An FCNN built from a [`Plan`]: `fcnn` or `fsfcnn`.
 pub struct Fcnn {
+    name: &'static str,
     deltas: Option<Tensor>,
     input_norm: Box<dyn Norm>,
-    convs: Vec<(Conv, Box<dyn Norm>)>,
-    dropouts: Vec<Dropout>,
+    body: Vec<Layer>,
+    pool_padding: Padding,
     head: (Conv, Box<dyn Norm>),
     /// The reference's plain BN before the attention, kept BN whatever norm is compared.
     head_bn: Box<dyn Norm>,
@@ -112,25 +210,33 @@ pub struct Fcnn {
 }
 
 impl Fcnn {
-    pub fn new(config: &ModelConfig, vb: VarBuilder, norm: &NormFactory) -> Result<Self> {
-        let opts: FcnnOptions = config.options();
+    pub(super) fn new(
+        plan: &Plan,
+        settings: &Settings,
+        config: &ModelConfig,
+        vb: VarBuilder,
+        norm: &NormFactory,
+    ) -> Result<Self> {
+        let name = plan.name;
         let n_classes = config.n_classes;
-        if opts.channels.contains(&0) || opts.attention_ratio == 0 {
+        if settings.channels.contains(&0) || settings.attention_ratio == 0 {
             candle_core::bail!(
-                "model.fcnn: channels and attention_ratio must be positive: {opts:?}"
+                "model.{name}: channels and attention_ratio must be positive: {:?}, {}",
+                settings.channels,
+                settings.attention_ratio
             );
         }
-        let hidden = n_classes / opts.attention_ratio;
+        let hidden = n_classes / settings.attention_ratio;
         if hidden == 0 {
             candle_core::bail!(
-                "model.fcnn: attention_ratio {} leaves no hidden unit for {n_classes} classes",
-                opts.attention_ratio
+                "model.{name}: attention_ratio {} leaves no hidden unit for {n_classes} classes",
+                settings.attention_ratio
             );
         }
         let mut in_c = config.in_channels;
-        let deltas = if opts.deltas {
+        let deltas = if settings.deltas {
             if in_c != 1 {
-                candle_core::bail!("model.fcnn: deltas need a one-channel input, not {in_c}");
+                candle_core::bail!("model.{name}: deltas need a one-channel input, not {in_c}");
             }
             in_c = 3;
             let w: Vec<f32> = delta_filters().concat();
@@ -139,23 +245,47 @@ impl Fcnn {
             None
         };
         let input_norm = norm.build("input_norm", in_c)?;
-        let mut convs = Vec::new();
-        for (i, &(stage, k, s)) in CONVS.iter().enumerate() {
-            let c = opts.channels[stage];
-            let conv = Conv::new(vb.pp(conv_name(i)), in_c, c, (k, k), (s, s), false)?;
-            convs.push((conv, norm.build(&norm_name(i), c)?));
-            in_c = c;
+        let (mut body, mut n_convs, mut n_dropouts) = (Vec::new(), 0, 0u64);
+        for step in plan.steps {
+            body.push(match *step {
+                Step::Conv {
+                    stage,
+                    kernel,
+                    stride,
+                } => {
+                    let c = settings.channels[stage];
+                    let k = (kernel, kernel);
+                    let mut conv = Conv::new(vb.pp(conv_name(n_convs)), in_c, c, k, stride, false)?;
+                    if plan.same {
+                        conv = conv.with_padding(Padding::Same);
+                    }
+                    let norm = norm.build(&norm_name(n_convs), c)?;
+                    (in_c, n_convs) = (c, n_convs + 1);
+                    Layer::Conv(conv, norm)
+                }
+                Step::Dropout => {
+                    n_dropouts += 1;
+                    Layer::Dropout(Dropout::new(config.dropout, n_dropouts))
+                }
+                Step::Pool { kernel, stride } => Layer::Pool {
+                    kernel: (kernel, kernel),
+                    stride,
+                },
+            });
         }
         let head_conv = Conv::new(vb.pp("head.conv"), in_c, n_classes, (1, 1), (1, 1), false)?;
         let head_norm = norm.build("head.norm", n_classes)?;
         let head_bn = bn::non_affine(n_classes, norm.config, &norm.builder.pp("head_bn"))?;
         Ok(Self {
+            name,
             deltas,
             input_norm,
-            convs,
-            dropouts: (0..DROPOUT_AFTER.len() as u64)
-                .map(|i| Dropout::new(config.dropout, i + 1))
-                .collect(),
+            body,
+            pool_padding: if plan.same {
+                Padding::Same
+            } else {
+                Padding::Symmetric(0, 0)
+            },
             head: (head_conv, head_norm),
             head_bn,
             att1: Linear::new(vb.pp("att.fc1"), n_classes, hidden)?,
@@ -171,14 +301,11 @@ impl Fcnn {
         let frames = x.dim(3)?;
         if frames <= DELTA_TRIM {
             candle_core::bail!(
-                "fcnn: {frames} frames are too few for Δ and ΔΔ (they take {DELTA_TRIM})"
+                "{}: {frames} frames are too few for Δ and ΔΔ (they take {DELTA_TRIM})",
+                self.name
             );
         }
         ops::conv2d(x, &w.to_dtype(x.dtype())?, (1, 1), (0, 0))
-    }
-
-    fn pool_after(i: usize) -> bool {
-        CONVS.get(i + 1).is_none_or(|next| next.0 != CONVS[i].0)
     }
 
     /// Channel attention on the (N, C) average and maximum of the class maps, then the global
@@ -190,22 +317,26 @@ impl Fcnn {
         let gate = candle_nn::ops::sigmoid(&(mlp(avg)? + mlp(max)?)?)?;
         avg * gate
     }
+
+    fn dropouts(&self) -> impl Iterator<Item = &Dropout> {
+        self.body.iter().filter_map(|l| match l {
+            Layer::Dropout(d) => Some(d),
+            _ => None,
+        })
+    }
 }
 
 impl Model for Fcnn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut x = self.input_norm.forward_t(&self.stack(x)?, train)?;
-        let mut dropouts = self.dropouts.iter();
-        for (i, (conv, norm)) in self.convs.iter().enumerate() {
-            x = norm.forward_act_t(&conv.forward(&x)?, train, Activation::Relu)?;
-            if DROPOUT_AFTER.contains(&i) {
-                if let Some(d) = dropouts.next() {
-                    x = d.forward_t(&x, train)?;
+        for layer in &self.body {
+            x = match layer {
+                Layer::Conv(conv, norm) => {
+                    norm.forward_act_t(&conv.forward(&x)?, train, Activation::Relu)?
                 }
-            }
-            if Self::pool_after(i) {
-                x = ops::max_pool2d(&x, (2, 2), (2, 2), (0, 0))?;
-            }
+                Layer::Dropout(d) => d.forward_t(&x, train)?,
+                Layer::Pool { kernel, stride } => max_pool(&x, *kernel, *stride, self.pool_padding)?,
+            };
         }
         let (conv, norm) = &self.head;
         let x = norm.forward_act_t(&conv.forward(&x)?, train, Activation::Relu)?;
@@ -214,7 +345,7 @@ impl Model for Fcnn {
     }
 
     fn reseed(&self, seed: u64, first_row: usize) {
-        for d in &self.dropouts {
+        for d in self.dropouts() {
             d.reseed(seed, first_row);
         }
     }
@@ -231,14 +362,20 @@ impl Model for Fcnn {
             out: [in_c, hw.0, hw.1],
             calls: 1,
         }];
-        for (i, (conv, norm)) in self.convs.iter().enumerate() {
-            let (out, shapes) = conv.shapes(&conv_name(i), (&norm_name(i), norm.as_ref()), hw);
-            layers.extend(shapes);
-            hw = if Self::pool_after(i) {
-                (out.0 / 2, out.1 / 2)
-            } else {
-                out
-            };
+        let mut convs = 0;
+        for layer in &self.body {
+            match layer {
+                Layer::Conv(conv, norm) => {
+                    let (out, shapes) =
+                        conv.shapes(&conv_name(convs), (&norm_name(convs), norm.as_ref()), hw);
+                    layers.extend(shapes);
+                    (hw, convs) = (out, convs + 1);
+                }
+                Layer::Dropout(_) => {}
+                Layer::Pool { kernel, stride } => {
+                    hw = self.pool_padding.out_hw(hw, *kernel, *stride);
+                }
+            }
         }
         let (conv, norm) = &self.head;
         let (_, shapes) = conv.shapes("head.conv", ("head.norm", norm.as_ref()), hw);
@@ -261,12 +398,25 @@ impl Model for Fcnn {
             x = g.add_node("Conv", &[&x, &w], vec![]);
         }
         x = self.input_norm.emit_onnx(g, &x)?;
-        for (i, (conv, norm)) in self.convs.iter().enumerate() {
-            x = conv.emit_onnx(g, &x, norm.as_ref())?;
-            if Self::pool_after(i) {
-                // max(relu(v)) = relu(max(v)): pooling first lets ReLU run on a quarter.
-                x = emit_max_pool(g, &x, (2, 2), (2, 2), (0, 0));
+        // A convolution's ReLU is written when the next convolution (or the head) needs its
+        // input: max(relu(v)) = relu(max(v)), so a pool in between lets ReLU run on a quarter.
+        let mut relu_due = false;
+        for layer in &self.body {
+            match layer {
+                Layer::Conv(conv, norm) => {
+                    if std::mem::take(&mut relu_due) {
+                        x = g.add_node("Relu", &[&x], vec![]);
+                    }
+                    x = conv.emit_onnx(g, &x, norm.as_ref())?;
+                    relu_due = true;
+                }
+                Layer::Dropout(_) => {}
+                Layer::Pool { kernel, stride } => {
+                    x = emit_max_pool(g, &x, *kernel, *stride, self.pool_padding);
+                }
             }
+        }
+        if relu_due {
             x = g.add_node("Relu", &[&x], vec![]);
         }
         let (conv, norm) = &self.head;

@@ -9,6 +9,7 @@ pub use crate::nn::layers::LayerShape;
 pub use cnn::{Cnn, CnnOptions};
 pub use cp_mobile::{CpMobile, CpMobileOptions};
 pub use fcnn::{Fcnn, FcnnOptions};
+pub use fsfcnn::FsfcnnOptions;
 pub use input_norm::{InputNorm, Standardized};
 
 pub use super::norm::NormFactory;
@@ -47,7 +48,7 @@ impl ModelEntry {
     }
 }
 
-super::registry!(ModelEntry; cnn, cp_mobile, fcnn);
+super::registry!(ModelEntry; cnn, cp_mobile, fcnn, fsfcnn);
 
 /// Names accepted for `--model`, in registry order.
 pub const MODEL_NAMES: [&str; REGISTRY.len()] = super::names_of!(REGISTRY);
@@ -72,7 +73,7 @@ pub fn check_name(name: &str) -> std::result::Result<(), crate::error::UnknownNa
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "ModelConfigFile")]
 pub struct ModelConfig {
-    /// A registry name: `cnn`, `cp-mobile` or `fcnn`.
+    /// A registry name: `cnn`, `cp-mobile`, `fcnn` or `fsfcnn`.
     pub name: String,
     pub n_classes: usize,
     /// Input channels (1 for a log-mel).
