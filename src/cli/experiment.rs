@@ -46,6 +46,10 @@ pub struct ExperimentArgs {
     /// Draw classes uniformly in each batch [default: every clip once per epoch].
     #[arg(long)]
     class_balanced: bool,
+    /// Under `mpirun`: batch statistics (BN and every layer with them) over the whole batch,
+    /// all-reduced in the forward and the backward, instead of each rank's rows [default: per rank].
+    #[arg(long)]
+    sync_bn: bool,
     #[arg(long, value_parser = ["auto", "split", "none"])]
     validation: Option<String>,
     #[arg(long)]
@@ -252,6 +256,7 @@ pub fn build_config(
         preset: a.preset.clone(),
         crop_frames: a.crop_frames,
         class_balanced: a.class_balanced.then_some(true),
+        sync_bn: a.sync_bn.then_some(true),
         validation: a.validation.as_deref().map(Validation::parse).transpose()?,
         validation_fraction: a.validation_fraction,
         input_norm: a.input_norm.as_deref().map(InputNorm::parse).transpose()?,

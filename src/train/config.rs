@@ -94,6 +94,10 @@ pub struct TrainConfig {
     pub validation_fraction: f64,
     /// Draw classes uniformly instead of shuffling every clip once per epoch.
     pub class_balanced: bool,
+    /// Data-parallel runs (`mpirun`): batch statistics over every rank's rows (synchronised BN)
+    /// instead of each rank's own; nothing changes in one process (`docs/distributed.md`).
+    #[serde(default)]
+    pub sync_bn: bool,
     /// Feature cache folder.
     pub cache: PathBuf,
     /// Leave out bad list rows (`LoadOptions::skip_bad`) and clips whose audio cannot be decoded,
@@ -162,6 +166,7 @@ impl TrainConfig {
             validation: Validation::Auto,
             validation_fraction: 0.2,
             class_balanced: false,
+            sync_bn: false,
             cache,
             skip_bad: false,
             init: None,
@@ -248,6 +253,7 @@ pub struct Overrides {
     pub preset: Option<String>,
     pub crop_frames: Option<usize>,
     pub class_balanced: Option<bool>,
+    pub sync_bn: Option<bool>,
     pub validation: Option<Validation>,
     pub validation_fraction: Option<f64>,
     pub input_norm: Option<InputNorm>,
@@ -316,6 +322,7 @@ impl Overrides {
             c.crop_frames = self.crop_frames;
         }
         set(&mut c.class_balanced, &self.class_balanced);
+        set(&mut c.sync_bn, &self.sync_bn);
         set(&mut c.validation, &self.validation);
         set(&mut c.validation_fraction, &self.validation_fraction);
         set(&mut c.model.input_norm, &self.input_norm);

@@ -14,6 +14,7 @@ use super::state::{EpochRecord, TrainState};
 use super::teacher::distillation_loss;
 use crate::dataset::rng::{mix64, SplitMix64};
 use crate::dataset::BatchSampler;
+use crate::nn::ops::{synchronised, BatchRows, SumAcross};
 use candle_core::{Tensor, D};
 use std::collections::HashMap;
 use std::path::Path;
@@ -240,7 +241,16 @@ fn train_step(
     session
         .model
         .reseed(mix64(config.seed ^ mix64(step)), rows.start);
-    let logits = session.model.forward_t(&x, true)?;
+    let logits = if config.sync_bn && parallel.size() > 1 {
+        let ranks: std::sync::Arc<dyn SumAcross> = std::sync::Arc::new(parallel.clone());
+        let rows = BatchRows {
+            first: rows.start,
+            total: labels.len(),
+        };
+        synchronised(ranks, rows, || session.model.forward_t(&x, true))?
+    } else {
+        session.model.forward_t(&x, true)?
+    };
     let loss = match (&batch.teacher, &config.distill) {
         (Some(q), Some(distill)) => {
             let q = Tensor::from_slice(q, (labels.len(), config.labels.len()), &session.device)?;

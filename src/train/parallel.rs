@@ -8,8 +8,10 @@
 //! seeds' papers: BN (and every layer with batch statistics) normalizes each rank's rows with
 //! that rank's statistics ("per-rank BN"), and the running estimates are averaged over the ranks
 //! after each step. Layers without batch statistics (GN, LN, IN, none) give the one-process
-//! weights up to the order of the gradient sums (`tests/parallel.rs`). Synchronised BN (moments
-//! all-reduced inside the forward and the backward) is not built. Dropout draws each element's
+//! weights up to the order of the gradient sums (`tests/parallel.rs`). With `sync_bn`
+//! (`asc train --sync-bn`) the batch statistics are all-reduced inside the forward and the
+//! backward instead ([`crate::nn::ops::across`]), and BN gives the one-process weights too.
+//! Dropout draws each element's
 //! mask from its index in the whole batch (`Model::reseed`'s first row), so a rank's masks are
 //! those one process draws for the same rows.
 
@@ -187,6 +189,13 @@ impl Parallel {
 
     pub fn barrier(&self) {
         self.ranks.barrier()
+    }
+}
+
+/// Synchronised batch statistics go through the same timed all-reduce as the gradients.
+impl crate::nn::ops::SumAcross for Parallel {
+    fn sum_across(&self, values: &mut [f32]) {
+        self.all_reduce(values);
     }
 }
 

@@ -93,11 +93,11 @@ impl RunningStats {
         update: bool,
         act: Activation,
     ) -> Result<Tensor> {
-        let m = batch_count(x)?;
+        batch_count(x)?;
         let (gamma, beta) = affine.unzip();
         let st = standardize(x, gamma, beta, Grouping::Channel, self.eps, act)?;
         if update {
-            self.update(&st, m)?;
+            self.update(&st)?;
         }
         Ok(st.y)
     }
@@ -116,26 +116,28 @@ impl RunningStats {
             let (scale, shift) = self.eval_affine(Some((gamma, beta)))?;
             return plane_affine(x, &(scale + skip)?, &shift, act);
         }
-        let m = batch_count(x)?;
+        batch_count(x)?;
         let st = standardize_skip(x, gamma, skip, beta, Grouping::Channel, self.eps, act)?;
-        self.update(&st, m)?;
+        self.update(&st)?;
         Ok(st.y)
     }
 
     /// UBN's train-mode `BN(x + w·GAP(x))` without affine, batch statistics, the buffers
     /// updated (docs/norms.md §5.2): one op, [`centre_standardize`].
     pub fn centre_batch(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        let m = batch_count(x)?;
+        batch_count(x)?;
         let st = centre_standardize(x, w, self.eps)?;
-        self.update(&st, m)?;
+        self.update(&st)?;
         Ok(st.y)
     }
 
-    /// Moves the running buffers by the PyTorch rule with the unbiased variance of `m` values.
-    fn update(&self, st: &Standardized, m: usize) -> Result<()> {
+    /// Moves the running buffers by the PyTorch rule with the unbiased variance of the values
+    /// the statistics cover (every rank's, when synchronised).
+    fn update(&self, st: &Standardized) -> Result<()> {
         let mom = self.momentum;
         let rm = (self.mean.as_tensor().affine(1.0 - mom, 0.0)? + st.mean.affine(mom, 0.0)?)?;
-        let unbiased = m as f64 / (m as f64 - 1.0);
+        let m = st.count;
+        let unbiased = m / (m - 1.0);
         let rv =
             (self.var.as_tensor().affine(1.0 - mom, 0.0)? + st.var.affine(mom * unbiased, 0.0)?)?;
         self.mean.set(&rm)?;

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::gate::{emit_gap_gate, gap_gate};
 use super::stats::{as_ncl, gap, RunningStats};
 use super::{Norm, NormBuilder, NormConfig, NormEntry};
-use crate::nn::ops::{depthwise_conv2d, plane_affine, Activation};
+use crate::nn::ops::across::Across;
+use crate::nn::ops::{depthwise_conv2d, plane_affine, Activation, BatchRows};
 use crate::nn::options::Options;
 use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
 
@@ -156,15 +157,38 @@ impl UnifiedBn {
     /// Mean off-diagonal cosine similarity of the first ≤ `cos_samples` samples, flattened
     /// over (C, H, W), without gradient; 1 for a single sample (§5.2, §5.6.3).
     fn batch_cosine(&self, x: &Tensor) -> Result<f64> {
+        if let Some((across, rows)) = Across::current() {
+            return self.synchronised_cosine(x, &across, rows);
+        }
         let n = x.dim(0)?.min(self.cos_samples);
         if n == 1 {
             return Ok(1.0);
         }
-        let xs = x.narrow(0, 0, n)?.detach().flatten_from(1)?;
-        let norms = xs.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(COS_EPS)?;
-        let xn = xs.broadcast_div(&norms)?;
+        let xn = unit_rows(&x.narrow(0, 0, n)?)?;
         let gram = xn.matmul(&xn.t()?)?.sum_all()?;
         let gram_sum = gram.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        Ok((gram_sum - n as f64) / (n * (n - 1)) as f64)
+    }
+
+    /// [`Self::batch_cosine`] over the whole batch of a data-parallel step (synchronised BN),
+    /// whose first samples may sit on several ranks: the sum of all their cosines is |Σ x̂ᵢ|²
+    /// with x̂ᵢ the unit rows, so each rank sends the sum of its rows among them (every rank then
+    /// takes the same gate decision, as it must: the batch branch all-reduces, the other not).
+    fn synchronised_cosine(&self, x: &Tensor, across: &Across, rows: BatchRows) -> Result<f64> {
+        let n = rows.total.min(self.cos_samples);
+        if n == 1 {
+            return Ok(1.0);
+        }
+        let local = n.saturating_sub(rows.first).min(x.dim(0)?);
+        let d = x.elem_count() / x.dim(0)?.max(1);
+        let mut sum = vec![0f64; d];
+        if local > 0 {
+            let v = unit_rows(&x.narrow(0, 0, local)?)?.sum(0)?;
+            let v = v.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            sum.copy_from_slice(&v);
+        }
+        across.sum(&mut sum);
+        let gram_sum: f64 = sum.iter().map(|v| v * v).sum();
         Ok((gram_sum - n as f64) / (n * (n - 1)) as f64)
     }
 
@@ -181,6 +205,14 @@ impl UnifiedBn {
             FctMode::BatchWhenBelow => c <= self.tau,
         })
     }
+}
+
+/// The rows of `x` (N, ...) flattened and scaled to unit length (`cosine_similarity`'s ε), without
+/// gradient.
+fn unit_rows(x: &Tensor) -> Result<Tensor> {
+    let xs = x.detach().flatten_from(1)?;
+    let norms = xs.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(COS_EPS)?;
+    xs.broadcast_div(&norms)
 }
 
 impl Norm for UnifiedBn {

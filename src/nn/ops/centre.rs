@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::across::Across;
 use super::planes::{Grouping, PlaneGeom, Standardized};
 use super::{cpu_f32, grad_tensor, par_fill, use_cpu_kernels, with_f32, Activation};
 use crate::kernels::{reduce, Isa};
@@ -29,6 +30,7 @@ pub fn centre_standardize(x: &Tensor, w: &Tensor, eps: f64) -> Result<Standardiz
             w.dims()
         );
     }
+    let across = Across::for_op(&geom, &[x, w])?;
     if !use_cpu_kernels(&[x, w]) {
         let shift = x
             .mean_keepdim(2)?
@@ -42,6 +44,7 @@ pub fn centre_standardize(x: &Tensor, w: &Tensor, eps: f64) -> Result<Standardiz
     let op = CentreOp {
         geom,
         eps,
+        across,
         stats: stats.clone(),
     };
     let y = if x.track_op() || w.track_op() {
@@ -54,7 +57,12 @@ pub fn centre_standardize(x: &Tensor, w: &Tensor, eps: f64) -> Result<Standardiz
     };
     let mean = Tensor::from_vec(s.mean.clone(), geom.c, x.device())?;
     let var = Tensor::from_vec(s.var.clone(), geom.c, x.device())?;
-    Ok(Standardized { y, mean, var })
+    Ok(Standardized {
+        y,
+        mean,
+        var,
+        count: s.count,
+    })
 }
 
 /// What the forward pass measured, per plane and per channel.
@@ -67,11 +75,12 @@ struct CentreStats {
     var: Vec<f32>,
     /// 1 / sqrt(σ² + ε) per channel.
     istd: Vec<f32>,
+    /// Values per channel (over every rank, when synchronised).
+    count: f64,
 }
 
-fn centre_stats(x: &[f32], w: &[f32], g: &PlaneGeom, eps: f64) -> CentreStats {
+fn centre_stats(x: &[f32], w: &[f32], g: &PlaneGeom, eps: f64, across: &Across) -> CentreStats {
     let (l, isa) = (g.l, Isa::active());
-    let count = g.count() as f64;
     let sums: Vec<f64> = x
         .par_chunks(l)
         .with_min_len(g.min_planes())
@@ -82,6 +91,7 @@ fn centre_stats(x: &[f32], w: &[f32], g: &PlaneGeom, eps: f64) -> CentreStats {
     for (p, s) in sums.iter().enumerate() {
         mean[p % g.c] += s * (1.0 + w[p % g.c] as f64);
     }
+    let count = across.sum_with_count(&mut mean, g.count());
     let mean: Vec<f32> = mean.iter().map(|s| (s / count) as f32).collect();
     let centre: Vec<f32> = sums
         .iter()
@@ -101,6 +111,7 @@ fn centre_stats(x: &[f32], w: &[f32], g: &PlaneGeom, eps: f64) -> CentreStats {
     for (p, s) in sq.iter().enumerate() {
         var[p % g.c] += s;
     }
+    across.sum(&mut var);
     let var: Vec<f32> = var.iter().map(|s| (s / count) as f32).collect();
     let istd = var
         .iter()
@@ -112,12 +123,15 @@ fn centre_stats(x: &[f32], w: &[f32], g: &PlaneGeom, eps: f64) -> CentreStats {
         mean,
         var,
         istd,
+        count,
     }
 }
 
 struct CentreOp {
     geom: PlaneGeom,
     eps: f64,
+    /// The ranks whose rows share the statistics (synchronised BN), if any.
+    across: Across,
     /// Written by the forward pass; read by the caller (running buffers) and the backward.
     stats: Arc<OnceLock<CentreStats>>,
 }
@@ -137,7 +151,7 @@ impl CustomOp2 for CentreOp {
         let g = &self.geom;
         let x = cpu_f32(s1, l1, "centre_standardize")?;
         let w = cpu_f32(s2, l2, "centre_standardize")?;
-        let st = centre_stats(x, w, g, self.eps);
+        let st = centre_stats(x, w, g, self.eps, &self.across);
         let y = par_fill(x.len(), g.l, g.min_planes(), |p, yp| {
             let (m, r) = (st.centre[p], st.istd[p % g.c]);
             for (yv, xv) in yp.iter_mut().zip(&x[p * g.l..]) {
@@ -163,7 +177,7 @@ impl CustomOp2 for CentreOp {
         let Some(st) = self.stats.get() else {
             bail!("centre_standardize backward: no statistics from the forward pass");
         };
-        let (m, l) = (g.count() as f64, g.l as f64);
+        let (m, l) = (st.count, g.l as f64);
         let (gx, dw) = with_f32(x, "centre_standardize backward", |xs| {
             with_f32(w, "centre_standardize backward", |ws| {
                 with_f32(gy, "centre_standardize backward", |gys| {
@@ -182,6 +196,7 @@ impl CustomOp2 for CentreOp {
                             a[p % g.c] += f;
                             b[p % g.c] += e * st.istd[p % g.c] as f64;
                         }
+                        self.across.sum_pair(&mut a, &mut b);
                         // G per plane, then ∂w.
                         let planes: Vec<f64> = sums
                             .iter()

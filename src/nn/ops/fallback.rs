@@ -191,6 +191,7 @@ pub(crate) fn standardize(
         y,
         mean: mean.flatten_all()?.detach(),
         var: var.flatten_all()?.detach(),
+        count: g.count() as f64,
     })
 }
 

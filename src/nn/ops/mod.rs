@@ -15,6 +15,7 @@
 //!
 //! Layout everywhere: NCHW; weights OIHW; strides and paddings are `(height, width)` pairs.
 
+pub mod across;
 pub mod activation;
 pub mod centre;
 pub mod conv;
@@ -32,6 +33,7 @@ use std::mem::MaybeUninit;
 use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
+pub use across::{synchronised, BatchRows, SumAcross};
 pub use activation::{relu, Activation};
 pub use centre::centre_standardize;
 pub use conv::conv2d;

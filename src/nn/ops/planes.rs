@@ -21,6 +21,9 @@ pub struct Standardized {
     pub y: Tensor,
     pub mean: Tensor,
     pub var: Tensor,
+    /// The values each statistic covers: over every rank when synchronised
+    /// ([`super::across`]), what the running variance's unbiasing needs.
+    pub count: f64,
 }
 
 /// Shape of the (N, C, L) view and of its statistic groups.

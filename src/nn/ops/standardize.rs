@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::across::Across;
 use super::planes::{Grouping, PlaneGeom, Standardized};
 use super::{cpu_f32, grad_tensor, par_fill, use_cpu_kernels, with_f32, Activation};
 use crate::kernels::{reduce, Isa};
@@ -34,6 +35,8 @@ pub fn standardize(
     let geom = PlaneGeom::new(x, grouping)?;
     let gamma = coef_or(gamma, &geom, x, 1.0, "standardize: gamma")?;
     let beta = coef_or(beta, &geom, x, 0.0, "standardize: beta")?;
+    // Refuses synchronised statistics where only the candle-op path can run.
+    Across::for_op(&geom, &[x, &gamma, &beta])?;
     if !use_cpu_kernels(&[x, &gamma, &beta]) {
         let mut st = super::fallback::standardize(x, &gamma, &beta, &geom, eps)?;
         st.y = act.apply(&st.y)?;
@@ -66,6 +69,7 @@ pub fn standardize_skip(
             );
         }
     }
+    Across::for_op(&geom, &[x, gamma, skip, beta])?;
     if !use_cpu_kernels(&[x, gamma, skip, beta]) {
         let mut st = super::fallback::standardize(x, gamma, beta, &geom, eps)?;
         let k = skip.reshape((1, geom.c, 1))?;
@@ -94,6 +98,7 @@ fn run_standardize(
         eps,
         act,
         skip,
+        across: Across::for_op(&geom, &[&x])?,
         stats: stats.clone(),
     };
     let y = if x.track_op() || gamma.track_op() || beta.track_op() {
@@ -106,7 +111,12 @@ fn run_standardize(
     };
     let mean = Tensor::from_vec(s.mean.clone(), s.mean.len(), x.device())?;
     let var = Tensor::from_vec(s.var.clone(), s.var.len(), x.device())?;
-    Ok(Standardized { y, mean, var })
+    Ok(Standardized {
+        y,
+        mean,
+        var,
+        count: s.count,
+    })
 }
 
 /// `act(x·s + t)` for `x` (N, C, L) with `s` and `t` per channel (C) or per plane (N, C): a
@@ -188,10 +198,12 @@ fn reduce_to(per_plane: &[f64], c: usize, len: usize) -> Vec<f32> {
     out.into_iter().map(|v| v as f32).collect()
 }
 
-/// Per-group mean and biased variance as recorded by the forward pass.
+/// Per-group mean and biased variance as recorded by the forward pass, and the number of values
+/// each covers (over every rank, when synchronised).
 struct GroupStats {
     mean: Vec<f32>,
     var: Vec<f32>,
+    count: f64,
 }
 
 impl GroupStats {
@@ -204,10 +216,10 @@ impl GroupStats {
     }
 }
 
-/// Two passes over the planes: group means, then group variances from centred squares.
-fn group_stats(x: &[f32], g: &PlaneGeom) -> GroupStats {
+/// Two passes over the planes: group means, then group variances from centred squares (each
+/// summed over the ranks when synchronised).
+fn group_stats(x: &[f32], g: &PlaneGeom, across: &Across) -> GroupStats {
     let (l, isa) = (g.l, Isa::active());
-    let count = g.count() as f64;
     let sums: Vec<f64> = x
         .par_chunks(l)
         .with_min_len(g.min_planes())
@@ -217,6 +229,7 @@ fn group_stats(x: &[f32], g: &PlaneGeom) -> GroupStats {
     for (p, s) in sums.iter().enumerate() {
         mean[g.group_of(p)] += s;
     }
+    let count = across.sum_with_count(&mut mean, g.count());
     let mean: Vec<f32> = mean.iter().map(|s| (s / count) as f32).collect();
     let sq: Vec<f64> = x
         .par_chunks(l)
@@ -228,9 +241,11 @@ fn group_stats(x: &[f32], g: &PlaneGeom) -> GroupStats {
     for (p, s) in sq.iter().enumerate() {
         var[g.group_of(p)] += s;
     }
+    across.sum(&mut var);
     GroupStats {
         mean,
         var: var.iter().map(|s| (s / count) as f32).collect(),
+        count,
     }
 }
 
@@ -240,6 +255,8 @@ struct StandardizeOp {
     act: Activation,
     /// Whether the gamma input is (2C): γ, then the skip coefficients k ([`standardize_skip`]).
     skip: bool,
+    /// The ranks whose rows share the statistics (synchronised BN), if any.
+    across: Across,
     /// Written by the forward pass; read by the caller (running buffers) and the backward.
     stats: Arc<OnceLock<GroupStats>>,
 }
@@ -263,7 +280,7 @@ impl CustomOp3 for StandardizeOp {
         let gamma = cpu_f32(s2, l2, "standardize")?;
         let beta = cpu_f32(s3, l3, "standardize")?;
         let (gamma, skip) = split_skip(gamma, self.skip, g.c);
-        let stats = group_stats(x, g);
+        let stats = group_stats(x, g, &self.across);
         let istd = stats.inv_std(self.eps);
         let act = self.act;
         let y = par_fill(x.len(), g.l, g.min_planes(), |p, yp| {
@@ -338,6 +355,7 @@ impl CustomOp3 for StandardizeOp {
                             a[s] += gp * f[p];
                             b[s] += gp * e[p];
                         }
+                        self.across.sum_pair(&mut a, &mut b);
                         let k = GradCoefs {
                             gamma: gs,
                             skip,
@@ -388,7 +406,7 @@ fn input_grad(
     k: &GradCoefs,
     g: &PlaneGeom,
 ) -> Vec<f32> {
-    let count = g.count() as f64;
+    let count = k.stats.count;
     par_fill(xs.len(), g.l, g.min_planes(), |p, gxp| {
         let s = g.group_of(p);
         let r = k.istd[s] as f64;
