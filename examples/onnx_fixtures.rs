@@ -5,11 +5,14 @@
 //! with tract's probabilities for the same batch: the compact files' parity between runtimes.
 //! Run: `cargo run --example onnx_fixtures -- OUT_DIR`.
 
+#[path = "../tests/narrow/mod.rs"]
+mod narrow;
+
 use asc::export::{self, InputKind, ModelMetadata};
 use asc::features::FrontendConfig;
 use asc::infer::calibrate::activation_ranges_of;
 use asc::infer::Classifier;
-use asc::nn::models::{FcnnOptions, FsfcnnOptions, MODEL_NAMES};
+use asc::nn::models::MODEL_NAMES;
 use asc::nn::norm::NORM_NAMES;
 use asc::onnx::precision::{quantize_activations, store_weights_as_fp16, store_weights_as_int8};
 use asc::train::{Session, TrainConfig};
@@ -39,17 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             c.labels = (0..5).map(|i| format!("class{i}")).collect();
             c.model.n_classes = 5;
             c.frontend.n_mels = n_mels;
-            c.model = match model {
-                "fcnn" => c.model.with_options(FcnnOptions {
-                    channels: [16, 24, 32],
-                    ..FcnnOptions::default()
-                }),
-                "fsfcnn" => c.model.with_options(FsfcnnOptions {
-                    channels: [16, 24, 32, 32],
-                    ..FsfcnnOptions::default()
-                }),
-                _ => c.model,
-            };
+            c.model = narrow::export_widths(c.model);
             let s = Session::build(c, Device::Cpu)?;
             // Move the running statistics off their initial values.
             for _ in 0..3 {

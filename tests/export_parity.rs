@@ -3,10 +3,11 @@
 //! clip lengths; and a `--waveform` model (front end inside the graph) agrees with the Rust
 //! front end followed by the same network.
 
+mod narrow;
+
 use asc::export::{self, InputKind, ModelMetadata};
 use asc::features::{FrontendConfig, LogMel};
 use asc::infer::Classifier;
-use asc::nn::models::{FcnnOptions, FsfcnnOptions};
 use asc::nn::norm::NORM_NAMES;
 use asc::train::{Session, TrainConfig};
 use candle_core::{Device, Tensor, D};
@@ -20,18 +21,7 @@ fn session(model: &str, norm: &str, n_mels: usize) -> Session {
     c.labels = (0..5).map(|i| format!("class{i}")).collect();
     c.model.n_classes = 5;
     c.frontend.n_mels = n_mels;
-    // Narrow stages: the same graph as the paper's widths, in a fraction of the time.
-    c.model = match model {
-        "fcnn" => c.model.with_options(FcnnOptions {
-            channels: [16, 24, 32],
-            ..FcnnOptions::default()
-        }),
-        "fsfcnn" => c.model.with_options(FsfcnnOptions {
-            channels: [16, 24, 32, 32],
-            ..FsfcnnOptions::default()
-        }),
-        _ => c.model,
-    };
+    c.model = narrow::export_widths(c.model);
     let s = Session::build(c, Device::Cpu).unwrap();
     // Input standardisation with statistics other than (0, 1), so the graph's Sub/Div matter.
     let stats = s

@@ -75,13 +75,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Rank 0 reports the run; every rank its communication.
     if ranks.parallel.is_root() {
         println!(
-        "trained {} epochs; {chosen}; {} parameters; {:.1} clips/s; {} bad rows or clips skipped; run in {}",
-        summary.epochs_done,
-        summary.params,
-        summary.clips_per_second,
-        summary.skipped,
-        summary.run_dir.display()
-    );
+            "trained {} epochs; {chosen}; {} parameters; {:.1} clips/s; {} bad rows or clips skipped; run in {}",
+            summary.epochs_done,
+            summary.params,
+            summary.clips_per_second,
+            summary.skipped,
+            summary.run_dir.display()
+        );
     }
     if let Some(t) = summary.traffic {
         println!(

@@ -274,8 +274,9 @@ fn train_step(
     let mut grads = loss.backward()?;
     parallel.all_reduce_grads(&mut grads, optimizer.params())?;
     optimizer.apply(&grads, lr)?;
-    if parallel.size() > 1 {
+    if parallel.size() > 1 && !config.sync_bn {
         // Listing the buffers locks and sorts the store: not on one process's every step.
+        // Synchronised statistics leave every rank the same buffers already.
         parallel.average_vars(&session.buffer_vars())?;
     }
     Ok((loss_value, totals[1] as usize, batch.starts))

@@ -16,6 +16,7 @@ use super::gn::{emit_group_norm, group_normalize};
 use super::stats::{as_ncl, RunningStats};
 use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::options::Options;
+use crate::nn::ops::across::Across;
 use crate::nn::ops::{plane_affine, Activation};
 use crate::onnx::graph::OnnxGraph;
 
@@ -128,6 +129,9 @@ impl Norm for GnPlus {
             let xg = group_normalize(&x3, self.groups, self.eps, None, id)?;
             let y = stats.forward_skip_t(&xg, (&g_rest, &self.bias), &g_s, train, act)?;
             return y.reshape(dims);
+        }
+        if train && Across::current().is_some() {
+            bail!("gnplus (faithful) takes its batch-axis statistics with candle ops, which --sync-bn cannot synchronise; use the deployable variant");
         }
         let xg = x3.reshape((n, self.groups, (c / self.groups) * l))?;
         let xg = normalize_unbiased(&xg, 2, self.eps, "a group")?.reshape((n, c, l))?;

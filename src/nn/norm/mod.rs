@@ -386,6 +386,41 @@ mod tests {
         }
     }
 
+    /// Faithful GN+ takes its batch-axis statistics with candle ops, which a synchronised step
+    /// cannot all-reduce: inside a `--sync-bn` scope it is refused (outside it runs), while the
+    /// deployable variant runs in both.
+    #[test]
+    fn faithful_gnplus_refuses_synchronised_statistics() {
+        use crate::nn::ops::{synchronised, BatchRows, SumAcross};
+        struct OneRank;
+        impl SumAcross for OneRank {
+            fn sum_across(&self, _values: &mut [f32]) {}
+        }
+        let dev = candle_core::Device::Cpu;
+        let x = Tensor::randn(0f32, 1., (4, 8, 5, 7), &dev).unwrap();
+        for (variant, ok_in_scope) in [
+            (gnplus::GnPlusVariant::Faithful, false),
+            (gnplus::GnPlusVariant::Deployable, true),
+        ] {
+            let cfg = NormConfig::default().with_options(gnplus::GnPlusOptions { variant });
+            let (vm, bm) = (candle_nn::VarMap::new(), candle_nn::VarMap::new());
+            let nb = NormBuilder::new(
+                VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev),
+                VarBuilder::from_varmap(&bm, candle_core::DType::F32, &dev),
+            );
+            let layer = build_norm("gnplus", 8, &cfg, &nb).unwrap();
+            assert!(
+                layer.forward_t(&x, true).is_ok(),
+                "{variant:?} outside a scope"
+            );
+            let rows = BatchRows { first: 0, total: 4 };
+            let in_scope = synchronised(std::sync::Arc::new(OneRank), rows, || {
+                layer.forward_t(&x, true)
+            });
+            assert_eq!(in_scope.is_ok(), ok_in_scope, "{variant:?}: {in_scope:?}");
+        }
+    }
+
     #[test]
     fn unknown_name_lists_valid_names() {
         let vm = candle_nn::VarMap::new();

@@ -30,13 +30,13 @@ pub fn gap(x: &Tensor) -> Result<Tensor> {
     x.mean_keepdim(2)
 }
 
-/// N·L, the values per channel of batch statistics over (N, C, L) input; at least 2.
-fn batch_count(x: &Tensor) -> Result<usize> {
+/// Refuses (N, C, L) input with fewer than 2 values per channel, N·L, for batch statistics.
+fn check_batch_count(x: &Tensor) -> Result<()> {
     let (n, c, l) = x.dims3()?;
     if n * l < 2 {
         bail!("batch statistics need N·H·W >= 2 values per channel, got input {n}x{c}x{l}");
     }
-    Ok(n * l)
+    Ok(())
 }
 
 /// Running mean/var buffers plus the batch-statistics normalization that feeds them: the BN
@@ -93,7 +93,7 @@ impl RunningStats {
         update: bool,
         act: Activation,
     ) -> Result<Tensor> {
-        batch_count(x)?;
+        check_batch_count(x)?;
         let (gamma, beta) = affine.unzip();
         let st = standardize(x, gamma, beta, Grouping::Channel, self.eps, act)?;
         if update {
@@ -116,7 +116,7 @@ impl RunningStats {
             let (scale, shift) = self.eval_affine(Some((gamma, beta)))?;
             return plane_affine(x, &(scale + skip)?, &shift, act);
         }
-        batch_count(x)?;
+        check_batch_count(x)?;
         let st = standardize_skip(x, gamma, skip, beta, Grouping::Channel, self.eps, act)?;
         self.update(&st)?;
         Ok(st.y)
@@ -125,7 +125,7 @@ impl RunningStats {
     /// UBN's train-mode `BN(x + w·GAP(x))` without affine, batch statistics, the buffers
     /// updated (docs/norms.md §5.2): one op, [`centre_standardize`].
     pub fn centre_batch(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        batch_count(x)?;
+        check_batch_count(x)?;
         let st = centre_standardize(x, w, self.eps)?;
         self.update(&st)?;
         Ok(st.y)
