@@ -3,8 +3,9 @@
 # as `mpirun -np 2`, its throughput and what the all-reduces cost, and whether the two give the
 # same weights (they should for a norm without batch statistics, up to summation order).
 #
-#   scripts/parallel_scaling.sh DATA [NORM] [MODEL] [EPOCHS] [OUT]
+#   scripts/parallel_scaling.sh DATA [NORM] [MODEL] [EPOCHS] [OUT] [TRAIN OPTIONS...]
 #
+# Further arguments go to both `asc train` runs (`--sync-bn` for synchronised BN).
 # Needs an asc built with `--features mpi` (ASC=path, default target-mpi/release/asc) and
 # Open MPI's mpirun. The one-process run gets as many threads as the two ranks together.
 set -euo pipefail
@@ -12,7 +13,7 @@ data=$1; norm=${2:-gn}; model=${3:-cnn}; epochs=${4:-3}; out=${5:-runs/parallel-
 ASC=${ASC:-target-mpi/release/asc}
 cores=$(nproc)
 mkdir -p "$out"
-common=(train --data "$data" --model "$model" --norm "$norm" --epochs "$epochs" --dropout 0 --no-augment)
+common=(train --data "$data" --model "$model" --norm "$norm" --epochs "$epochs" --dropout 0 --no-augment "${@:6}")
 rm -rf "$out/one" "$out/two"
 echo "== 1 process, $cores threads"
 RAYON_NUM_THREADS=$cores "$ASC" "${common[@]}" --out "$out/one" 2>&1 | grep -E '^(epoch|trained)'
