@@ -4,6 +4,9 @@
 //! the same invocation; skipped with a message when python3 or torch is missing) and next to
 //! the peak: the GMAC/s of a loop of independent FMAs on the same path, measured here.
 //!
+//! Each r = 7 Winograd algorithm of `asc::kernels::winograd` (inference's forward) gets a column
+//! too, its GMAC/s counted in the direct convolution's multiply-adds (the work it replaces).
+//!
 //! `cargo bench --bench kernels`; `ASC_BENCH_REPS` (default 5) repetitions, best time kept.
 //! One thread on both sides (a rayon pool of one here, `torch.set_num_threads(1)` there).
 
@@ -12,6 +15,7 @@
 mod peers;
 
 use asc::kernels::conv::{forward, weight_gradient, Conv, Packed};
+use asc::kernels::winograd::{self, Table};
 use asc::kernels::Isa;
 use std::time::Instant;
 
@@ -123,10 +127,15 @@ fn main() {
     for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
         let peak = pool.install(|| fma_peak(isa));
         println!("\n{} path, FMA peak {peak:.1} GMAC/s", isa.name());
+        let tables: Vec<&Table> = Table::all().iter().filter(|t| t.r == 7).collect();
+        let heads: String = tables
+            .iter()
+            .map(|t| format!(" F({}, 7) forward ms |", t.m))
+            .collect();
         println!(
-            "| layer | forward ms | weight grad ms | torch forward ms | torch weight grad ms |"
+            "| layer | forward ms |{heads} weight grad ms | torch forward ms | torch weight grad ms |"
         );
-        println!("|---|---|---|---|---|");
+        println!("|---|---|{}---|---|---|", "---|".repeat(tables.len()));
         for (i, &(name, c, h, w, o)) in LAYERS.iter().enumerate() {
             let g = Conv {
                 c,
@@ -143,14 +152,22 @@ fn main() {
             let wt = values(o * c * 49);
             let gy = values(o * h * w);
             let p = Packed::new(g, &wt, None, isa);
-            let (fwd, gw) = pool.install(|| {
+            let (fwd, gw, wino) = pool.install(|| {
                 let fwd = best_ms(reps, || {
                     std::hint::black_box(forward(&x, 1, &p));
                 });
                 let gw = best_ms(reps, || {
                     std::hint::black_box(weight_gradient(&x, &gy, &g, isa));
                 });
-                (fwd, gw)
+                let wino: Vec<f64> = tables
+                    .iter()
+                    .map(|t| {
+                        let p = winograd::Packed::with_table(g, &wt, None, isa, t);
+                        let mut y = vec![0.0; o * h * w];
+                        best_ms(reps, || winograd::forward_into(&x, 1, &p, &mut y))
+                    })
+                    .collect();
+                (fwd, gw, wino)
             });
             let rate = |ms: f64| macs / ms / 1e6;
             let peer = |key: &str| {
@@ -160,8 +177,12 @@ fn main() {
                     .and_then(|v| v[key].as_f64())
                     .map_or("-".into(), |ms| format!("{ms:.2} ({:.1})", rate(ms)))
             };
+            let wino: String = wino
+                .iter()
+                .map(|&ms| format!(" {ms:.2} ({:.1}) |", rate(ms)))
+                .collect();
             println!(
-                "| {name} | {fwd:.2} ({:.1}) | {gw:.2} ({:.1}) | {} | {} |",
+                "| {name} | {fwd:.2} ({:.1}) |{wino} {gw:.2} ({:.1}) | {} | {} |",
                 rate(fwd),
                 rate(gw),
                 peer("forward_ms"),

@@ -19,11 +19,17 @@
 //! f32 NCHW, constant weights and bias. tract's depthwise op runs CP-Mobile's 3×3 layers at about
 //! 2 GMAC/s (`docs/benchmarks.md`).
 //!
+//! Where it pays, a dense convolution runs as Winograd F(m, r) along the width
+//! ([`crate::kernels::winograd`]): the 16→16 7×7 conv of the baseline CNN takes half the direct
+//! kernel's time, at about 1e-6 of Σ|terms| of rounding instead of 1e-8.
+//!
 //! `ASC_TRACT_CONV=tract` keeps tract's own convolution everywhere (for comparisons);
-//! `ASC_TRACT_CONV=own`, or unset, swaps.
+//! `ASC_TRACT_CONV=direct` swaps but never uses Winograd; `ASC_TRACT_CONV=own`, or unset, swaps
+//! with Winograd where it pays.
 
 use crate::kernels::conv::{self as kernel, Conv as Geometry, Packed};
 use crate::kernels::depthwise::{self as dw, Depthwise};
+use crate::kernels::winograd;
 use crate::kernels::Isa;
 use std::sync::{Arc, OnceLock};
 use tract_onnx::tract_core::internal::*;
@@ -33,22 +39,27 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 /// Which convolution the plans run where both could.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvKernel {
-    /// Ours, [`OwnConv`], wherever it applies.
+    /// Ours, [`OwnConv`], wherever it applies, with Winograd where that pays.
     Own,
+    /// Ours wherever it applies, dense convolutions always direct (for comparisons).
+    Direct,
     /// tract's own everywhere.
     Tract,
 }
 
 impl ConvKernel {
-    /// `ASC_TRACT_CONV` (`own` or `tract`), read once per process; an unknown value is reported
-    /// once on stderr and means `own`.
+    /// `ASC_TRACT_CONV` (`own`, `direct` or `tract`), read once per process; an unknown value
+    /// is reported once on stderr and means `own`.
     pub fn from_env() -> ConvKernel {
         static CHOICE: OnceLock<ConvKernel> = OnceLock::new();
         *CHOICE.get_or_init(|| match std::env::var("ASC_TRACT_CONV").as_deref() {
             Err(_) | Ok("own") => ConvKernel::Own,
+            Ok("direct") => ConvKernel::Direct,
             Ok("tract") => ConvKernel::Tract,
             Ok(other) => {
-                eprintln!("warning: ASC_TRACT_CONV={other} is not one of own, tract; using own");
+                eprintln!(
+                    "warning: ASC_TRACT_CONV={other} is not one of own, direct, tract; using own"
+                );
                 ConvKernel::Own
             }
         })
@@ -68,6 +79,7 @@ pub struct OwnConv {
 #[derive(Clone)]
 enum Kernel {
     Dense(Geometry, Arc<Packed>),
+    Winograd(Geometry, Arc<winograd::Packed>),
     /// Weights C × KH × KW, then bias C, in one allocation; the path that runs them.
     Depthwise(Depthwise, Arc<[f32]>, Isa),
 }
@@ -77,6 +89,7 @@ impl std::fmt::Debug for OwnConv {
         let mut d = f.debug_struct("OwnConv");
         match &self.kernel {
             Kernel::Dense(g, _) => d.field("geometry", g),
+            Kernel::Winograd(g, p) => d.field("winograd", &(g, p.algorithm())),
             Kernel::Depthwise(g, ..) => d.field("depthwise", g),
         };
         d.field("batched", &self.batched).finish()
@@ -90,6 +103,7 @@ impl PartialEq for OwnConv {
         self.batched == other.batched
             && match (&self.kernel, &other.kernel) {
                 (Kernel::Dense(g, p), Kernel::Dense(h, q)) => g == h && Arc::ptr_eq(p, q),
+                (Kernel::Winograd(g, p), Kernel::Winograd(h, q)) => g == h && Arc::ptr_eq(p, q),
                 (Kernel::Depthwise(g, p, _), Kernel::Depthwise(h, q, _)) => {
                     g == h && Arc::ptr_eq(p, q)
                 }
@@ -102,12 +116,13 @@ impl Eq for OwnConv {}
 
 impl OwnConv {
     /// The op for a decluttered `Conv` node, or `None` when the kernel does not compute it
-    /// (module doc).
+    /// (module doc); dense ones as Winograd where that pays and `winograd` allows it.
     fn for_node(
         model: &TypedModel,
         node: &TypedNode,
         conv: &Conv,
         isa: Isa,
+        winograd: bool,
     ) -> TractResult<Option<OwnConv>> {
         let spec = &conv.pool_spec;
         let batched = match spec.data_format {
@@ -169,7 +184,10 @@ impl OwnConv {
             if w.len() != g.o * g.c * g.kh * g.kw {
                 return Ok(None);
             }
-            Kernel::Dense(g, Arc::new(Packed::new(g, &w, Some(&bias), isa)))
+            match winograd::Packed::new(g, &w, Some(&bias), isa).filter(|_| winograd) {
+                Some(p) => Kernel::Winograd(g, Arc::new(p)),
+                None => Kernel::Dense(g, Arc::new(Packed::new(g, &w, Some(&bias), isa))),
+            }
         };
         Ok(Some(OwnConv { kernel, batched }))
     }
@@ -177,15 +195,19 @@ impl OwnConv {
     /// Input C × H × W and output O × OH × OW of one sample.
     fn dims(&self) -> ([usize; 3], [usize; 3]) {
         match &self.kernel {
-            Kernel::Dense(g, _) => ([g.c, g.h, g.w], [g.o, g.oh(), g.ow()]),
+            Kernel::Dense(g, _) | Kernel::Winograd(g, _) => {
+                ([g.c, g.h, g.w], [g.o, g.oh(), g.ow()])
+            }
             Kernel::Depthwise(g, ..) => ([g.c, g.h, g.w], [g.c, g.oh(), g.ow()]),
         }
     }
 
-    /// Multiply-adds per sample.
+    /// Multiply-adds per sample (of the direct form, for Winograd too: the work it replaces).
     fn macs(&self) -> usize {
         match &self.kernel {
-            Kernel::Dense(g, _) => g.o * g.c * g.kh * g.kw * g.oh() * g.ow(),
+            Kernel::Dense(g, _) | Kernel::Winograd(g, _) => {
+                g.o * g.c * g.kh * g.kw * g.oh() * g.ow()
+            }
             Kernel::Depthwise(g, ..) => g.c * g.kh * g.kw * g.oh() * g.ow(),
         }
     }
@@ -267,16 +289,17 @@ fn constant_f32(model: &TypedModel, outlet: OutletId) -> TractResult<Option<Vec<
     }
 }
 
-/// Replaces every convolution of a decluttered `model` that [`OwnConv`] computes; returns how
-/// many. The weights and bias wires it leaves unused go at the next declutter.
-pub fn swap_convs(model: &mut TypedModel, isa: Isa) -> TractResult<usize> {
+/// Replaces every convolution of a decluttered `model` that [`OwnConv`] computes, dense ones as
+/// Winograd where that pays and `winograd` allows it; returns how many. The weights and bias
+/// wires it leaves unused go at the next declutter.
+pub fn swap_convs(model: &mut TypedModel, isa: Isa, winograd: bool) -> TractResult<usize> {
     let mut swapped = 0;
     for id in model.eval_order()? {
         let node = model.node(id);
         let Some(conv) = node.op_as::<Conv>() else {
             continue;
         };
-        let Some(op) = OwnConv::for_node(model, node, conv, isa)? else {
+        let Some(op) = OwnConv::for_node(model, node, conv, isa, winograd)? else {
             continue;
         };
         let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
@@ -294,6 +317,10 @@ impl Op for OwnConv {
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![match &self.kernel {
             Kernel::Dense(g, p) => format!("{g:?}, {:?} kernels", p.isa()),
+            Kernel::Winograd(g, p) => {
+                let (m, r) = p.algorithm();
+                format!("{g:?}, Winograd F({m}, {r}), {:?} kernels", p.isa())
+            }
             Kernel::Depthwise(g, _, isa) => format!("{g:?}, {isa:?} kernels"),
         }])
     }
@@ -326,6 +353,7 @@ impl EvalOp for OwnConv {
         let (xs, ys) = (xs.as_slice::<f32>()?, ys.as_slice_mut::<f32>()?);
         match &self.kernel {
             Kernel::Dense(_, packed) => kernel::forward_into(xs, n, packed, ys),
+            Kernel::Winograd(_, packed) => winograd::forward_into(xs, n, packed, ys),
             Kernel::Depthwise(g, wb, isa) => {
                 let (w, b) = wb.split_at(g.c * g.kh * g.kw);
                 dw::forward_into(xs, n, w, Some(b), g, *isa, ys);
@@ -449,7 +477,7 @@ mod tests {
             Ok(y[0].to_plain_array_view::<f32>()?.iter().copied().collect())
         };
         let mut own = model.clone();
-        let swapped = swap_convs(&mut own, Isa::active())?;
+        let swapped = swap_convs(&mut own, Isa::active(), true)?;
         let (a, b) = (run(own)?, run(model)?);
         assert_eq!(a.len(), b.len());
         let d = a
@@ -478,6 +506,30 @@ mod tests {
                 "{n:?} {kernel:?} {padding:?}: max difference {d:e}"
             );
         }
+        Ok(())
+    }
+
+    /// A 16 → 16 7×7 conv (the baseline CNN's) runs as Winograd and gives tract's result to its
+    /// rounding: about 1e-6 of Σ|terms|, which is ~50 here (784 terms of mean |x·w| 1/16), so
+    /// ~5e-5 (6.1e-5 measured); a wrong transform is off by the outputs' own size (~1).
+    #[test]
+    fn wide_convs_with_channels_run_as_winograd_and_agree() -> TractResult<()> {
+        let pad = PaddingSpec::Explicit(tvec!(3, 3), tvec!(3, 3));
+        let model = grouped_model(Some(2), [7, 7], pad, [1, 1], [16, 16, 1])?;
+        let mut own = model.clone();
+        swap_convs(&mut own, Isa::active(), true)?;
+        let ops: Vec<String> = own
+            .nodes()
+            .iter()
+            .flat_map(|n| n.op.info().unwrap())
+            .collect();
+        assert!(
+            ops.iter().any(|i| i.contains("Winograd F(4, 7)")),
+            "{ops:?}"
+        );
+        let (swapped, d) = swap_and_compare(model)?;
+        assert_eq!(swapped, 1);
+        assert!(d < 4e-4, "max difference {d:e}");
         Ok(())
     }
 

@@ -408,8 +408,9 @@ pub fn optimized_plan(
         .with_input_fact(0, f32::fact(shape).into())?
         .into_typed()?
         .into_decluttered()?;
-    if conv == ConvKernel::Own {
-        conv_op::swap_convs(&mut model, crate::kernels::Isa::active())?;
+    if conv != ConvKernel::Tract {
+        let winograd = conv == ConvKernel::Own;
+        conv_op::swap_convs(&mut model, crate::kernels::Isa::active(), winograd)?;
     }
     model.into_optimized()?.into_runnable()
 }

@@ -76,7 +76,7 @@ pub fn adjoint_weights(g: &Conv, w: &[f32]) -> Vec<f32> {
 }
 
 /// (lanes per vector, output channels per block, vectors per tile) of each path.
-fn blocking(isa: Isa) -> (usize, usize, usize) {
+pub(super) fn blocking(isa: Isa) -> (usize, usize, usize) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => (avx512::L, avx512::OB, avx512::V),
@@ -111,15 +111,11 @@ impl Packed {
                 data[(b * taps + t) * ob + j] = w[o * taps + t];
             }
         }
-        let mut b = vec![0.0; blocks * ob];
-        if let Some(bias) = bias {
-            b[..g.o].copy_from_slice(bias);
-        }
         Packed {
             isa,
             g,
             data,
-            bias: b,
+            bias: block_bias(bias, g.o, blocks * ob),
         }
     }
 
@@ -127,6 +123,15 @@ impl Packed {
     pub fn isa(&self) -> Isa {
         self.isa
     }
+}
+
+/// `bias` (or zeros) for `o` channels, padded with zeros to `len` (whole channel blocks).
+pub(super) fn block_bias(bias: Option<&[f32]>, o: usize, len: usize) -> Vec<f32> {
+    let mut b = vec![0.0; len];
+    if let Some(bias) = bias {
+        b[..o].copy_from_slice(bias);
+    }
+    b
 }
 
 /// Planes copied into a zero buffer: `planes` planes of `rows` rows of `stride` floats, each
@@ -205,7 +210,8 @@ pub fn forward_into(x: &[f32], n: usize, p: &Packed, y: &mut [f32]) {
         });
 }
 
-struct SyncPtr(*mut f32);
+/// An output pointer shared by tasks that write disjoint ranges of it.
+pub(super) struct SyncPtr(pub(super) *mut f32);
 unsafe impl Sync for SyncPtr {}
 unsafe impl Send for SyncPtr {}
 
@@ -233,17 +239,8 @@ fn row(xp: &Padded, p: &Packed, b: usize, r: usize, mut put: impl FnMut(usize, u
         // SAFETY: the padded buffer holds rows r..r+kh and columns col..col+tile+kw-1 of
         // every channel (Padded::new sizes it for whole tiles); `w` holds taps × ob weights.
         unsafe {
-            match p.isa {
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => {
-                    avx512::tile(xp.data.as_ptr().add(x0), w.as_ptr(), bias, &shape, &mut acc)
-                }
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => {
-                    avx2::tile(xp.data.as_ptr().add(x0), w.as_ptr(), bias, &shape, &mut acc)
-                }
-                _ => portable::tile(&xp.data[x0..], w, bias, &shape, &mut acc),
-            }
+            let x = xp.data.as_ptr().add(x0);
+            tile_of(p.isa, v, x, w.as_ptr(), bias, &shape, &mut acc);
         }
         let n = tile.min(ow - col);
         for o in 0..oc {
@@ -352,12 +349,56 @@ struct GwShape {
 }
 
 /// Strides and extents the tile kernels walk.
-struct TileShape {
-    plane: usize,
-    stride: usize,
-    c: usize,
-    kh: usize,
-    kw: usize,
+pub(super) struct TileShape {
+    pub plane: usize,
+    pub stride: usize,
+    pub c: usize,
+    pub kh: usize,
+    pub kw: usize,
+}
+
+/// One tile of `v` vectors on path `isa` (1 to the path's `V`; the portable path takes only its
+/// `V`) into `out` (OB × v·L floats): the direct convolution's rows, and the Winograd products
+/// over transformed inputs (KW = 1).
+///
+/// # Safety
+/// `isa` runs on this CPU; from `x`, `s.c` planes of `s.kh` rows of `v·L + s.kw − 1` floats
+/// are readable; `w` holds `c·kh·kw·OB` floats; `out` holds OB · v · L floats.
+pub(super) unsafe fn tile_of(
+    isa: Isa,
+    v: usize,
+    x: *const f32,
+    w: *const f32,
+    bias: &[f32],
+    s: &TileShape,
+    out: &mut [f32],
+) {
+    match (isa, v) {
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 1) => avx512::tile::<1>(x, w, bias, s, out),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 2) => avx512::tile::<2>(x, w, bias, s, out),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 3) => avx512::tile::<3>(x, w, bias, s, out),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, 1) => avx2::tile::<1>(x, w, bias, s, out),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, 2) => avx2::tile::<2>(x, w, bias, s, out),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, 3) => avx2::tile::<3>(x, w, bias, s, out),
+        (Isa::Portable, portable::V) => {
+            let len = (s.c - 1) * s.plane + (s.kh - 1) * s.stride + s.kw - 1 + portable::L * v;
+            let taps = s.c * s.kh * s.kw * portable::OB;
+            portable::tile(
+                std::slice::from_raw_parts(x, len),
+                std::slice::from_raw_parts(w, taps),
+                bias,
+                s,
+                out,
+            )
+        }
+        _ => unreachable!("{isa:?} tile of {v} vectors"),
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -412,7 +453,13 @@ mod avx512 {
     /// The CPU has AVX-512F; `x` points at a tile's first input of channel 0 with `s.c` planes,
     /// `s.kh` rows and `V·L + s.kw − 1` columns readable; `w` holds `c·kh·kw·OB` floats.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile(x: *const f32, w: *const f32, bias: &[f32], s: &TileShape, out: &mut [f32]) {
+    pub unsafe fn tile<const V: usize>(
+        x: *const f32,
+        w: *const f32,
+        bias: &[f32],
+        s: &TileShape,
+        out: &mut [f32],
+    ) {
         let mut acc = [[_mm512_setzero_ps(); V]; OB];
         for o in 0..OB {
             for a in acc[o].iter_mut() {
@@ -498,7 +545,13 @@ mod avx2 {
     /// # Safety
     /// As `avx512::tile`, for a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile(x: *const f32, w: *const f32, bias: &[f32], s: &TileShape, out: &mut [f32]) {
+    pub unsafe fn tile<const V: usize>(
+        x: *const f32,
+        w: *const f32,
+        bias: &[f32],
+        s: &TileShape,
+        out: &mut [f32],
+    ) {
         let mut acc = [[_mm256_setzero_ps(); V]; OB];
         for o in 0..OB {
             for a in acc[o].iter_mut() {

@@ -12,7 +12,9 @@
 
 pub mod conv;
 pub mod depthwise;
+mod lanes;
 pub mod reduce;
+pub mod winograd;
 
 use std::sync::OnceLock;
 
