@@ -282,7 +282,7 @@ impl<'a> Task<'a> {
         for c in 0..g.c {
             let plane = &mut self.ring[c * 2 * g.kh * size..][..2 * g.kh * size];
             let (lo, hi) = plane.split_at_mut(g.kh * size);
-            let dst = &mut lo[slot * size..][..size];
+            let dst = (&mut lo[slot * size..][..size], &mut hi[slot * size..][..size]);
             match h.checked_sub(g.ph).filter(|&r| r < g.h) {
                 Some(r) => {
                     if r + 1 < g.h {
@@ -295,9 +295,11 @@ impl<'a> Task<'a> {
                     segment(row, g.pw, self.p.t.m, self.t0, &mut self.segment);
                     input(self.p, &self.segment, dst);
                 }
-                None => dst.fill(0.0),
+                None => {
+                    dst.0.fill(0.0);
+                    dst.1.fill(0.0);
+                }
             }
-            hi[slot * size..][..size].copy_from_slice(dst);
         }
     }
 }
@@ -359,38 +361,39 @@ macro_rules! per_path {
     };
 }
 
-/// `dst[ξ][t] = Σ_j Bᵀ[ξ][j] · d[m·t + j]` for one row segment `d` of one channel.
-fn input(p: &Packed, d: &[f32], dst: &mut [f32]) {
-    let tw = dst.len() / p.t.n();
-    assert!(d.len() >= p.t.m * (tw - 1) + p.t.n());
+/// `dst[ξ][t] = Σ_j Bᵀ[ξ][j] · d[m·t + j]` for one row segment `d` of one channel, into both
+/// ring slots of the row.
+fn input(p: &Packed, d: &[f32], dst: (&mut [f32], &mut [f32])) {
+    let tw = dst.0.len() / p.t.n();
+    assert!(d.len() >= p.t.m * (tw - 1) + p.t.n() && dst.1.len() == dst.0.len());
     per_path!(p, input_avx512, input_avx2, input_body(d, dst))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn input_avx512(p: &Packed, d: &[f32], dst: &mut [f32]) {
+unsafe fn input_avx512(p: &Packed, d: &[f32], dst: (&mut [f32], &mut [f32])) {
     per_table!(p.t, input_body::<x86::Avx512>(p, d, dst))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn input_avx2(p: &Packed, d: &[f32], dst: &mut [f32]) {
+unsafe fn input_avx2(p: &Packed, d: &[f32], dst: (&mut [f32], &mut [f32])) {
     per_table!(p.t, input_body::<x86::Avx2>(p, d, dst))
 }
 
 /// # Safety
-/// The CPU has the features of `V`; `d` holds the inputs of `dst.len() / N` tiles (checked by
-/// [`input`]).
+/// The CPU has the features of `V`; `d` holds the inputs of `dst.0.len() / N` tiles, `dst.1`
+/// is as long as `dst.0` (checked by [`input`]).
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // bt[ξ][j] by index reads as the formula
 unsafe fn input_body<V: Lanes, const M: usize, const N: usize>(
     p: &Packed,
     d: &[f32],
-    dst: &mut [f32],
+    dst: (&mut [f32], &mut [f32]),
 ) {
     let bt = &*(p.bt.as_ptr() as *const [[f32; N]; N]);
-    let tw = dst.len() / N;
-    let (d, dst) = (d.as_ptr(), dst.as_mut_ptr());
+    let tw = dst.0.len() / N;
+    let (d, lo, hi) = (d.as_ptr(), dst.0.as_mut_ptr(), dst.1.as_mut_ptr());
     for k in (0..tw).step_by(LANES) {
         let mut acc = [V::zero(); N];
         for j in 0..N {
@@ -401,7 +404,8 @@ unsafe fn input_body<V: Lanes, const M: usize, const N: usize>(
             }
         }
         for (xi, acc) in acc.iter().enumerate() {
-            acc.store(dst.add(xi * tw + k));
+            acc.store(lo.add(xi * tw + k));
+            acc.store(hi.add(xi * tw + k));
         }
     }
 }
