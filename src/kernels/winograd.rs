@@ -60,14 +60,15 @@ impl Table {
         Table::all().iter().find(|t| t.m == m && t.r == r)
     }
 
-    /// The algorithm for `g`, or `None` where the direct kernel is faster: tables of its
-    /// width, the one with the fewest products per output row (n × tiles, tiles rounded up to
-    /// whole vectors: F(6, 7) for 431 columns, F(4, 7) for 43). Few input channels leave the
-    /// input transform (n² per tile and channel) unshared: the 1→16 7×7 conv ran 1.1 ms direct
-    /// against 1.4 ms as F(4, 7) (`cargo bench --bench kernels`, AVX-512), so below 4 channels
-    /// there is none.
-    pub fn for_conv(g: &Conv) -> Option<&'static Table> {
-        if g.c < 4 {
+    /// The algorithm for `g` on path `isa`, or `None` where the direct kernel is faster: tables
+    /// of its width, the one with the fewest products per output row (n × tiles, tiles rounded
+    /// up to whole vectors: F(6, 7) for 431 columns, F(4, 7) for 43). With few input channels
+    /// the input transform (n² per tile and channel) is not shared: the 1→16 7×7 conv ran
+    /// 1.1 ms direct against 1.4 ms as F(4, 7) on the AVX-512 path, so that path (and the
+    /// portable one) takes Winograd from 4 channels; the AVX2 direct kernel is slower (2.3 ms
+    /// against 1.5, `cargo bench --bench kernels` on an AMD EPYC), so AVX2 takes it always.
+    pub fn for_conv(g: &Conv, isa: Isa) -> Option<&'static Table> {
+        if g.c < 4 && isa != Isa::Avx2 {
             return None;
         }
         Table::all()
@@ -97,7 +98,7 @@ impl Packed {
     /// `w` is O × C × KH × KW, `bias` O values; `None` where [`Table::for_conv`] has no
     /// algorithm.
     pub fn new(g: Conv, w: &[f32], bias: Option<&[f32]>, isa: Isa) -> Option<Packed> {
-        Table::for_conv(&g).map(|t| Packed::with_table(g, w, bias, isa, t))
+        Table::for_conv(&g, isa).map(|t| Packed::with_table(g, w, bias, isa, t))
     }
 
     /// As [`Packed::new`] with a chosen table (tests run every one).
@@ -173,13 +174,10 @@ pub fn forward_into(x: &[f32], n: usize, p: &Packed, y: &mut [f32]) {
             let rows = r0..(r0 + ROWS_PER_TASK).min(oh);
             let xi = &x[i * g.c * g.h * g.w..][..g.c * g.h * g.w];
             let out = &out;
-            Task::new(p, xi, t0, tw).run(rows, |o, r, col, vals| {
-                // SAFETY: tasks cover distinct (row, tile) ranges of distinct samples, so the
-                // written ranges are disjoint; `vals` ends at column OW at the latest.
-                unsafe {
-                    let dst = out.0.add(((i * g.o + o) * oh + r) * ow + col);
-                    std::ptr::copy_nonoverlapping(vals.as_ptr(), dst, vals.len());
-                }
+            // SAFETY (of what `run` does with the pointers): tasks cover distinct (row, tile)
+            // ranges of distinct samples, so the written ranges are disjoint.
+            Task::new(p, xi, t0, tw).run(rows, |o, r| unsafe {
+                out.0.add(((i * g.o + o) * oh + r) * ow)
             });
         });
 }
@@ -215,13 +213,9 @@ impl<'a> Task<'a> {
         }
     }
 
-    /// Output rows `rows` of this task's tiles; `put(o, r, col, values)` stores a run of
-    /// channel o's row r from column `col`.
-    fn run(
-        &mut self,
-        rows: std::ops::Range<usize>,
-        mut put: impl FnMut(usize, usize, usize, &[f32]),
-    ) {
+    /// Output rows `rows` of this task's tiles into the rows `dst(o, r)` points at (OW floats
+    /// each, of which this task writes its tiles' columns).
+    fn run(&mut self, rows: std::ops::Range<usize>, dst: impl Fn(usize, usize) -> *mut f32) {
         let (g, n, m, tw) = (self.p.g, self.p.t.n(), self.p.t.m, self.tw);
         let (l, ob, _) = conv::blocking(self.p.isa);
         for h in rows.start..rows.start + g.kh - 1 {
@@ -257,17 +251,25 @@ impl<'a> Task<'a> {
                         )
                     };
                 }
+                let col = m * self.t0;
+                // Blocks inside the row write their outputs in place; the last one, which may
+                // run past column OW, goes through `cols`.
+                let inside = col + m * tw <= ow;
                 for j in 0..ob.min(g.o - b * ob) {
                     let o = b * ob + j;
-                    output(
-                        self.p,
-                        &self.prod[j * tw..],
-                        ob * tw,
-                        self.p.bias[o],
-                        &mut self.cols,
-                    );
-                    let col = m * self.t0;
-                    put(o, r, col, &self.cols[..(m * tw).min(ow - col)]);
+                    let prod = &self.prod[j * tw..];
+                    // SAFETY: `dst` gives a row of OW floats; columns col..col + m·tw are in it
+                    // when `inside`, and col < OW always (a block starts at a tile below OW / m).
+                    unsafe {
+                        let row = dst(o, r).add(col);
+                        if inside {
+                            let cols = std::slice::from_raw_parts_mut(row, m * tw);
+                            output(self.p, prod, ob * tw, self.p.bias[o], cols);
+                        } else {
+                            output(self.p, prod, ob * tw, self.p.bias[o], &mut self.cols);
+                            std::ptr::copy_nonoverlapping(self.cols.as_ptr(), row, ow - col);
+                        }
+                    }
                 }
             }
         }
@@ -282,7 +284,10 @@ impl<'a> Task<'a> {
         for c in 0..g.c {
             let plane = &mut self.ring[c * 2 * g.kh * size..][..2 * g.kh * size];
             let (lo, hi) = plane.split_at_mut(g.kh * size);
-            let dst = (&mut lo[slot * size..][..size], &mut hi[slot * size..][..size]);
+            let dst = (
+                &mut lo[slot * size..][..size],
+                &mut hi[slot * size..][..size],
+            );
             match h.checked_sub(g.ph).filter(|&r| r < g.h) {
                 Some(r) => {
                     if r + 1 < g.h {
@@ -625,12 +630,13 @@ mod tests {
             ph: 1,
             pw: kw / 2,
         };
-        let pick = |g: Conv| Table::for_conv(&g).map(|t| (t.m, t.r));
+        let pick = |g: Conv| Table::for_conv(&g, Isa::Avx512).map(|t| (t.m, t.r));
         assert_eq!(pick(g(16, 431, 7)), Some((6, 7)));
         assert_eq!(pick(g(16, 43, 7)), Some((4, 7)));
         assert_eq!(pick(g(16, 86, 7)), Some((6, 7)));
         assert_eq!(pick(g(16, 50, 3)), Some((4, 3)));
         assert_eq!(pick(g(1, 431, 7)), None);
         assert_eq!(pick(g(16, 431, 2)), None);
+        assert!(Table::for_conv(&g(1, 431, 7), Isa::Avx2).is_some());
     }
 }
