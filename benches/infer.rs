@@ -163,6 +163,9 @@ fn pipeline_row(dir: &Path) {
 }
 
 fn main() {
+    // Allocate as the `asc` binary does (`asc::process`), so tract's per-run output tensors
+    // reuse freed memory instead of page-faulting fresh mappings on every run.
+    asc::process::keep_freed_memory();
     let dir = tempfile::tempdir().unwrap();
     model_rows(dir.path());
     pipeline_row(dir.path());

@@ -14,6 +14,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::plan::{eval, SimpleState};
 
 fn main() -> TractResult<()> {
+    // Allocate as `asc` does, so per-run tensors do not page-fault fresh mappings each run.
+    asc::process::keep_freed_memory();
     // Our convolution hands its rows to rayon: in a one-thread pool they run on this thread, the
     // one whose CPU time is measured.
     rayon::ThreadPoolBuilder::new()

@@ -10,9 +10,13 @@
 //!
 //! Only what the kernel computes exactly is swapped: f32, NCHW data with an OIHW kernel, one
 //! group, stride and dilation 1, padding that is the same before and after on each axis, and
-//! constant weights and bias. 1×1 convolutions stay with tract, whose matrix product serves them
-//! better; everything else stays with tract too. A following ReLU is not fused: it stays a
-//! separate op.
+//! constant weights and bias; everything else stays with tract. A following ReLU is not fused:
+//! it stays a separate op.
+//!
+//! 1×1 convolutions are swapped before decluttering ([`swap_pointwise`]): decluttering turns
+//! them into einsums, which at batch 32 cost CP-Mobile transposes and unfused adds (`MoveAxis`
+//! and `Add` were half of its plan's time). Their bias (a folded BN) is still computed then, so
+//! the op takes it as a second input; the direct kernel runs them as one row of H·W columns.
 //!
 //! Depthwise convolutions ([`crate::kernels::depthwise`]) are swapped too: groups = input
 //! channels = output channels (channel multiplier 1), any stride, dilation 1, symmetric padding,
@@ -73,6 +77,8 @@ impl ConvKernel {
 pub struct OwnConv {
     kernel: Kernel,
     batched: bool,
+    /// The bias is the op's second input (computed in the graph, so not packed).
+    bias_input: bool,
 }
 
 /// Which of our kernels runs the op, with its geometry and constants.
@@ -92,7 +98,9 @@ impl std::fmt::Debug for OwnConv {
             Kernel::Winograd(g, p) => d.field("winograd", &(g, p.algorithm())),
             Kernel::Depthwise(g, ..) => d.field("depthwise", g),
         };
-        d.field("batched", &self.batched).finish()
+        d.field("batched", &self.batched)
+            .field("bias_input", &self.bias_input)
+            .finish()
     }
 }
 
@@ -101,6 +109,7 @@ impl std::fmt::Debug for OwnConv {
 impl PartialEq for OwnConv {
     fn eq(&self, other: &Self) -> bool {
         self.batched == other.batched
+            && self.bias_input == other.bias_input
             && match (&self.kernel, &other.kernel) {
                 (Kernel::Dense(g, p), Kernel::Dense(h, q)) => g == h && Arc::ptr_eq(p, q),
                 (Kernel::Winograd(g, p), Kernel::Winograd(h, q)) => g == h && Arc::ptr_eq(p, q),
@@ -116,13 +125,15 @@ impl Eq for OwnConv {}
 
 impl OwnConv {
     /// The op for a decluttered `Conv` node, or `None` when the kernel does not compute it
-    /// (module doc); dense ones as Winograd where that pays and `winograd` allows it.
+    /// (module doc); dense ones as Winograd where that pays and `winograd` allows it. With
+    /// `computed_bias`, a dense conv whose bias is not a constant yet takes it as an input.
     fn for_node(
         model: &TypedModel,
         node: &TypedNode,
         conv: &Conv,
         isa: Isa,
         winograd: bool,
+        computed_bias: bool,
     ) -> TractResult<Option<OwnConv>> {
         let spec = &conv.pool_spec;
         let batched = match spec.data_format {
@@ -141,11 +152,7 @@ impl OwnConv {
         let depthwise = conv.group > 1
             && conv.group == conv.input_channels()
             && conv.group == conv.output_channels();
-        if !depthwise
-            && (conv.group != 1
-                || spec.kernel_shape.iter().all(|&k| k == 1)
-                || spec.strides().iter().any(|&s| s != 1))
-        {
+        if !depthwise && (conv.group != 1 || spec.strides().iter().any(|&s| s != 1)) {
             return Ok(None);
         }
         let x = model.outlet_fact(node.inputs[0])?;
@@ -156,10 +163,29 @@ impl OwnConv {
             return Ok(None);
         }
         let chw = &shape[batched as usize..];
-        let (Some(w), Some(b)) = (
-            constant_f32(model, node.inputs[1])?,
-            constant_f32(model, node.inputs[2])?,
-        ) else {
+        let Some(w) = constant_f32(model, node.inputs[1])? else {
+            return Ok(None);
+        };
+        let b = constant_f32(model, node.inputs[2])?;
+        if b.is_none() && !depthwise && computed_bias {
+            let Some(g) = geometry(conv, chw) else {
+                return Ok(None);
+            };
+            let fact = model.outlet_fact(node.inputs[2])?;
+            if w.len() != g.o * g.c * g.kh * g.kw
+                || fact.datum_type != f32::datum_type()
+                || fact.shape.as_concrete() != Some(&[g.o][..])
+            {
+                return Ok(None);
+            }
+            let kernel = Kernel::Dense(g, Arc::new(Packed::new(rows(g), &w, None, isa)));
+            return Ok(Some(OwnConv {
+                kernel,
+                batched,
+                bias_input: true,
+            }));
+        }
+        let Some(b) = b else {
             return Ok(None);
         };
         let kernel = if depthwise {
@@ -186,10 +212,14 @@ impl OwnConv {
             }
             match winograd::Packed::new(g, &w, Some(&bias), isa).filter(|_| winograd) {
                 Some(p) => Kernel::Winograd(g, Arc::new(p)),
-                None => Kernel::Dense(g, Arc::new(Packed::new(g, &w, Some(&bias), isa))),
+                None => Kernel::Dense(g, Arc::new(Packed::new(rows(g), &w, Some(&bias), isa))),
             }
         };
-        Ok(Some(OwnConv { kernel, batched }))
+        Ok(Some(OwnConv {
+            kernel,
+            batched,
+            bias_input: false,
+        }))
     }
 
     /// Input C × H × W and output O × OH × OW of one sample.
@@ -278,6 +308,21 @@ fn geometry(conv: &Conv, chw: &[usize]) -> Option<Geometry> {
     (g.is_valid() && (g.oh(), g.ow()) == (pads[0].convoluted, pads[1].convoluted)).then_some(g)
 }
 
+/// The geometry the direct kernel runs `g` as: an unpadded 1×1 conv as one row of H·W columns
+/// (the same memory layout), since the kernel's tiles run along a row and CP-Mobile's rows are
+/// only 5 to 17 wide.
+fn rows(g: Geometry) -> Geometry {
+    if (g.kh, g.kw, g.ph, g.pw) == (1, 1, 0, 0) {
+        Geometry {
+            h: 1,
+            w: g.h * g.w,
+            ..g
+        }
+    } else {
+        g
+    }
+}
+
 /// The values of a constant f32 wire, or `None` when it is computed at run time.
 fn constant_f32(model: &TypedModel, outlet: OutletId) -> TractResult<Option<Vec<f32>>> {
     let fact = model.outlet_fact(outlet)?;
@@ -293,16 +338,34 @@ fn constant_f32(model: &TypedModel, outlet: OutletId) -> TractResult<Option<Vec<
 /// Winograd where that pays and `winograd` allows it; returns how many. The weights and bias
 /// wires it leaves unused go at the next declutter.
 pub fn swap_convs(model: &mut TypedModel, isa: Isa, winograd: bool) -> TractResult<usize> {
+    swap(model, isa, winograd, false)
+}
+
+/// Replaces the 1×1 convolutions of a typed, not yet decluttered `model` (module doc); returns
+/// how many.
+pub fn swap_pointwise(model: &mut TypedModel, isa: Isa) -> TractResult<usize> {
+    swap(model, isa, false, true)
+}
+
+fn swap(model: &mut TypedModel, isa: Isa, winograd: bool, pointwise: bool) -> TractResult<usize> {
     let mut swapped = 0;
     for id in model.eval_order()? {
         let node = model.node(id);
         let Some(conv) = node.op_as::<Conv>() else {
             continue;
         };
-        let Some(op) = OwnConv::for_node(model, node, conv, isa, winograd)? else {
+        if pointwise && !conv.pool_spec.kernel_shape.iter().all(|&k| k == 1) {
+            continue;
+        }
+        let Some(op) = OwnConv::for_node(model, node, conv, isa, winograd, pointwise)? else {
             continue;
         };
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
+        let inputs: TVec<OutletId> = if op.bias_input {
+            tvec!(node.inputs[0], node.inputs[2])
+        } else {
+            tvec!(node.inputs[0])
+        };
+        let patch = TypedModelPatch::replace_single_op(model, node, &inputs, op)?;
         patch.apply(model)?;
         swapped += 1;
     }
@@ -336,7 +399,8 @@ impl Op for OwnConv {
 impl EvalOp for OwnConv {
     op_out_of_plan!();
 
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let bias = if self.bias_input { inputs.pop() } else { None };
         let x = args_1!(inputs);
         let n = if self.batched { x.shape()[0] } else { 1 };
         ensure!(
@@ -352,7 +416,13 @@ impl EvalOp for OwnConv {
         let mut ys = y.try_as_plain_ram_mut()?;
         let (xs, ys) = (xs.as_slice::<f32>()?, ys.as_slice_mut::<f32>()?);
         match &self.kernel {
-            Kernel::Dense(_, packed) => kernel::forward_into(xs, n, packed, ys),
+            Kernel::Dense(_, packed) => match &bias {
+                Some(b) => {
+                    let b = b.try_as_plain_ram()?;
+                    kernel::forward_into_biased(xs, n, packed, b.as_slice::<f32>()?, ys)
+                }
+                None => kernel::forward_into(xs, n, packed, ys),
+            },
             Kernel::Winograd(_, packed) => winograd::forward_into(xs, n, packed, ys),
             Kernel::Depthwise(g, wb, isa) => {
                 let (w, b) = wb.split_at(g.c * g.kh * g.kw);
@@ -498,6 +568,7 @@ mod tests {
             (Some(2), [3, 3], PaddingSpec::SameUpper),
             (Some(1), [2, 3], PaddingSpec::Valid),
             (None, [3, 3], explicit([1, 0])),
+            (Some(2), [1, 1], PaddingSpec::Valid),
         ] {
             let (swapped, d) = swap_and_compare(conv_model(n, kernel, padding.clone(), [1, 1])?)?;
             assert_eq!(swapped, 1, "{n:?} {kernel:?} {padding:?}");
@@ -530,6 +601,36 @@ mod tests {
         let (swapped, d) = swap_and_compare(model)?;
         assert_eq!(swapped, 1);
         assert!(d < 4e-4, "max difference {d:e}");
+        Ok(())
+    }
+
+    /// A 1×1 conv whose bias is not a constant (as a folded BN's is not before decluttering;
+    /// here a second model input) is swapped with the bias as an input of the op, and agrees
+    /// with tract; the pass after decluttering leaves it alone.
+    #[test]
+    fn pointwise_convs_with_a_computed_bias_are_swapped() -> TractResult<()> {
+        let mut model = grouped_model(Some(2), [1, 1], PaddingSpec::Valid, [1, 1], [8, 12, 1])?;
+        let conv = model.node_by_name("conv")?.id;
+        let bias = model.add_source("bias", f32::fact([12]))?;
+        model.add_edge(bias, InletId::new(conv, 2))?;
+        let shape = model.input_fact(0)?.shape.as_concrete().unwrap().to_vec();
+        let x = Tensor::from_shape(&shape, &values(shape.iter().product(), 3))?;
+        let b = Tensor::from_shape(&[12], &values(12, 4))?;
+        let run = |m: TypedModel| -> TractResult<Vec<f32>> {
+            let plan = m.into_optimized()?.into_runnable()?;
+            let y = plan.run(tvec!(x.clone().into(), b.clone().into()))?;
+            Ok(y[0].to_plain_array_view::<f32>()?.iter().copied().collect())
+        };
+        assert_eq!(swap_convs(&mut model.clone(), Isa::active(), true)?, 0);
+        let mut own = model.clone();
+        assert_eq!(swap_pointwise(&mut own, Isa::active())?, 1);
+        let (a, b) = (run(own)?, run(model)?);
+        let d = a
+            .iter()
+            .zip(&b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(d < 1e-5, "max difference {d:e}");
         Ok(())
     }
 
@@ -574,7 +675,7 @@ mod tests {
     #[test]
     fn other_convs_stay_with_tract() -> TractResult<()> {
         for (kernel, padding, strides) in [
-            ([1, 1], PaddingSpec::Valid, [1, 1]),
+            ([1, 1], PaddingSpec::Valid, [2, 2]),
             ([2, 2], PaddingSpec::SameUpper, [1, 1]),
             (
                 [3, 3],

@@ -394,8 +394,8 @@ impl Classifier {
     }
 }
 
-/// The runnable plan of `model` for an input of `shape`, its convolutions run by `conv`:
-/// declutter, swap in ours, optimise. After decluttering a convolution is still one `Conv` node
+/// The runnable plan of `model` for an input of `shape`, its convolutions run by `conv`: swap
+/// in ours for 1×1 convs, declutter, swap in ours for the others, optimise. After decluttering a convolution is still one `Conv` node
 /// with its padding and BN folded in; optimising would lower it to im2col. Public for
 /// `examples/tract_profile.rs`, which must profile the plan `Classifier` runs.
 pub fn optimized_plan(
@@ -406,8 +406,13 @@ pub fn optimized_plan(
     let mut model = model
         .clone()
         .with_input_fact(0, f32::fact(shape).into())?
-        .into_typed()?
-        .into_decluttered()?;
+        .into_typed()?;
+    if conv != ConvKernel::Tract {
+        // Before decluttering, which turns 1×1 convs into einsums (their bias, folded BN, is
+        // still being computed then: the op takes it as an input).
+        conv_op::swap_pointwise(&mut model, crate::kernels::Isa::active())?;
+    }
+    let mut model = model.into_decluttered()?;
     if conv != ConvKernel::Tract {
         let winograd = conv == ConvKernel::Own;
         conv_op::swap_convs(&mut model, crate::kernels::Isa::active(), winograd)?;

@@ -179,6 +179,18 @@ pub fn forward(x: &[f32], n: usize, p: &Packed) -> Vec<f32> {
 
 /// [`forward`] into a caller's buffer of N × O × OH × OW floats (tract's output tensor).
 pub fn forward_into(x: &[f32], n: usize, p: &Packed, y: &mut [f32]) {
+    forward_with(x, n, p, &p.bias, y)
+}
+
+/// [`forward_into`] with the bias (O values) given now instead of packed: a graph whose bias is
+/// computed (tract before constant folding).
+pub fn forward_into_biased(x: &[f32], n: usize, p: &Packed, bias: &[f32], y: &mut [f32]) {
+    assert_eq!(bias.len(), p.g.o, "conv bias size");
+    forward_with(x, n, p, &block_bias(Some(bias), p.g.o, p.bias.len()), y)
+}
+
+/// `bias` padded to whole channel blocks.
+fn forward_with(x: &[f32], n: usize, p: &Packed, bias: &[f32], y: &mut [f32]) {
     let g = p.g;
     let (oh, ow) = (g.oh(), g.ow());
     let plane = oh * ow;
@@ -199,7 +211,7 @@ pub fn forward_into(x: &[f32], n: usize, p: &Packed, y: &mut [f32]) {
             let out = SyncPtr(yi.as_mut_ptr());
             rows.par_iter().with_min_len(8).for_each(|&(b, r)| {
                 let out = &out;
-                row(&xp, p, b, r, |o, col, vals| {
+                row(&xp, p, bias, b, r, |o, col, vals| {
                     // SAFETY: (b, r) pairs are distinct, so the written ranges are disjoint.
                     unsafe {
                         let dst = out.0.add(o * plane + r * ow + col);
@@ -217,14 +229,21 @@ unsafe impl Send for SyncPtr {}
 
 /// One output row of channel block `b`, tile by tile; `put(o, col, values)` stores a channel's
 /// run of outputs.
-fn row(xp: &Padded, p: &Packed, b: usize, r: usize, mut put: impl FnMut(usize, usize, &[f32])) {
+fn row(
+    xp: &Padded,
+    p: &Packed,
+    bias: &[f32],
+    b: usize,
+    r: usize,
+    mut put: impl FnMut(usize, usize, &[f32]),
+) {
     let g = p.g;
     let (l, ob, v) = blocking(p.isa);
     let tile = l * v;
     let ow = g.ow();
     let taps = g.c * g.kh * g.kw;
     let w = &p.data[b * taps * ob..][..taps * ob];
-    let bias = &p.bias[b * ob..][..ob];
+    let bias = &bias[b * ob..][..ob];
     let oc = ob.min(g.o - b * ob);
     let mut acc = vec![0.0f32; ob * tile];
     for col in (0..ow).step_by(tile) {
