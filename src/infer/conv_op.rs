@@ -10,8 +10,8 @@
 //!
 //! Only what the kernel computes exactly is swapped: f32, NCHW data with an OIHW kernel, one
 //! group, stride and dilation 1, padding that is the same before and after on each axis, and
-//! constant weights and bias; everything else stays with tract. A following ReLU is not fused:
-//! it stays a separate op.
+//! constant weights and bias; everything else stays with tract. A ReLU that only the conv feeds
+//! is folded into the op (tract's optimiser no longer fuses it once the conv is ours).
 //!
 //! 1×1 convolutions are swapped before decluttering ([`swap_pointwise`]): decluttering turns
 //! them into einsums, which at batch 32 cost CP-Mobile transposes and unfused adds (`MoveAxis`
@@ -37,6 +37,7 @@ use crate::kernels::winograd;
 use crate::kernels::Isa;
 use std::sync::{Arc, OnceLock};
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
@@ -79,6 +80,8 @@ pub struct OwnConv {
     batched: bool,
     /// The bias is the op's second input (computed in the graph, so not packed).
     bias_input: bool,
+    /// A following ReLU, folded in by the swap.
+    relu: bool,
 }
 
 /// Which of our kernels runs the op, with its geometry and constants.
@@ -100,6 +103,7 @@ impl std::fmt::Debug for OwnConv {
         };
         d.field("batched", &self.batched)
             .field("bias_input", &self.bias_input)
+            .field("relu", &self.relu)
             .finish()
     }
 }
@@ -110,6 +114,7 @@ impl PartialEq for OwnConv {
     fn eq(&self, other: &Self) -> bool {
         self.batched == other.batched
             && self.bias_input == other.bias_input
+            && self.relu == other.relu
             && match (&self.kernel, &other.kernel) {
                 (Kernel::Dense(g, p), Kernel::Dense(h, q)) => g == h && Arc::ptr_eq(p, q),
                 (Kernel::Winograd(g, p), Kernel::Winograd(h, q)) => g == h && Arc::ptr_eq(p, q),
@@ -183,6 +188,7 @@ impl OwnConv {
                 kernel,
                 batched,
                 bias_input: true,
+                relu: false,
             }));
         }
         let Some(b) = b else {
@@ -219,6 +225,7 @@ impl OwnConv {
             kernel,
             batched,
             bias_input: false,
+            relu: false,
         }))
     }
 
@@ -308,6 +315,33 @@ fn geometry(conv: &Conv, chw: &[usize]) -> Option<Geometry> {
     (g.is_valid() && (g.oh(), g.ow()) == (pads[0].convoluted, pads[1].convoluted)).then_some(g)
 }
 
+/// The node after `node` when it is a ReLU (the max with a constant zero that tract makes of
+/// one) fed by `node` alone, whose output is not a model output.
+fn following_relu(model: &TypedModel, node: &TypedNode) -> Option<usize> {
+    let [next] = node.outputs[0].successors.as_slice() else {
+        return None;
+    };
+    if model
+        .output_outlets()
+        .ok()?
+        .contains(&OutletId::new(node.id, 0))
+    {
+        return None;
+    }
+    let relu = model.node(next.node);
+    let max = relu.op_as::<TypedBinOp>()?;
+    if max.0.name() != "Max" || relu.inputs.len() != 2 {
+        return None;
+    }
+    let zero = model.outlet_fact(relu.inputs[1 - next.slot]).ok()?;
+    let k = zero.konst.as_ref()?;
+    let values = k.try_as_plain_ram().ok()?;
+    let all_zero = values.as_slice::<f32>().ok()?.iter().all(|&v| v == 0.0);
+    let same = model.outlet_fact(OutletId::new(relu.id, 0)).ok()?.shape
+        == model.outlet_fact(OutletId::new(node.id, 0)).ok()?.shape;
+    (all_zero && same).then_some(relu.id)
+}
+
 /// The geometry the direct kernel runs `g` as: an unpadded 1×1 conv as one row of H·W columns
 /// (the same memory layout), since the kernel's tiles run along a row and CP-Mobile's rows are
 /// only 5 to 17 wide.
@@ -365,7 +399,22 @@ fn swap(model: &mut TypedModel, isa: Isa, winograd: bool, pointwise: bool) -> Tr
         } else {
             tvec!(node.inputs[0])
         };
-        let patch = TypedModelPatch::replace_single_op(model, node, &inputs, op)?;
+        let mut op = op;
+        let mut patch = TypedModelPatch::default();
+        let taps = inputs
+            .iter()
+            .map(|&i| patch.tap_model(model, i))
+            .collect::<TractResult<TVec<_>>>()?;
+        // A ReLU that only this conv feeds is applied by the op, on outputs still in cache.
+        let last = match following_relu(model, node) {
+            Some(relu) => {
+                op.relu = true;
+                OutletId::new(relu, 0)
+            }
+            None => OutletId::new(node.id, 0),
+        };
+        let y = patch.wire_node(&node.name, op, &taps)?[0];
+        patch.shunt_outside(model, last, y)?;
         patch.apply(model)?;
         swapped += 1;
     }
@@ -378,14 +427,16 @@ impl Op for OwnConv {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![match &self.kernel {
-            Kernel::Dense(g, p) => format!("{g:?}, {:?} kernels", p.isa()),
-            Kernel::Winograd(g, p) => {
-                let (m, r) = p.algorithm();
-                format!("{g:?}, Winograd F({m}, {r}), {:?} kernels", p.isa())
-            }
-            Kernel::Depthwise(g, _, isa) => format!("{g:?}, {isa:?} kernels"),
-        }])
+        Ok(vec![
+            match &self.kernel {
+                Kernel::Dense(g, p) => format!("{g:?}, {:?} kernels", p.isa()),
+                Kernel::Winograd(g, p) => {
+                    let (m, r) = p.algorithm();
+                    format!("{g:?}, Winograd F({m}, {r}), {:?} kernels", p.isa())
+                }
+                Kernel::Depthwise(g, _, isa) => format!("{g:?}, {isa:?} kernels"),
+            } + if self.relu { ", then ReLU" } else { "" },
+        ])
     }
 
     /// The taps are summed in another order than tract's, so results differ in rounding.
@@ -427,6 +478,11 @@ impl EvalOp for OwnConv {
             Kernel::Depthwise(g, wb, isa) => {
                 let (w, b) = wb.split_at(g.c * g.kh * g.kw);
                 dw::forward_into(xs, n, w, Some(b), g, *isa, ys);
+            }
+        }
+        if self.relu {
+            for v in ys.iter_mut() {
+                *v = v.max(0.0);
             }
         }
         Ok(tvec!(y.into_tvalue()))
@@ -631,6 +687,37 @@ mod tests {
             .map(|(p, q)| (p - q).abs())
             .fold(0.0, f32::max);
         assert!(d < 1e-5, "max difference {d:e}");
+        Ok(())
+    }
+
+    /// A ReLU (a max with zero) after a swapped conv is folded into the op; a max with another
+    /// constant is not.
+    #[test]
+    fn a_following_relu_is_folded_in() -> TractResult<()> {
+        use tract_onnx::tract_core::ops::math::max;
+        for (floor, folded) in [(0.0f32, true), (0.1, false)] {
+            let pad = PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1));
+            let mut model = grouped_model(Some(2), [3, 3], pad, [1, 1], [6, 6, 1])?;
+            let conv = model.output_outlets()?[0];
+            let k = model.add_const("floor", Tensor::from_shape(&[1, 1, 1, 1], &[floor])?)?;
+            let y = model.wire_node("relu", max(), &[conv, k])?;
+            model.select_output_outlets(&y)?;
+            let mut own = model.clone();
+            swap_convs(&mut own, Isa::active(), true)?;
+            let info: Vec<String> = own
+                .eval_order()?
+                .into_iter()
+                .flat_map(|n| own.node(n).op.info().unwrap())
+                .collect();
+            assert_eq!(
+                info.iter().any(|i| i.ends_with("then ReLU")),
+                folded,
+                "{info:?}"
+            );
+            let (swapped, d) = swap_and_compare(model)?;
+            assert_eq!(swapped, 1);
+            assert!(d < 1e-5, "floor {floor}: max difference {d:e}");
+        }
         Ok(())
     }
 
