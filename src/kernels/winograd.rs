@@ -184,9 +184,9 @@ pub fn forward_into(x: &[f32], n: usize, p: &Packed, y: &mut [f32]) {
         });
 }
 
-/// One task's buffers: the segment of one padded input row its tiles read, the ring of transformed rows (C × 2KH slots × n points ×
-/// `tw` tiles),
-/// the products of one channel block (n × OB × tw) and one output row of one channel.
+/// One task's buffers: the segment of one padded input row its tiles read, the ring of
+/// transformed rows (C × 2KH slots × n points × `tw` tiles), the products of one channel block
+/// (n × OB × tw), and one output row of one channel for a block that runs past column OW.
 struct Task<'a> {
     p: &'a Packed,
     /// One sample's input, C × H × W.
