@@ -16,7 +16,7 @@
 //! 1×1 convolutions are swapped before decluttering ([`swap_pointwise`]): decluttering turns
 //! them into einsums, which at batch 32 cost CP-Mobile transposes and unfused adds (`MoveAxis`
 //! and `Add` were half of its plan's time). Their bias (a folded BN) is still computed then, so
-//! the op takes it as a second input; the direct kernel runs them as one row of H·W columns.
+//! the op takes it as a second input.
 //!
 //! Depthwise convolutions ([`crate::kernels::depthwise`]) are swapped too: groups = input
 //! channels = output channels (channel multiplier 1), any stride, dilation 1, symmetric padding,
@@ -183,7 +183,7 @@ impl OwnConv {
             {
                 return Ok(None);
             }
-            let kernel = Kernel::Dense(g, Arc::new(Packed::new(rows(g), &w, None, isa)));
+            let kernel = Kernel::Dense(g, Arc::new(Packed::new(g, &w, None, isa)));
             return Ok(Some(OwnConv {
                 kernel,
                 batched,
@@ -218,7 +218,7 @@ impl OwnConv {
             }
             match winograd::Packed::new(g, &w, Some(&bias), isa).filter(|_| winograd) {
                 Some(p) => Kernel::Winograd(g, Arc::new(p)),
-                None => Kernel::Dense(g, Arc::new(Packed::new(rows(g), &w, Some(&bias), isa))),
+                None => Kernel::Dense(g, Arc::new(Packed::new(g, &w, Some(&bias), isa))),
             }
         };
         Ok(Some(OwnConv {
@@ -340,21 +340,6 @@ fn following_relu(model: &TypedModel, node: &TypedNode) -> Option<usize> {
     let same = model.outlet_fact(OutletId::new(relu.id, 0)).ok()?.shape
         == model.outlet_fact(OutletId::new(node.id, 0)).ok()?.shape;
     (all_zero && same).then_some(relu.id)
-}
-
-/// The geometry the direct kernel runs `g` as: an unpadded 1×1 conv as one row of H·W columns
-/// (the same memory layout), since the kernel's tiles run along a row and CP-Mobile's rows are
-/// only 5 to 17 wide.
-fn rows(g: Geometry) -> Geometry {
-    if (g.kh, g.kw, g.ph, g.pw) == (1, 1, 0, 0) {
-        Geometry {
-            h: 1,
-            w: g.h * g.w,
-            ..g
-        }
-    } else {
-        g
-    }
 }
 
 /// The values of a constant f32 wire, or `None` when it is computed at run time.
@@ -595,23 +580,33 @@ mod tests {
     fn swap_and_compare(model: TypedModel) -> TractResult<(usize, f32)> {
         let shape = model.input_fact(0)?.shape.as_concrete().unwrap().to_vec();
         let x = Tensor::from_shape(&shape, &values(shape.iter().product(), 3))?;
-        let run = |m: TypedModel| -> TractResult<Vec<f32>> {
-            let y = m
-                .into_optimized()?
-                .into_runnable()?
-                .run(tvec!(x.clone().into()))?;
-            Ok(y[0].to_plain_array_view::<f32>()?.iter().copied().collect())
-        };
         let mut own = model.clone();
         let swapped = swap_convs(&mut own, Isa::active(), true)?;
-        let (a, b) = (run(own)?, run(model)?);
+        Ok((swapped, plans_differ(own, model, &[x])?))
+    }
+
+    /// The largest difference between the outputs of two models' optimised plans on `inputs`.
+    fn plans_differ(a: TypedModel, b: TypedModel, inputs: &[Tensor]) -> TractResult<f32> {
+        let run = |m: TypedModel| -> TractResult<Vec<f32>> {
+            let inputs = inputs.iter().map(|t| t.clone().into()).collect();
+            let y = m.into_optimized()?.into_runnable()?.run(inputs)?;
+            Ok(y[0].to_plain_array_view::<f32>()?.iter().copied().collect())
+        };
+        let (a, b) = (run(a)?, run(b)?);
         assert_eq!(a.len(), b.len());
-        let d = a
-            .iter()
+        Ok(a.iter()
             .zip(&b)
             .map(|(p, q)| (p - q).abs())
-            .fold(0.0, f32::max);
-        Ok((swapped, d))
+            .fold(0.0, f32::max))
+    }
+
+    /// What the ops that compute `model`'s outputs say of themselves.
+    fn op_infos(model: &TypedModel) -> TractResult<Vec<String>> {
+        let mut infos = Vec::new();
+        for n in model.eval_order()? {
+            infos.extend(model.node(n).op.info()?);
+        }
+        Ok(infos)
     }
 
     #[test]
@@ -645,11 +640,7 @@ mod tests {
         let model = grouped_model(Some(2), [7, 7], pad, [1, 1], [16, 16, 1])?;
         let mut own = model.clone();
         swap_convs(&mut own, Isa::active(), true)?;
-        let ops: Vec<String> = own
-            .nodes()
-            .iter()
-            .flat_map(|n| n.op.info().unwrap())
-            .collect();
+        let ops = op_infos(&own)?;
         assert!(
             ops.iter().any(|i| i.contains("Winograd F(4, 7)")),
             "{ops:?}"
@@ -672,20 +663,10 @@ mod tests {
         let shape = model.input_fact(0)?.shape.as_concrete().unwrap().to_vec();
         let x = Tensor::from_shape(&shape, &values(shape.iter().product(), 3))?;
         let b = Tensor::from_shape(&[12], &values(12, 4))?;
-        let run = |m: TypedModel| -> TractResult<Vec<f32>> {
-            let plan = m.into_optimized()?.into_runnable()?;
-            let y = plan.run(tvec!(x.clone().into(), b.clone().into()))?;
-            Ok(y[0].to_plain_array_view::<f32>()?.iter().copied().collect())
-        };
         assert_eq!(swap_convs(&mut model.clone(), Isa::active(), true)?, 0);
         let mut own = model.clone();
         assert_eq!(swap_pointwise(&mut own, Isa::active())?, 1);
-        let (a, b) = (run(own)?, run(model)?);
-        let d = a
-            .iter()
-            .zip(&b)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0, f32::max);
+        let d = plans_differ(own, model, &[x, b])?;
         assert!(d < 1e-5, "max difference {d:e}");
         Ok(())
     }
@@ -704,11 +685,7 @@ mod tests {
             model.select_output_outlets(&y)?;
             let mut own = model.clone();
             swap_convs(&mut own, Isa::active(), true)?;
-            let info: Vec<String> = own
-                .eval_order()?
-                .into_iter()
-                .flat_map(|n| own.node(n).op.info().unwrap())
-                .collect();
+            let info = op_infos(&own)?;
             assert_eq!(
                 info.iter().any(|i| i.ends_with("then ReLU")),
                 folded,

@@ -96,8 +96,19 @@ pub struct Packed {
 }
 
 impl Packed {
-    /// `w` is O × C × KH × KW; `bias` has O entries when given.
+    /// `w` is O × C × KH × KW; `bias` has O entries when given. An unpadded 1×1 conv runs as
+    /// one row of H·W columns (the same memory layout): the tiles run along a row, and
+    /// CP-Mobile's rows are only 5 to 17 wide.
     pub fn new(g: Conv, w: &[f32], bias: Option<&[f32]>, isa: Isa) -> Packed {
+        let g = if (g.kh, g.kw, g.ph, g.pw) == (1, 1, 0, 0) {
+            Conv {
+                h: 1,
+                w: g.h * g.w,
+                ..g
+            }
+        } else {
+            g
+        };
         assert!(isa.available(), "{isa:?} kernels on a CPU without them");
         assert!(g.is_valid(), "conv geometry {g:?} has an empty output");
         assert_eq!(w.len(), g.o * g.c * g.kh * g.kw, "conv weight size");
