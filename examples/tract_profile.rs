@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo run --release --example tract_profile -- MODEL.onnx BATCH MELS FRAMES [RUNS]`,
 //! the model a file `asc export` wrote, or `cnn` / `cp-mobile` for one with random weights and
-//! BN (written to /tmp/NAME.onnx too).
+//! BN (written to /tmp/NAME.onnx too). `PROFILE_NODES=N` lists the N slowest nodes (15),
+//! `PROFILE_INFO=1` each one's op details.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -97,7 +98,8 @@ fn profile() -> TractResult<()> {
     let mut nodes: Vec<_> = per_node.into_iter().collect();
     nodes.sort_by_key(|n| std::cmp::Reverse(n.1));
     println!("\nslowest nodes");
-    for (id, d) in nodes.iter().take(15) {
+    let shown = std::env::var("PROFILE_NODES").map_or(15, |n| n.parse().unwrap_or(15));
+    for (id, d) in nodes.iter().take(shown) {
         let node = graph.node(*id);
         let out = &node.outputs[0].fact;
         println!(

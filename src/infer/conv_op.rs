@@ -452,20 +452,18 @@ impl EvalOp for OwnConv {
         let mut ys = y.try_as_plain_ram_mut()?;
         let (xs, ys) = (xs.as_slice::<f32>()?, ys.as_slice_mut::<f32>()?);
         match &self.kernel {
-            Kernel::Dense(_, packed) => match &bias {
-                Some(b) => {
-                    let b = b.try_as_plain_ram()?;
-                    kernel::forward_into_biased(xs, n, packed, b.as_slice::<f32>()?, ys)
-                }
-                None => kernel::forward_into(xs, n, packed, ys),
-            },
+            Kernel::Dense(_, packed) => {
+                let b = bias.as_ref().map(|b| b.try_as_plain_ram()).transpose()?;
+                let b = b.as_ref().map(|b| b.as_slice::<f32>()).transpose()?;
+                kernel::forward_into(xs, n, packed, b, self.relu, ys)
+            }
             Kernel::Winograd(_, packed) => winograd::forward_into(xs, n, packed, ys),
             Kernel::Depthwise(g, wb, isa) => {
                 let (w, b) = wb.split_at(g.c * g.kh * g.kw);
                 dw::forward_into(xs, n, w, Some(b), g, *isa, ys);
             }
         }
-        if self.relu {
+        if self.relu && !matches!(self.kernel, Kernel::Dense(..)) {
             for v in ys.iter_mut() {
                 *v = v.max(0.0);
             }

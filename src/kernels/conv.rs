@@ -181,39 +181,100 @@ impl Padded {
     }
 }
 
+/// A convolution's input as the tiles read it.
+enum Input<'a> {
+    /// Copied with its padding, wide enough for whole tiles plus the `kw − 1` columns read past
+    /// the last one: the general case.
+    Padded(Padded),
+    /// An unpadded 1×1 conv's input (C rows of H·W, [`Packed::new`]) read where it lies: its
+    /// full tiles need no padding, so only the last, partial tile's columns (`tail` from column
+    /// `tail_col`, zero-filled to a whole tile) are copied. Copying the whole input was ~5 % of
+    /// CP-Mobile's batch-1 plan, whose convs are mostly 1×1.
+    InPlace {
+        x: &'a [f32],
+        tail: Padded,
+        tail_col: usize,
+    },
+}
+
+impl<'a> Input<'a> {
+    fn new(x: &'a [f32], g: &Conv, tile: usize) -> Input<'a> {
+        if (g.kh, g.kw, g.ph, g.pw, g.h) == (1, 1, 0, 0, 1) {
+            let tail_col = g.w / tile * tile;
+            let tails: Vec<f32> = x
+                .chunks_exact(g.w)
+                .flat_map(|row| &row[tail_col..])
+                .copied()
+                .collect();
+            let tail = Padded::new(&tails, (g.c, g.c), (1, g.w - tail_col), (0, 0), (1, tile));
+            return Input::InPlace { x, tail, tail_col };
+        }
+        Input::Padded(Padded::input(x, g, tile, 0))
+    }
+
+    /// The first input a tile at output row `r`, column `col` reads, and the strides it walks.
+    fn at(&self, r: usize, col: usize, g: &Conv) -> (*const f32, TileShape) {
+        let shape = |plane, stride| TileShape {
+            plane,
+            stride,
+            c: g.c,
+            kh: g.kh,
+            kw: g.kw,
+        };
+        match self {
+            Input::Padded(p) => (
+                p.data[r * p.stride + col..].as_ptr(),
+                shape(p.rows * p.stride, p.stride),
+            ),
+            Input::InPlace { tail, tail_col, .. } if col >= *tail_col => (
+                tail.data[col - tail_col..].as_ptr(),
+                shape(tail.stride, tail.stride),
+            ),
+            Input::InPlace { x, .. } => (x[col..].as_ptr(), shape(g.w, g.w)),
+        }
+    }
+}
+
 /// Forward convolution of `n` inputs (N × C × H × W) into N × O × OH × OW.
 pub fn forward(x: &[f32], n: usize, p: &Packed) -> Vec<f32> {
     let mut y = vec![0.0f32; n * p.g.o * p.g.oh() * p.g.ow()];
-    forward_into(x, n, p, &mut y);
+    forward_into(x, n, p, None, false, &mut y);
     y
 }
 
-/// [`forward`] into a caller's buffer of N × O × OH × OW floats (tract's output tensor).
-pub fn forward_into(x: &[f32], n: usize, p: &Packed, y: &mut [f32]) {
-    forward_with(x, n, p, &p.bias, y)
-}
-
-/// [`forward_into`] with the bias (O values) given now instead of packed: a graph whose bias is
-/// computed (tract before constant folding).
-pub fn forward_into_biased(x: &[f32], n: usize, p: &Packed, bias: &[f32], y: &mut [f32]) {
-    assert_eq!(bias.len(), p.g.o, "conv bias size");
-    forward_with(x, n, p, &block_bias(Some(bias), p.g.o, p.bias.len()), y)
-}
-
-/// `bias` padded to whole channel blocks.
-fn forward_with(x: &[f32], n: usize, p: &Packed, bias: &[f32], y: &mut [f32]) {
+/// [`forward`] into a caller's buffer of N × O × OH × OW floats (tract's output tensor), with
+/// the bias (O values) given now instead of packed when `bias` is some (a graph whose bias is
+/// computed: tract before constant folding), and clamped at zero when `relu` (a following ReLU
+/// folded in, stored with the outputs instead of another pass over them).
+pub fn forward_into(
+    x: &[f32],
+    n: usize,
+    p: &Packed,
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+) {
     let g = p.g;
     let (oh, ow) = (g.oh(), g.ow());
     let plane = oh * ow;
     assert_eq!(x.len(), n * g.c * g.h * g.w, "conv input size");
     assert_eq!(y.len(), n * g.o * plane, "conv output size");
+    let given;
+    let bias = match bias {
+        Some(b) => {
+            assert_eq!(b.len(), g.o, "conv bias size");
+            given = block_bias(Some(b), g.o, p.bias.len());
+            &given
+        }
+        None => &p.bias,
+    };
     let (l, ob, v) = blocking(p.isa);
     let tile = l * v;
     let blocks = g.o.div_ceil(ob);
     y.par_chunks_mut(g.o * plane)
         .enumerate()
         .for_each(|(i, yi)| {
-            let xp = Padded::input(&x[i * g.c * g.h * g.w..][..g.c * g.h * g.w], &g, tile, 0);
+            let xi = Input::new(&x[i * g.c * g.h * g.w..][..g.c * g.h * g.w], &g, tile);
             // Each output row of each channel block is an independent task; rows of one block
             // share their packed weights (25 KB for 16 × 7 × 7 × 8), which stay in L1.
             let rows: Vec<(usize, usize)> = (0..blocks)
@@ -222,13 +283,9 @@ fn forward_with(x: &[f32], n: usize, p: &Packed, bias: &[f32], y: &mut [f32]) {
             let out = SyncPtr(yi.as_mut_ptr());
             rows.par_iter().with_min_len(8).for_each(|&(b, r)| {
                 let out = &out;
-                row(&xp, p, bias, b, r, |o, col, vals| {
-                    // SAFETY: (b, r) pairs are distinct, so the written ranges are disjoint.
-                    unsafe {
-                        let dst = out.0.add(o * plane + r * ow + col);
-                        std::ptr::copy_nonoverlapping(vals.as_ptr(), dst, vals.len());
-                    }
-                })
+                // SAFETY: (b, r) pairs are distinct, so the rows written are disjoint, and each
+                // lies inside `yi`.
+                unsafe { row(&xi, p, bias, b, r, relu, out.0.add(b * ob * plane + r * ow)) }
             });
         });
 }
@@ -238,43 +295,61 @@ pub(super) struct SyncPtr(pub(super) *mut f32);
 unsafe impl Sync for SyncPtr {}
 unsafe impl Send for SyncPtr {}
 
-/// One output row of channel block `b`, tile by tile; `put(o, col, values)` stores a channel's
-/// run of outputs.
-fn row(
-    xp: &Padded,
-    p: &Packed,
-    bias: &[f32],
-    b: usize,
-    r: usize,
-    mut put: impl FnMut(usize, usize, &[f32]),
-) {
+/// Where a tile's OB × v·L outputs go: channel j's run at `ptr + j · stride`, for the first
+/// `channels` channels (the rest of the block is zero padding), each value clamped at zero first
+/// when `relu`.
+pub(super) struct Store {
+    pub ptr: *mut f32,
+    pub stride: usize,
+    pub channels: usize,
+    pub relu: bool,
+}
+
+/// The largest OB · V · L of any path: a partial tile's outputs, on the stack.
+const MAX_TILE: usize = 8 * 48;
+
+/// Output row `r` of channel block `b`, tile by tile, into `y` (the row of the block's first
+/// channel; the others follow one output plane apart). Full tiles store in place, the last,
+/// partial one through a buffer.
+///
+/// # Safety
+/// `y` has the block's valid channels' rows, OH · OW floats apart, OW floats each.
+unsafe fn row(x: &Input, p: &Packed, bias: &[f32], b: usize, r: usize, relu: bool, y: *mut f32) {
     let g = p.g;
     let (l, ob, v) = blocking(p.isa);
     let tile = l * v;
-    let ow = g.ow();
+    let (ow, plane) = (g.ow(), g.oh() * g.ow());
     let taps = g.c * g.kh * g.kw;
     let w = &p.data[b * taps * ob..][..taps * ob];
     let bias = &bias[b * ob..][..ob];
     let oc = ob.min(g.o - b * ob);
-    let mut acc = vec![0.0f32; ob * tile];
+    let mut part = [0.0f32; MAX_TILE];
     for col in (0..ow).step_by(tile) {
-        let x0 = r * xp.stride + col;
-        let shape = TileShape {
-            plane: xp.rows * xp.stride,
-            stride: xp.stride,
-            c: g.c,
-            kh: g.kh,
-            kw: g.kw,
-        };
-        // SAFETY: the padded buffer holds rows r..r+kh and columns col..col+tile+kw-1 of
-        // every channel (Padded::new sizes it for whole tiles); `w` holds taps × ob weights.
-        unsafe {
-            let x = xp.data.as_ptr().add(x0);
-            tile_of(p.isa, v, x, w.as_ptr(), bias, &shape, &mut acc);
-        }
+        let (src, shape) = x.at(r, col, &g);
         let n = tile.min(ow - col);
-        for o in 0..oc {
-            put(o + b * ob, col, &acc[o * tile..][..n]);
+        let out = if n == tile {
+            Store {
+                ptr: y.add(col),
+                stride: plane,
+                channels: oc,
+                relu,
+            }
+        } else {
+            Store {
+                ptr: part.as_mut_ptr(),
+                stride: tile,
+                channels: ob,
+                relu,
+            }
+        };
+        // SAFETY: the input holds rows r..r+kh and columns col..col+tile+kw-1 of every channel
+        // from `src` (Input::new sizes it for whole tiles); `w` holds taps × ob weights; `out`
+        // has room for its channels' runs of `tile` floats.
+        tile_of(p.isa, v, src, w.as_ptr(), bias, &shape, out);
+        if n < tile {
+            for o in 0..oc {
+                std::ptr::copy_nonoverlapping(part[o * tile..].as_ptr(), y.add(o * plane + col), n);
+            }
         }
     }
 }
@@ -388,12 +463,13 @@ pub(super) struct TileShape {
 }
 
 /// One tile of `v` vectors on path `isa` (1 to the path's `V`; the portable path takes only its
-/// `V`) into `out` (OB × v·L floats): the direct convolution's rows, and the Winograd products
-/// over transformed inputs (KW = 1).
+/// `V`) into `out`: the direct convolution's rows, and the Winograd products over transformed
+/// inputs (KW = 1).
 ///
 /// # Safety
 /// `isa` runs on this CPU; from `x`, `s.c` planes of `s.kh` rows of `v·L + s.kw − 1` floats
-/// are readable; `w` holds `c·kh·kw·OB` floats; `out` holds OB · v · L floats.
+/// are readable; `w` holds `c·kh·kw·OB` floats; `out.ptr` has `out.channels` runs of v · L
+/// floats, `out.stride` apart.
 pub(super) unsafe fn tile_of(
     isa: Isa,
     v: usize,
@@ -401,7 +477,7 @@ pub(super) unsafe fn tile_of(
     w: *const f32,
     bias: &[f32],
     s: &TileShape,
-    out: &mut [f32],
+    out: Store,
 ) {
     match (isa, v) {
         #[cfg(target_arch = "x86_64")]
@@ -419,13 +495,18 @@ pub(super) unsafe fn tile_of(
         (Isa::Portable, portable::V) => {
             let len = (s.c - 1) * s.plane + (s.kh - 1) * s.stride + s.kw - 1 + portable::L * v;
             let taps = s.c * s.kh * s.kw * portable::OB;
-            portable::tile(
+            let acc = portable::tile(
                 std::slice::from_raw_parts(x, len),
                 std::slice::from_raw_parts(w, taps),
                 bias,
                 s,
-                out,
-            )
+            );
+            for (o, a) in acc.iter().enumerate().take(out.channels) {
+                let dst = std::slice::from_raw_parts_mut(out.ptr.add(o * out.stride), a.len());
+                for (d, &v) in dst.iter_mut().zip(a) {
+                    *d = if out.relu { v.max(0.0) } else { v };
+                }
+            }
         }
         _ => unreachable!("{isa:?} tile of {v} vectors"),
     }
@@ -433,7 +514,7 @@ pub(super) unsafe fn tile_of(
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{GwShape, TileShape};
+    use super::{GwShape, Store, TileShape};
     use std::arch::x86_64::*;
 
     pub const L: usize = 16;
@@ -488,7 +569,7 @@ mod avx512 {
         w: *const f32,
         bias: &[f32],
         s: &TileShape,
-        out: &mut [f32],
+        out: Store,
     ) {
         let mut acc = [[_mm512_setzero_ps(); V]; OB];
         for o in 0..OB {
@@ -516,9 +597,11 @@ mod avx512 {
                 }
             }
         }
-        for (o, acc) in acc.iter().enumerate() {
-            for (j, a) in acc.iter().enumerate() {
-                _mm512_storeu_ps(out.as_mut_ptr().add(o * V * L + j * L), *a);
+        let zero = _mm512_setzero_ps();
+        for (o, acc) in acc.iter().enumerate().take(out.channels) {
+            for (j, &a) in acc.iter().enumerate() {
+                let a = if out.relu { _mm512_max_ps(a, zero) } else { a };
+                _mm512_storeu_ps(out.ptr.add(o * out.stride + j * L), a);
             }
         }
     }
@@ -526,7 +609,7 @@ mod avx512 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{GwShape, TileShape};
+    use super::{GwShape, Store, TileShape};
     use std::arch::x86_64::*;
 
     pub const L: usize = 8;
@@ -580,7 +663,7 @@ mod avx2 {
         w: *const f32,
         bias: &[f32],
         s: &TileShape,
-        out: &mut [f32],
+        out: Store,
     ) {
         let mut acc = [[_mm256_setzero_ps(); V]; OB];
         for o in 0..OB {
@@ -608,9 +691,11 @@ mod avx2 {
                 }
             }
         }
-        for (o, acc) in acc.iter().enumerate() {
-            for (j, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(out.as_mut_ptr().add(o * V * L + j * L), *a);
+        let zero = _mm256_setzero_ps();
+        for (o, acc) in acc.iter().enumerate().take(out.channels) {
+            for (j, &a) in acc.iter().enumerate() {
+                let a = if out.relu { _mm256_max_ps(a, zero) } else { a };
+                _mm256_storeu_ps(out.ptr.add(o * out.stride + j * L), a);
             }
         }
     }
@@ -660,7 +745,7 @@ mod portable {
     const T: usize = L * V;
 
     /// Plain Rust over fixed-size arrays, which the compiler vectorises for the baseline target.
-    pub fn tile(x: &[f32], w: &[f32], bias: &[f32], s: &TileShape, out: &mut [f32]) {
+    pub fn tile(x: &[f32], w: &[f32], bias: &[f32], s: &TileShape) -> [[f32; T]; OB] {
         let mut acc = [[0.0f32; T]; OB];
         for (o, a) in acc.iter_mut().enumerate() {
             *a = [bias[o]; T];
@@ -681,9 +766,7 @@ mod portable {
                 }
             }
         }
-        for (o, a) in acc.iter().enumerate() {
-            out[o * T..][..T].copy_from_slice(a);
-        }
+        acc
     }
 }
 
@@ -723,8 +806,9 @@ mod tests {
     }
 
     /// Shapes that exercise partial channel blocks, partial tiles, one-column outputs,
-    /// asymmetric kernels and paddings, and no padding.
-    const SHAPES: [Conv; 5] = [
+    /// asymmetric kernels and paddings, no padding, and 1×1 convs read in place (77 columns: a
+    /// partial last tile on every path; 48: whole tiles on every path).
+    const SHAPES: [Conv; 7] = [
         Conv {
             c: 3,
             h: 9,
@@ -775,7 +859,56 @@ mod tests {
             ph: 1,
             pw: 0,
         },
+        Conv {
+            c: 5,
+            h: 7,
+            w: 11,
+            o: 10,
+            kh: 1,
+            kw: 1,
+            ph: 0,
+            pw: 0,
+        },
+        Conv {
+            c: 3,
+            h: 4,
+            w: 12,
+            o: 8,
+            kh: 1,
+            kw: 1,
+            ph: 0,
+            pw: 0,
+        },
     ];
+
+    /// A bias given at run time and a folded ReLU give, bit for bit, the packed bias and a
+    /// separate `max(·, 0)` pass.
+    #[test]
+    fn given_bias_and_folded_relu_match_separate_steps() {
+        for g in SHAPES {
+            let n = 2;
+            let x = values(n * g.c * g.h * g.w, 4);
+            let w = values(g.o * g.c * g.kh * g.kw, 5);
+            let b = values(g.o, 6);
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                let want: Vec<f32> = forward(&x, n, &Packed::new(g, &w, Some(&b), isa))
+                    .into_iter()
+                    .map(|v| v.max(0.0))
+                    .collect();
+                assert!(want.iter().any(|&v| v == 0.0) && want.iter().any(|&v| v > 0.0));
+                let mut got = vec![f32::NAN; want.len()];
+                forward_into(
+                    &x,
+                    n,
+                    &Packed::new(g, &w, None, isa),
+                    Some(&b),
+                    true,
+                    &mut got,
+                );
+                assert_eq!(got, want, "{isa:?} {g:?}");
+            }
+        }
+    }
 
     #[test]
     fn every_path_matches_the_definition() {

@@ -249,7 +249,12 @@ impl<'a> Task<'a> {
                             w.as_ptr(),
                             &zero[..ob],
                             &shape,
-                            &mut self.prod[xi * ob * tw..][..ob * tw],
+                            conv::Store {
+                                ptr: self.prod[xi * ob * tw..][..ob * tw].as_mut_ptr(),
+                                stride: tw,
+                                channels: ob,
+                                relu: false,
+                            },
                         )
                     };
                 }
