@@ -89,8 +89,9 @@ pub struct OwnConv {
 enum Kernel {
     Dense(Geometry, Arc<Packed>),
     Winograd(Geometry, Arc<winograd::Packed>),
-    /// Weights C × KH × KW, then bias C, in one allocation; the path that runs them.
-    Depthwise(Depthwise, Arc<[f32]>, Isa),
+    /// The geometry's plan on the path that runs it; weights C × KH × KW, then bias C, in one
+    /// allocation.
+    Depthwise(Depthwise, Arc<dw::Plan>, Arc<[f32]>),
 }
 
 impl std::fmt::Debug for OwnConv {
@@ -118,7 +119,7 @@ impl PartialEq for OwnConv {
             && match (&self.kernel, &other.kernel) {
                 (Kernel::Dense(g, p), Kernel::Dense(h, q)) => g == h && Arc::ptr_eq(p, q),
                 (Kernel::Winograd(g, p), Kernel::Winograd(h, q)) => g == h && Arc::ptr_eq(p, q),
-                (Kernel::Depthwise(g, p, _), Kernel::Depthwise(h, q, _)) => {
+                (Kernel::Depthwise(g, _, p), Kernel::Depthwise(h, _, q)) => {
                     g == h && Arc::ptr_eq(p, q)
                 }
                 _ => false,
@@ -205,7 +206,8 @@ impl OwnConv {
                 return Ok(None);
             }
             assert!(isa.available(), "{isa:?} kernels on a CPU without them");
-            Kernel::Depthwise(g, w.into_iter().chain(bias).collect(), isa)
+            let plan = Arc::new(dw::Plan::new(&g, isa));
+            Kernel::Depthwise(g, plan, w.into_iter().chain(bias).collect())
         } else {
             let Some(g) = geometry(conv, chw) else {
                 return Ok(None);
@@ -419,7 +421,7 @@ impl Op for OwnConv {
                     let (m, r) = p.algorithm();
                     format!("{g:?}, Winograd F({m}, {r}), {:?} kernels", p.isa())
                 }
-                Kernel::Depthwise(g, _, isa) => format!("{g:?}, {isa:?} kernels"),
+                Kernel::Depthwise(g, p, _) => format!("{g:?}, {:?} kernels", p.isa()),
             } + if self.relu { ", then ReLU" } else { "" },
         ])
     }
@@ -458,9 +460,9 @@ impl EvalOp for OwnConv {
                 kernel::forward_into(xs, n, packed, b, self.relu, ys)
             }
             Kernel::Winograd(_, packed) => winograd::forward_into(xs, n, packed, ys),
-            Kernel::Depthwise(g, wb, isa) => {
+            Kernel::Depthwise(g, plan, wb) => {
                 let (w, b) = wb.split_at(g.c * g.kh * g.kw);
-                dw::forward_into(xs, n, w, Some(b), g, *isa, ys);
+                dw::forward_planned(xs, n, w, Some(b), plan, ys);
             }
         }
         if self.relu && !matches!(self.kernel, Kernel::Dense(..)) {

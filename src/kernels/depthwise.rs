@@ -82,28 +82,147 @@ fn blocking(isa: Isa) -> (usize, usize) {
     }
 }
 
-/// One task's buffers: the phase planes (zero borders written once) and the flat output, with
-/// the index arithmetic of the geometry done once.
-struct Scratch {
-    phases: Vec<f32>,
-    flat: Vec<f32>,
-    /// Per tap, row-major, its offset into `phases` for flat output 0.
+/// The index arithmetic of one geometry on one path, done once: per op in inference
+/// ([`forward_planned`]), per call in training.
+pub struct Plan {
+    g: Depthwise,
+    isa: Isa,
+    /// Per tap, row-major, its offset into the phases for flat output 0.
     taps: Vec<usize>,
     /// Flat outputs computed, OH · P rounded up to whole tiles.
     n: usize,
-    /// The copies that fill the phases' interiors from an input plane.
-    runs: Vec<Run>,
+    /// Floats of all phase planes together.
+    phases: usize,
+    /// The copies that fill the phases' interiors from an input plane, one per phase.
+    fill: Vec<Rows>,
+    /// Set where the forward pass computes a plane where it lies instead.
+    in_place: Option<InPlace>,
 }
 
-/// `len` input values from `src` on, `step` apart, to `len` consecutive phase values at `dst`.
-struct Run {
+/// One task's buffers: the phase planes (zero borders written once) and the flat output.
+struct Scratch {
+    phases: Vec<f32>,
+    flat: Vec<f32>,
+}
+
+/// A stride-1 plane whose padding keeps its size (OH × OW = H × W, CP-Mobile's 3×3 layers
+/// and their input gradients) on the AVX-512 path, computed without phase planes: output f of
+/// the plane (row-major) reads input `f + offsets[t]` for tap t, the same flat trick with the
+/// input's own pitch, and the taps that would wrap into a neighbouring row or past the plane
+/// are masked off (loaded as zero, which is what the padding holds). Copying each plane into
+/// and out of the phase planes had cost more than the arithmetic (`docs/benchmarks.md`).
+struct InPlace {
+    /// Per tap, row-major: (i − PH)·W + (j − PW).
+    offsets: Vec<isize>,
+    /// Per vector of 16 outputs (the plane padded to whole tiles), per tap: the lanes whose
+    /// input lies inside the plane.
+    masks: Vec<u16>,
+}
+
+impl InPlace {
+    fn new(g: &Depthwise, isa: Isa) -> Option<InPlace> {
+        let same = (g.sh, g.sw, g.oh(), g.ow()) == (1, 1, g.h, g.w);
+        if !(same && matches!(isa, Isa::Avx512)) {
+            return None;
+        }
+        let (l, v) = blocking(isa);
+        let n = g.h * g.w;
+        let taps: Vec<(isize, isize)> = (0..g.kh as isize)
+            .flat_map(|i| (0..g.kw as isize).map(move |j| (i - g.ph as isize, j - g.pw as isize)))
+            .collect();
+        let (h, w) = (g.h as isize, g.w as isize);
+        let mut masks = vec![0u16; n.div_ceil(l * v) * v * taps.len()];
+        for f in 0..n {
+            let (r, c) = ((f / g.w) as isize, (f % g.w) as isize);
+            let m = &mut masks[f / l * taps.len()..][..taps.len()];
+            for (m, &(di, dj)) in m.iter_mut().zip(&taps) {
+                if (0..h).contains(&(r + di)) && (0..w).contains(&(c + dj)) {
+                    *m |= 1 << (f % l);
+                }
+            }
+        }
+        Some(InPlace {
+            offsets: taps.iter().map(|&(di, dj)| di * w + dj).collect(),
+            masks,
+        })
+    }
+}
+
+/// `rows` runs of `len` values: run k copies `src + k·src_pitch + i·step` to
+/// `dst + k·dst_pitch + i` for i in 0..len (offsets into the source and destination buffers).
+#[derive(Clone, Copy, Debug)]
+struct Rows {
     src: usize,
+    src_pitch: usize,
+    step: usize,
     dst: usize,
+    dst_pitch: usize,
     len: usize,
+    rows: usize,
 }
 
-impl Scratch {
-    fn new(g: &Depthwise, isa: Isa) -> Scratch {
+impl Rows {
+    /// The same runs copied back (step 1 only).
+    fn transposed(self) -> Rows {
+        debug_assert_eq!(self.step, 1);
+        Rows {
+            src: self.dst,
+            src_pitch: self.dst_pitch,
+            dst: self.src,
+            dst_pitch: self.src_pitch,
+            ..self
+        }
+    }
+
+    /// Floats read from `src` on and written from `dst` on.
+    fn extents(&self) -> (usize, usize) {
+        if self.rows * self.len == 0 {
+            return (0, 0);
+        }
+        (
+            (self.rows - 1) * self.src_pitch + (self.len - 1) * self.step + 1,
+            (self.rows - 1) * self.dst_pitch + self.len,
+        )
+    }
+
+    /// Copies the runs from `src` to `dst` on path `isa`.
+    ///
+    /// # Safety
+    /// `isa` runs on this CPU; `src` has `extents().0` readable floats from `self.src` on, `dst`
+    /// `dst_len` writable ones (at least `self.dst + extents().1`) that nothing else accesses
+    /// meanwhile, and the two do not overlap. Values of `dst` outside the runs keep their
+    /// values, except that with `dst_pitch == len` those past the last run may be overwritten.
+    unsafe fn copy(&self, isa: Isa, src: *const f32, dst: *mut f32, dst_len: usize) {
+        debug_assert!(self.dst + self.extents().1 <= dst_len);
+        let (src, dst) = (src.add(self.src), dst.add(self.dst));
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::copy_rows(src, dst, dst_len - self.dst, self),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2::copy_rows(src, dst, dst_len - self.dst, self),
+            _ => portable::copy_rows(src, dst, self),
+        }
+    }
+}
+
+impl Plan {
+    /// The forward pass's plan.
+    pub fn new(g: &Depthwise, isa: Isa) -> Plan {
+        assert!(isa.available(), "{isa:?} kernels on a CPU without them");
+        assert!(g.is_valid(), "depthwise geometry {g:?} has an empty output");
+        Plan {
+            in_place: InPlace::new(g, isa),
+            ..Plan::phased(g, isa)
+        }
+    }
+
+    /// The path that runs it.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// A plan that lays every plane out in phases (the weight gradient's).
+    fn phased(g: &Depthwise, isa: Isa) -> Plan {
         let (l, v) = blocking(isa);
         let tile = l * v;
         let p = g.pitch();
@@ -115,50 +234,69 @@ impl Scratch {
             .flat_map(|i| (0..g.kw).map(move |j| (i, j)))
             .map(|(i, j)| ((i % g.sh) * g.sw + j % g.sw) * size + (i / g.sh) * p + j / g.sw)
             .collect();
-        let mut runs = Vec::new();
+        let mut fill = Vec::new();
         for a in 0..g.sh {
             for b in 0..g.sw {
                 // Phase column t is padded column t·sw + b, input column t·sw + b − pw: the
                 // valid t are those with pw ≤ t·sw + b < pw + w.
                 let t0 = g.pw.saturating_sub(b).div_ceil(g.sw);
                 let t1 = (g.pw + g.w).saturating_sub(b).div_ceil(g.sw).min(p);
-                if t0 >= t1 {
+                // Phase row r is padded row r·sh + a, input row r·sh + a − ph: likewise.
+                let r0 = g.ph.saturating_sub(a).div_ceil(g.sh);
+                let r1 = (g.ph + g.h)
+                    .saturating_sub(a)
+                    .div_ceil(g.sh)
+                    .min(g.phase_rows());
+                if t0 >= t1 || r0 >= r1 {
                     continue;
                 }
-                for r in 0..g.phase_rows() {
-                    // Phase row r is padded row r·sh + a, input row r·sh + a − ph.
-                    let Some(ih) = (r * g.sh + a).checked_sub(g.ph).filter(|&ih| ih < g.h) else {
-                        continue;
-                    };
-                    runs.push(Run {
-                        src: ih * g.w + t0 * g.sw + b - g.pw,
-                        dst: (a * g.sw + b) * size + r * p + t0,
-                        len: t1 - t0,
-                    });
-                }
+                fill.push(Rows {
+                    src: (r0 * g.sh + a - g.ph) * g.w + t0 * g.sw + b - g.pw,
+                    src_pitch: g.sh * g.w,
+                    step: g.sw,
+                    dst: (a * g.sw + b) * size + r0 * p + t0,
+                    dst_pitch: p,
+                    len: t1 - t0,
+                    rows: r1 - r0,
+                });
             }
         }
-        Scratch {
-            phases: vec![0.0; g.sh * g.sw * size],
-            flat: vec![0.0; n],
+        Plan {
+            g: *g,
+            isa,
             taps,
             n,
-            runs,
+            phases: g.sh * g.sw * size,
+            fill,
+            in_place: None,
         }
     }
 
+    /// A task's buffers; none for a plane computed in place.
+    fn scratch(&self) -> Scratch {
+        let len = |n| if self.in_place.is_some() { 0 } else { n };
+        Scratch {
+            phases: vec![0.0; len(self.phases)],
+            flat: vec![0.0; len(self.n)],
+        }
+    }
+}
+
+impl Scratch {
     /// Copies one input plane (H × W) into the phase planes' interiors.
-    fn fill(&mut self, x: &[f32], sw: usize) {
-        for r in &self.runs {
-            let dst = &mut self.phases[r.dst..][..r.len];
-            if sw == 1 {
-                dst.copy_from_slice(&x[r.src..][..r.len]);
-            } else {
-                let src = &x[r.src..][..(r.len - 1) * sw + 1];
-                for (d, s) in dst.iter_mut().zip(src.iter().step_by(sw)) {
-                    *d = *s;
-                }
-            }
+    fn fill(&mut self, x: &[f32], plan: &Plan) {
+        for rows in &plan.fill {
+            let (read, written) = rows.extents();
+            assert!(rows.src + read <= x.len() && rows.dst + written <= self.phases.len());
+            // SAFETY: just checked; `x` and `phases` are different buffers.
+            unsafe {
+                rows.copy(
+                    plan.isa,
+                    x.as_ptr(),
+                    self.phases.as_mut_ptr(),
+                    self.phases.len(),
+                )
+            };
         }
     }
 }
@@ -177,13 +315,20 @@ pub fn forward(
     // 3.6 % of a cp-mobile + UBN training epoch).
     let len = n * g.c * g.oh() * g.ow();
     let mut y = Vec::with_capacity(len);
-    forward_uninit(x, n, w, bias, g, isa, &mut y.spare_capacity_mut()[..len]);
+    forward_uninit(
+        x,
+        n,
+        w,
+        bias,
+        &Plan::new(g, isa),
+        &mut y.spare_capacity_mut()[..len],
+    );
     // SAFETY: the capacity is `len` and `forward_uninit` wrote every one of its values.
     unsafe { y.set_len(len) };
     y
 }
 
-/// [`forward`] into a caller's buffer of N × C × OH × OW floats (tract's output tensor).
+/// [`forward`] into a caller's buffer of N × C × OH × OW floats.
 pub fn forward_into(
     x: &[f32],
     n: usize,
@@ -193,10 +338,22 @@ pub fn forward_into(
     isa: Isa,
     y: &mut [f32],
 ) {
+    forward_planned(x, n, w, bias, &Plan::new(g, isa), y);
+}
+
+/// [`forward_into`] with the plan made beforehand (tract's op makes it once).
+pub fn forward_planned(
+    x: &[f32],
+    n: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    plan: &Plan,
+    y: &mut [f32],
+) {
     // SAFETY: the same memory seen as possibly uninitialised; only initialised values are
     // written through it.
     let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
-    forward_uninit(x, n, w, bias, g, isa, y);
+    forward_uninit(x, n, w, bias, plan, y);
 }
 
 /// [`forward`] into a buffer it writes whole.
@@ -205,12 +362,10 @@ fn forward_uninit(
     n: usize,
     w: &[f32],
     bias: Option<&[f32]>,
-    g: &Depthwise,
-    isa: Isa,
+    plan: &Plan,
     y: &mut [MaybeUninit<f32>],
 ) {
-    assert!(isa.available(), "{isa:?} kernels on a CPU without them");
-    assert!(g.is_valid(), "depthwise geometry {g:?} has an empty output");
+    let g = &plan.g;
     let (hw, ohw, kk) = (g.h * g.w, g.oh() * g.ow(), g.kh * g.kw);
     assert_eq!(x.len(), n * g.c * hw, "depthwise input size");
     assert_eq!(w.len(), g.c * kk, "depthwise weight size");
@@ -223,11 +378,11 @@ fn forward_uninit(
         .enumerate()
         .with_min_len(4)
         .for_each_init(
-            || Scratch::new(g, isa),
+            || plan.scratch(),
             |s, (p, yp)| {
                 let c = p % g.c;
                 let b = bias.map_or(0.0, |b| b[c]);
-                plane(&x[p * hw..][..hw], &w[c * kk..][..kk], b, g, isa, s, yp);
+                plane(&x[p * hw..][..hw], &w[c * kk..][..kk], b, plan, s, yp);
             },
         );
 }
@@ -244,22 +399,24 @@ pub fn weight_gradient(x: &[f32], gy: &[f32], n: usize, g: &Depthwise, isa: Isa)
     let ohw = g.oh() * ow;
     assert_eq!(x.len(), n * g.c * hw, "depthwise input size");
     assert_eq!(gy.len(), n * g.c * ohw, "depthwise output gradient size");
-    let p = g.pitch();
+    let plan = Plan::phased(g, isa);
     let per_channel: Vec<Vec<f32>> = (0..g.c)
         .into_par_iter()
         .map_init(
-            || Scratch::new(g, isa),
+            || plan.scratch(),
             |s, c| {
                 let mut acc = vec![0f64; kk];
                 for b in 0..n {
                     let plane = b * g.c + c;
-                    s.fill(&x[plane * hw..][..hw], g.sw);
-                    let rows = gy[plane * ohw..][..ohw].chunks_exact(ow);
-                    for (fr, gr) in s.flat.chunks_mut(p).zip(rows) {
-                        fr[..ow].copy_from_slice(gr);
-                    }
-                    for (a, &t) in acc.iter_mut().zip(&s.taps) {
-                        *a += reduce::dot(&s.flat, &s.phases[t..][..s.n], isa);
+                    s.fill(&x[plane * hw..][..hw], &plan);
+                    let gy = &gy[plane * ohw..][..ohw];
+                    let rows = out_rows(g).transposed();
+                    assert!(rows.extents().1 <= s.flat.len());
+                    // SAFETY: `gy` holds the OH × OW values the runs read, `flat` (OH · P
+                    // rounded up) the ones they write.
+                    unsafe { rows.copy(isa, gy.as_ptr(), s.flat.as_mut_ptr(), s.flat.len()) };
+                    for (a, &t) in acc.iter_mut().zip(&plan.taps) {
+                        *a += reduce::dot(&s.flat, &s.phases[t..][..plan.n], isa);
                     }
                 }
                 acc.into_iter().map(|v| v as f32).collect()
@@ -339,35 +496,50 @@ fn plane(
     x: &[f32],
     k: &[f32],
     bias: f32,
-    g: &Depthwise,
-    isa: Isa,
+    plan: &Plan,
     s: &mut Scratch,
     y: &mut [MaybeUninit<f32>],
 ) {
-    s.fill(x, g.sw);
-    let Scratch {
-        phases,
-        flat,
-        taps,
-        n,
-        ..
-    } = s;
-    // SAFETY: `phases` holds every tap's offset plus `n` floats (Scratch::new sizes it), `flat`
+    #[cfg(target_arch = "x86_64")]
+    if let Some(p) = &plan.in_place {
+        assert!(x.len() == y.len() && p.masks.len() >= x.len().div_ceil(16) * k.len());
+        // SAFETY: InPlace::new made the path AVX-512 and the plane OH × OW = H × W; its masks
+        // cover every output and tap, and a lane is loaded only where its input is inside `x`.
+        unsafe {
+            let y = y.as_mut_ptr() as *mut f32;
+            avx512::in_place(x.as_ptr(), &p.offsets, &p.masks, k, bias, x.len(), y)
+        };
+        return;
+    }
+    s.fill(x, plan);
+    let (taps, n, phases, flat) = (&plan.taps, plan.n, &s.phases, &mut s.flat);
+    // SAFETY: `phases` holds every tap's offset plus `n` floats (Plan::phased sizes it), `flat`
     // holds `n` floats, `n` is whole tiles, `taps` and `k` have kh · kw entries.
     unsafe {
-        match isa {
+        match plan.isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::flat(phases.as_ptr(), taps, k, bias, *n, flat.as_mut_ptr()),
+            Isa::Avx512 => avx512::flat(phases.as_ptr(), taps, k, bias, n, flat.as_mut_ptr()),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => avx2::flat(phases.as_ptr(), taps, k, bias, *n, flat.as_mut_ptr()),
+            Isa::Avx2 => avx2::flat(phases.as_ptr(), taps, k, bias, n, flat.as_mut_ptr()),
             _ => portable::flat(phases, taps, k, bias, flat),
         }
     }
-    let (p, ow) = (g.pitch(), g.ow());
-    for (yr, fr) in y.chunks_exact_mut(ow).zip(flat.chunks(p)) {
-        for (o, &v) in yr.iter_mut().zip(&fr[..ow]) {
-            o.write(v);
-        }
+    let rows = out_rows(&plan.g);
+    assert!(rows.extents().1 <= y.len());
+    // SAFETY: `flat` holds OH · P floats (rounded up), `y` OH · OW; they are different buffers.
+    unsafe { rows.copy(plan.isa, flat.as_ptr(), y.as_mut_ptr() as *mut f32, y.len()) };
+}
+
+/// The first OW of each of the flat output's OH rows of P, to the OH × OW output plane.
+fn out_rows(g: &Depthwise) -> Rows {
+    Rows {
+        src: 0,
+        src_pitch: g.pitch(),
+        step: 1,
+        dst: 0,
+        dst_pitch: g.ow(),
+        len: g.ow(),
+        rows: g.oh(),
     }
 }
 
@@ -377,6 +549,101 @@ mod avx512 {
 
     pub const L: usize = 16;
     pub const V: usize = 4;
+
+    /// [`super::InPlace`]'s plane: `out[f] = bias + Σ_t k[t] · x[f + offsets[t]]` over the
+    /// lanes `masks` lets in (zero elsewhere), for f in 0..n, V vectors at a time, the taps in
+    /// order, each product rounded before it is added (as `flat`).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; every lane a mask lets in reads inside `x`; `masks` has
+    /// `offsets.len()` entries per vector for n rounded up to whole tiles; `out` has `n` floats.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn in_place(
+        x: *const f32,
+        offsets: &[isize],
+        masks: &[u16],
+        k: &[f32],
+        bias: f32,
+        n: usize,
+        out: *mut f32,
+    ) {
+        let taps = offsets.len();
+        for f in (0..n).step_by(V * L) {
+            let mut acc = [_mm512_set1_ps(bias); V];
+            let m = &masks[f / L * taps..][..V * taps];
+            for (t, (&off, &kv)) in offsets.iter().zip(k).enumerate() {
+                let wv = _mm512_set1_ps(kv);
+                for (v, a) in acc.iter_mut().enumerate() {
+                    let xp = x.wrapping_offset((f + v * L) as isize + off);
+                    let xv = _mm512_maskz_loadu_ps(m[v * taps + t], xp);
+                    *a = _mm512_add_ps(*a, _mm512_mul_ps(xv, wv));
+                }
+            }
+            for (v, a) in acc.iter().enumerate() {
+                let at = f + v * L;
+                if at + L <= n {
+                    _mm512_storeu_ps(out.add(at), *a);
+                } else if at < n {
+                    _mm512_mask_storeu_ps(out.add(at), first(n - at), *a);
+                }
+            }
+        }
+    }
+
+    /// The first `n` of 16 lanes.
+    #[inline(always)]
+    fn first(n: usize) -> __mmask16 {
+        if n >= L {
+            !0
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+
+    /// [`super::Rows::copy`] with masked 16-lane moves; a step of 2 (CP-Mobile's width
+    /// strides) as two masked loads and a permute that keeps the even lanes.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; as [`super::Rows::copy`].
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn copy_rows(src: *const f32, dst: *mut f32, cap: usize, r: &super::Rows) {
+        if r.step > 2 {
+            return super::portable::copy_rows(src, dst, r);
+        }
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        for k in 0..r.rows {
+            let (s, d) = (src.add(k * r.src_pitch), dst.add(k * r.dst_pitch));
+            for i in (0..r.len).step_by(L) {
+                let m = first(r.len - i);
+                let v = if r.step == 1 {
+                    _mm512_maskz_loadu_ps(m, s.add(i))
+                } else {
+                    // Values i.. sit at 2i, 2i + 2, …: (len − i − 1)·2 + 1 floats from 2i.
+                    let avail = (r.len - i - 1) * 2 + 1;
+                    let lo = _mm512_maskz_loadu_ps(first(avail), s.add(2 * i));
+                    let hi = _mm512_maskz_loadu_ps(
+                        first(avail.saturating_sub(L)),
+                        s.wrapping_add(2 * i + L),
+                    );
+                    _mm512_permutex2var_ps(lo, evens, hi)
+                };
+                // Masked stores of partial vectors are slow (on AMD's Zen 4 they made this copy
+                // half the kernel's time): where the whole vector lies inside the destination,
+                // store all 16 lanes, the lanes past the run keeping the destination's values.
+                // Gapless runs are written in order, so lanes past one land where the next run
+                // writes afterwards and need not be read first.
+                let end = k * r.dst_pitch + i + L;
+                if m == !0 || (end <= cap && r.dst_pitch == r.len) {
+                    _mm512_storeu_ps(d.add(i), v);
+                } else if end <= cap {
+                    let old = _mm512_loadu_ps(d.add(i));
+                    _mm512_storeu_ps(d.add(i), _mm512_mask_blend_ps(m, old, v));
+                } else {
+                    _mm512_mask_storeu_ps(d.add(i), m, v);
+                }
+            }
+        }
+    }
 
     /// `out[f] = bias + Σ_t k[t] · x[taps[t] + f]` for f in 0..n, tile by tile, the taps in
     /// order, each product rounded before it is added.
@@ -415,6 +682,36 @@ mod avx2 {
     pub const L: usize = 8;
     pub const V: usize = 4;
 
+    /// [`super::Rows::copy`] with masked 8-lane loads for a step of 1 (other steps scalar),
+    /// stored as `avx512::copy_rows` does.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; as [`super::Rows::copy`].
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn copy_rows(src: *const f32, dst: *mut f32, cap: usize, r: &super::Rows) {
+        if r.step != 1 {
+            return super::portable::copy_rows(src, dst, r);
+        }
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        for k in 0..r.rows {
+            let (s, d) = (src.add(k * r.src_pitch), dst.add(k * r.dst_pitch));
+            for i in (0..r.len).step_by(L) {
+                let left = (r.len - i).min(L);
+                let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(left as i32), lane);
+                let v = _mm256_maskload_ps(s.add(i), m);
+                let end = k * r.dst_pitch + i + L;
+                if left == L || (end <= cap && r.dst_pitch == r.len) {
+                    _mm256_storeu_ps(d.add(i), v);
+                } else if end <= cap {
+                    let old = _mm256_loadu_ps(d.add(i));
+                    _mm256_storeu_ps(d.add(i), _mm256_blendv_ps(old, v, _mm256_castsi256_ps(m)));
+                } else {
+                    _mm256_maskstore_ps(d.add(i), m, v);
+                }
+            }
+        }
+    }
+
     /// # Safety
     /// As `avx512::flat`, for a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
@@ -445,6 +742,18 @@ mod portable {
     pub const L: usize = 8;
     pub const V: usize = 2;
     const T: usize = L * V;
+
+    /// [`super::Rows::copy`], one value at a time.
+    ///
+    /// # Safety
+    /// As [`super::Rows::copy`].
+    pub unsafe fn copy_rows(src: *const f32, dst: *mut f32, r: &super::Rows) {
+        for k in 0..r.rows {
+            for i in 0..r.len {
+                *dst.add(k * r.dst_pitch + i) = *src.add(k * r.src_pitch + i * r.step);
+            }
+        }
+    }
 
     /// As `avx512::flat`, in plain Rust over fixed-size arrays (Rust never fuses `a += x * k`).
     pub fn flat(x: &[f32], taps: &[usize], k: &[f32], bias: f32, out: &mut [f32]) {
@@ -524,6 +833,10 @@ mod tests {
             dw([2, 6, 5], [2, 4], [2, 3], [2, 3]),
             dw([3, 5, 1], [3, 1], [1, 1], [1, 0]),
             dw([1, 1, 40], [1, 7], [1, 2], [0, 3]),
+            // Stride 1 keeping the size, computed in place on AVX-512: a partial vector in
+            // one tile, and whole tiles then a partial one.
+            dw([2, 9, 7], [5, 5], [1, 1], [2, 2]),
+            dw([3, 20, 9], [3, 3], [1, 1], [1, 1]),
             // Stride 1 with padding beyond K − 1: the input gradient drops leading entries.
             dw([2, 6, 5], [2, 2], [1, 1], [2, 1]),
         ]
