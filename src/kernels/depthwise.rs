@@ -24,6 +24,7 @@
 //! tolerance) when the depthwise forward rounds as FMA does, though its loss agrees to 6e-8. The
 //! kernel is bound by loads and by copying planes, not by the arithmetic.
 
+use super::copy::Rows;
 use super::{reduce, Isa};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -114,8 +115,8 @@ struct Scratch {
 struct InPlace {
     /// Per tap, row-major: (i − PH)·W + (j − PW).
     offsets: Vec<isize>,
-    /// Per vector of 16 outputs (the plane padded to whole tiles), per tap: the lanes whose
-    /// input lies inside the plane.
+    /// Per tile of V vectors of 16 outputs (the plane padded to whole tiles), per tap, per
+    /// vector: the lanes whose input lies inside the plane.
     masks: Vec<u16>,
 }
 
@@ -134,8 +135,9 @@ impl InPlace {
         let mut masks = vec![0u16; n.div_ceil(l * v) * v * taps.len()];
         for f in 0..n {
             let (r, c) = ((f / g.w) as isize, (f % g.w) as isize);
-            let m = &mut masks[f / l * taps.len()..][..taps.len()];
-            for (m, &(di, dj)) in m.iter_mut().zip(&taps) {
+            let (tile, vec) = (f / (l * v), f / l % v);
+            let m = &mut masks[tile * v * taps.len()..][..v * taps.len()];
+            for (m, &(di, dj)) in m.iter_mut().skip(vec).step_by(v).zip(&taps) {
                 if (0..h).contains(&(r + di)) && (0..w).contains(&(c + dj)) {
                     *m |= 1 << (f % l);
                 }
@@ -145,63 +147,6 @@ impl InPlace {
             offsets: taps.iter().map(|&(di, dj)| di * w + dj).collect(),
             masks,
         })
-    }
-}
-
-/// `rows` runs of `len` values: run k copies `src + k·src_pitch + i·step` to
-/// `dst + k·dst_pitch + i` for i in 0..len (offsets into the source and destination buffers).
-#[derive(Clone, Copy, Debug)]
-struct Rows {
-    src: usize,
-    src_pitch: usize,
-    step: usize,
-    dst: usize,
-    dst_pitch: usize,
-    len: usize,
-    rows: usize,
-}
-
-impl Rows {
-    /// The same runs copied back (step 1 only).
-    fn transposed(self) -> Rows {
-        debug_assert_eq!(self.step, 1);
-        Rows {
-            src: self.dst,
-            src_pitch: self.dst_pitch,
-            dst: self.src,
-            dst_pitch: self.src_pitch,
-            ..self
-        }
-    }
-
-    /// Floats read from `src` on and written from `dst` on.
-    fn extents(&self) -> (usize, usize) {
-        if self.rows * self.len == 0 {
-            return (0, 0);
-        }
-        (
-            (self.rows - 1) * self.src_pitch + (self.len - 1) * self.step + 1,
-            (self.rows - 1) * self.dst_pitch + self.len,
-        )
-    }
-
-    /// Copies the runs from `src` to `dst` on path `isa`.
-    ///
-    /// # Safety
-    /// `isa` runs on this CPU; `src` has `extents().0` readable floats from `self.src` on, `dst`
-    /// `dst_len` writable ones (at least `self.dst + extents().1`) that nothing else accesses
-    /// meanwhile, and the two do not overlap. Values of `dst` outside the runs keep their
-    /// values, except that with `dst_pitch == len` those past the last run may be overwritten.
-    unsafe fn copy(&self, isa: Isa, src: *const f32, dst: *mut f32, dst_len: usize) {
-        debug_assert!(self.dst + self.extents().1 <= dst_len);
-        let (src, dst) = (src.add(self.src), dst.add(self.dst));
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::copy_rows(src, dst, dst_len - self.dst, self),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => avx2::copy_rows(src, dst, dst_len - self.dst, self),
-            _ => portable::copy_rows(src, dst, self),
-        }
     }
 }
 
@@ -234,33 +179,19 @@ impl Plan {
             .flat_map(|i| (0..g.kw).map(move |j| (i, j)))
             .map(|(i, j)| ((i % g.sh) * g.sw + j % g.sw) * size + (i / g.sh) * p + j / g.sw)
             .collect();
-        let mut fill = Vec::new();
-        for a in 0..g.sh {
-            for b in 0..g.sw {
-                // Phase column t is padded column t·sw + b, input column t·sw + b − pw: the
-                // valid t are those with pw ≤ t·sw + b < pw + w.
-                let t0 = g.pw.saturating_sub(b).div_ceil(g.sw);
-                let t1 = (g.pw + g.w).saturating_sub(b).div_ceil(g.sw).min(p);
-                // Phase row r is padded row r·sh + a, input row r·sh + a − ph: likewise.
-                let r0 = g.ph.saturating_sub(a).div_ceil(g.sh);
-                let r1 = (g.ph + g.h)
-                    .saturating_sub(a)
-                    .div_ceil(g.sh)
-                    .min(g.phase_rows());
-                if t0 >= t1 || r0 >= r1 {
-                    continue;
-                }
-                fill.push(Rows {
-                    src: (r0 * g.sh + a - g.ph) * g.w + t0 * g.sw + b - g.pw,
-                    src_pitch: g.sh * g.w,
-                    step: g.sw,
-                    dst: (a * g.sw + b) * size + r0 * p + t0,
-                    dst_pitch: p,
-                    len: t1 - t0,
-                    rows: r1 - r0,
-                });
-            }
-        }
+        let fill = (0..g.sh)
+            .flat_map(|a| (0..g.sw).map(move |b| (a, b)))
+            .filter_map(|(a, b)| {
+                Rows::gather(
+                    (g.h, g.w),
+                    (g.sh, g.sw),
+                    (g.ph, g.pw),
+                    (a, b),
+                    (g.phase_rows(), p),
+                    ((a * g.sw + b) * size, p),
+                )
+            })
+            .collect();
         Plan {
             g: *g,
             isa,
@@ -286,17 +217,7 @@ impl Scratch {
     /// Copies one input plane (H × W) into the phase planes' interiors.
     fn fill(&mut self, x: &[f32], plan: &Plan) {
         for rows in &plan.fill {
-            let (read, written) = rows.extents();
-            assert!(rows.src + read <= x.len() && rows.dst + written <= self.phases.len());
-            // SAFETY: just checked; `x` and `phases` are different buffers.
-            unsafe {
-                rows.copy(
-                    plan.isa,
-                    x.as_ptr(),
-                    self.phases.as_mut_ptr(),
-                    self.phases.len(),
-                )
-            };
+            rows.copy_slices(plan.isa, x, &mut self.phases);
         }
     }
 }
@@ -409,12 +330,8 @@ pub fn weight_gradient(x: &[f32], gy: &[f32], n: usize, g: &Depthwise, isa: Isa)
                 for b in 0..n {
                     let plane = b * g.c + c;
                     s.fill(&x[plane * hw..][..hw], &plan);
-                    let gy = &gy[plane * ohw..][..ohw];
-                    let rows = out_rows(g).transposed();
-                    assert!(rows.extents().1 <= s.flat.len());
-                    // SAFETY: `gy` holds the OH × OW values the runs read, `flat` (OH · P
-                    // rounded up) the ones they write.
-                    unsafe { rows.copy(isa, gy.as_ptr(), s.flat.as_mut_ptr(), s.flat.len()) };
+                    let rows = Rows::crop(g.oh(), g.pitch(), ow).transposed();
+                    rows.copy_slices(isa, &gy[plane * ohw..][..ohw], &mut s.flat);
                     for (a, &t) in acc.iter_mut().zip(&plan.taps) {
                         *a += reduce::dot(&s.flat, &s.phases[t..][..plan.n], isa);
                     }
@@ -524,23 +441,11 @@ fn plane(
             _ => portable::flat(phases, taps, k, bias, flat),
         }
     }
-    let rows = out_rows(&plan.g);
+    let g = &plan.g;
+    let rows = Rows::crop(g.oh(), g.pitch(), g.ow());
     assert!(rows.extents().1 <= y.len());
     // SAFETY: `flat` holds OH · P floats (rounded up), `y` OH · OW; they are different buffers.
     unsafe { rows.copy(plan.isa, flat.as_ptr(), y.as_mut_ptr() as *mut f32, y.len()) };
-}
-
-/// The first OW of each of the flat output's OH rows of P, to the OH × OW output plane.
-fn out_rows(g: &Depthwise) -> Rows {
-    Rows {
-        src: 0,
-        src_pitch: g.pitch(),
-        step: 1,
-        dst: 0,
-        dst_pitch: g.ow(),
-        len: g.ow(),
-        rows: g.oh(),
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -571,11 +476,12 @@ mod avx512 {
         for f in (0..n).step_by(V * L) {
             let mut acc = [_mm512_set1_ps(bias); V];
             let m = &masks[f / L * taps..][..V * taps];
-            for (t, (&off, &kv)) in offsets.iter().zip(k).enumerate() {
+            let xf = x.wrapping_add(f);
+            for ((&off, &kv), m) in offsets.iter().zip(k).zip(m.chunks_exact(V)) {
                 let wv = _mm512_set1_ps(kv);
-                for (v, a) in acc.iter_mut().enumerate() {
-                    let xp = x.wrapping_offset((f + v * L) as isize + off);
-                    let xv = _mm512_maskz_loadu_ps(m[v * taps + t], xp);
+                let xt = xf.wrapping_offset(off);
+                for (v, (a, &m)) in acc.iter_mut().zip(m).enumerate() {
+                    let xv = _mm512_maskz_loadu_ps(m, xt.wrapping_add(v * L));
                     *a = _mm512_add_ps(*a, _mm512_mul_ps(xv, wv));
                 }
             }
@@ -584,62 +490,7 @@ mod avx512 {
                 if at + L <= n {
                     _mm512_storeu_ps(out.add(at), *a);
                 } else if at < n {
-                    _mm512_mask_storeu_ps(out.add(at), first(n - at), *a);
-                }
-            }
-        }
-    }
-
-    /// The first `n` of 16 lanes.
-    #[inline(always)]
-    fn first(n: usize) -> __mmask16 {
-        if n >= L {
-            !0
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    }
-
-    /// [`super::Rows::copy`] with masked 16-lane moves; a step of 2 (CP-Mobile's width
-    /// strides) as two masked loads and a permute that keeps the even lanes.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F; as [`super::Rows::copy`].
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn copy_rows(src: *const f32, dst: *mut f32, cap: usize, r: &super::Rows) {
-        if r.step > 2 {
-            return super::portable::copy_rows(src, dst, r);
-        }
-        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        for k in 0..r.rows {
-            let (s, d) = (src.add(k * r.src_pitch), dst.add(k * r.dst_pitch));
-            for i in (0..r.len).step_by(L) {
-                let m = first(r.len - i);
-                let v = if r.step == 1 {
-                    _mm512_maskz_loadu_ps(m, s.add(i))
-                } else {
-                    // Values i.. sit at 2i, 2i + 2, …: (len − i − 1)·2 + 1 floats from 2i.
-                    let avail = (r.len - i - 1) * 2 + 1;
-                    let lo = _mm512_maskz_loadu_ps(first(avail), s.add(2 * i));
-                    let hi = _mm512_maskz_loadu_ps(
-                        first(avail.saturating_sub(L)),
-                        s.wrapping_add(2 * i + L),
-                    );
-                    _mm512_permutex2var_ps(lo, evens, hi)
-                };
-                // Masked stores of partial vectors are slow (on AMD's Zen 4 they made this copy
-                // half the kernel's time): where the whole vector lies inside the destination,
-                // store all 16 lanes, the lanes past the run keeping the destination's values.
-                // Gapless runs are written in order, so lanes past one land where the next run
-                // writes afterwards and need not be read first.
-                let end = k * r.dst_pitch + i + L;
-                if m == !0 || (end <= cap && r.dst_pitch == r.len) {
-                    _mm512_storeu_ps(d.add(i), v);
-                } else if end <= cap {
-                    let old = _mm512_loadu_ps(d.add(i));
-                    _mm512_storeu_ps(d.add(i), _mm512_mask_blend_ps(m, old, v));
-                } else {
-                    _mm512_mask_storeu_ps(d.add(i), m, v);
+                    _mm512_mask_storeu_ps(out.add(at), ((1u32 << (n - at)) - 1) as __mmask16, *a);
                 }
             }
         }
@@ -682,36 +533,6 @@ mod avx2 {
     pub const L: usize = 8;
     pub const V: usize = 4;
 
-    /// [`super::Rows::copy`] with masked 8-lane loads for a step of 1 (other steps scalar),
-    /// stored as `avx512::copy_rows` does.
-    ///
-    /// # Safety
-    /// The CPU has AVX2; as [`super::Rows::copy`].
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn copy_rows(src: *const f32, dst: *mut f32, cap: usize, r: &super::Rows) {
-        if r.step != 1 {
-            return super::portable::copy_rows(src, dst, r);
-        }
-        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        for k in 0..r.rows {
-            let (s, d) = (src.add(k * r.src_pitch), dst.add(k * r.dst_pitch));
-            for i in (0..r.len).step_by(L) {
-                let left = (r.len - i).min(L);
-                let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(left as i32), lane);
-                let v = _mm256_maskload_ps(s.add(i), m);
-                let end = k * r.dst_pitch + i + L;
-                if left == L || (end <= cap && r.dst_pitch == r.len) {
-                    _mm256_storeu_ps(d.add(i), v);
-                } else if end <= cap {
-                    let old = _mm256_loadu_ps(d.add(i));
-                    _mm256_storeu_ps(d.add(i), _mm256_blendv_ps(old, v, _mm256_castsi256_ps(m)));
-                } else {
-                    _mm256_maskstore_ps(d.add(i), m, v);
-                }
-            }
-        }
-    }
-
     /// # Safety
     /// As `avx512::flat`, for a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
@@ -742,18 +563,6 @@ mod portable {
     pub const L: usize = 8;
     pub const V: usize = 2;
     const T: usize = L * V;
-
-    /// [`super::Rows::copy`], one value at a time.
-    ///
-    /// # Safety
-    /// As [`super::Rows::copy`].
-    pub unsafe fn copy_rows(src: *const f32, dst: *mut f32, r: &super::Rows) {
-        for k in 0..r.rows {
-            for i in 0..r.len {
-                *dst.add(k * r.dst_pitch + i) = *src.add(k * r.src_pitch + i * r.step);
-            }
-        }
-    }
 
     /// As `avx512::flat`, in plain Rust over fixed-size arrays (Rust never fuses `a += x * k`).
     pub fn flat(x: &[f32], taps: &[usize], k: &[f32], bias: f32, out: &mut [f32]) {

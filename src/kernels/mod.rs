@@ -11,6 +11,7 @@
 //! AVX2 path on an AVX-512 machine); tests call each path by name through the `Isa` argument.
 
 pub mod conv;
+mod copy;
 pub mod depthwise;
 mod lanes;
 pub mod reduce;

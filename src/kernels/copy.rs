@@ -1,0 +1,229 @@
+//! Strided copies of rows of floats between planes: filling zero-padded phase planes and
+//! column matrices from an input plane, and cropping rows of a padded output, as vector moves.
+//!
+//! Why: CP-Mobile's planes are 9 or 17 columns wide, so these copies are runs of 8 to 17 floats;
+//! as `copy_from_slice` (a `memcpy` call per run) and scalar loops they had cost more than the
+//! depthwise arithmetic around them (`docs/benchmarks.md`).
+
+use super::Isa;
+
+/// `rows` runs of `len` values: run k copies `src + k·src_pitch + i·step` to
+/// `dst + k·dst_pitch + i` for i in 0..len (offsets into the source and destination buffers).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Rows {
+    src: usize,
+    src_pitch: usize,
+    step: usize,
+    dst: usize,
+    dst_pitch: usize,
+    len: usize,
+    rows: usize,
+}
+
+impl Rows {
+    /// The runs that gather, from an H × W plane (`plane`) zero-padded by `pad`, the values at
+    /// padded positions (r·SH + a, t·SW + b) for r < `grid.0`, t < `grid.1` into a grid of
+    /// pitch `pitch` at `dst`: those inside the plane, one run per grid row; the rest of the
+    /// grid is left as it is (zero in the callers' buffers). `None` when none is inside.
+    pub(super) fn gather(
+        (h, w): (usize, usize),
+        (sh, sw): (usize, usize),
+        (ph, pw): (usize, usize),
+        (a, b): (usize, usize),
+        (rows, cols): (usize, usize),
+        (dst, pitch): (usize, usize),
+    ) -> Option<Rows> {
+        // Grid column t is padded column t·sw + b, input column t·sw + b − pw: the valid t are
+        // those with pw ≤ t·sw + b < pw + w; rows likewise.
+        let t0 = pw.saturating_sub(b).div_ceil(sw);
+        let t1 = (pw + w).saturating_sub(b).div_ceil(sw).min(cols);
+        let r0 = ph.saturating_sub(a).div_ceil(sh);
+        let r1 = (ph + h).saturating_sub(a).div_ceil(sh).min(rows);
+        (t0 < t1 && r0 < r1).then(|| Rows {
+            src: (r0 * sh + a - ph) * w + t0 * sw + b - pw,
+            src_pitch: sh * w,
+            step: sw,
+            dst: dst + r0 * pitch + t0,
+            dst_pitch: pitch,
+            len: t1 - t0,
+            rows: r1 - r0,
+        })
+    }
+
+    /// The first `len` of each of `rows` rows of `src_pitch` floats, packed `len` apart.
+    pub(super) fn crop(rows: usize, src_pitch: usize, len: usize) -> Rows {
+        Rows {
+            src: 0,
+            src_pitch,
+            step: 1,
+            dst: 0,
+            dst_pitch: len,
+            len,
+            rows,
+        }
+    }
+
+    /// The same runs copied back (step 1 only).
+    pub(super) fn transposed(self) -> Rows {
+        debug_assert_eq!(self.step, 1);
+        Rows {
+            src: self.dst,
+            src_pitch: self.dst_pitch,
+            dst: self.src,
+            dst_pitch: self.src_pitch,
+            ..self
+        }
+    }
+
+    /// Floats read from `src` on and written from `dst` on.
+    pub(super) fn extents(&self) -> (usize, usize) {
+        if self.rows * self.len == 0 {
+            return (0, 0);
+        }
+        (
+            (self.rows - 1) * self.src_pitch + (self.len - 1) * self.step + 1,
+            (self.rows - 1) * self.dst_pitch + self.len,
+        )
+    }
+
+    /// Copies the runs from `src` to `dst` on path `isa`.
+    ///
+    /// # Safety
+    /// `isa` runs on this CPU; `src` has `extents().0` readable floats from `self.src` on, `dst`
+    /// `dst_len` writable ones (at least `self.dst + extents().1`) that nothing else accesses
+    /// meanwhile, and the two do not overlap. Values of `dst` outside the runs keep their
+    /// values, except that with `dst_pitch == len` those past the last run may be overwritten.
+    pub(super) unsafe fn copy(&self, isa: Isa, src: *const f32, dst: *mut f32, dst_len: usize) {
+        debug_assert!(self.dst + self.extents().1 <= dst_len);
+        let (src, dst) = (src.add(self.src), dst.add(self.dst));
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::copy_rows(src, dst, dst_len - self.dst, self),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2::copy_rows(src, dst, dst_len - self.dst, self),
+            _ => portable::copy_rows(src, dst, self),
+        }
+    }
+
+    /// [`Rows::copy`] between two slices, the extents checked.
+    pub(super) fn copy_slices(&self, isa: Isa, src: &[f32], dst: &mut [f32]) {
+        let (read, written) = self.extents();
+        assert!(self.src + read <= src.len() && self.dst + written <= dst.len());
+        assert!(isa.available(), "{isa:?} kernels on a CPU without them");
+        // SAFETY: just checked; a `&mut` slice overlaps nothing else.
+        unsafe { self.copy(isa, src.as_ptr(), dst.as_mut_ptr(), dst.len()) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    const L: usize = 16;
+
+    /// The first `n` of 16 lanes.
+    #[inline(always)]
+    fn first(n: usize) -> __mmask16 {
+        if n >= L {
+            !0
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+
+    /// [`super::Rows::copy`] with masked 16-lane moves; a step of 2 (CP-Mobile's width
+    /// strides) as two masked loads and a permute that keeps the even lanes.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; as [`super::Rows::copy`].
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn copy_rows(src: *const f32, dst: *mut f32, cap: usize, r: &super::Rows) {
+        if r.step > 2 {
+            return super::portable::copy_rows(src, dst, r);
+        }
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        for k in 0..r.rows {
+            let (s, d) = (src.add(k * r.src_pitch), dst.add(k * r.dst_pitch));
+            for i in (0..r.len).step_by(L) {
+                let m = first(r.len - i);
+                let v = if r.step == 1 {
+                    _mm512_maskz_loadu_ps(m, s.add(i))
+                } else {
+                    // Values i.. sit at 2i, 2i + 2, …: (len − i − 1)·2 + 1 floats from 2i.
+                    let avail = (r.len - i - 1) * 2 + 1;
+                    let lo = _mm512_maskz_loadu_ps(first(avail), s.add(2 * i));
+                    let hi = _mm512_maskz_loadu_ps(
+                        first(avail.saturating_sub(L)),
+                        s.wrapping_add(2 * i + L),
+                    );
+                    _mm512_permutex2var_ps(lo, evens, hi)
+                };
+                // Masked stores of partial vectors are slow (on AMD's Zen 4 they made this copy
+                // half the kernel's time): where the whole vector lies inside the destination,
+                // store all 16 lanes, the lanes past the run keeping the destination's values.
+                // Gapless runs are written in order, so lanes past one land where the next run
+                // writes afterwards and need not be read first.
+                let end = k * r.dst_pitch + i + L;
+                if m == !0 || (end <= cap && r.dst_pitch == r.len) {
+                    _mm512_storeu_ps(d.add(i), v);
+                } else if end <= cap {
+                    let old = _mm512_loadu_ps(d.add(i));
+                    _mm512_storeu_ps(d.add(i), _mm512_mask_blend_ps(m, old, v));
+                } else {
+                    _mm512_mask_storeu_ps(d.add(i), m, v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    const L: usize = 8;
+
+    /// [`super::Rows::copy`] with masked 8-lane loads for a step of 1 (other steps scalar),
+    /// stored as `avx512::copy_rows` does.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; as [`super::Rows::copy`].
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn copy_rows(src: *const f32, dst: *mut f32, cap: usize, r: &super::Rows) {
+        if r.step != 1 {
+            return super::portable::copy_rows(src, dst, r);
+        }
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        for k in 0..r.rows {
+            let (s, d) = (src.add(k * r.src_pitch), dst.add(k * r.dst_pitch));
+            for i in (0..r.len).step_by(L) {
+                let left = (r.len - i).min(L);
+                let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(left as i32), lane);
+                let v = _mm256_maskload_ps(s.add(i), m);
+                let end = k * r.dst_pitch + i + L;
+                if left == L || (end <= cap && r.dst_pitch == r.len) {
+                    _mm256_storeu_ps(d.add(i), v);
+                } else if end <= cap {
+                    let old = _mm256_loadu_ps(d.add(i));
+                    _mm256_storeu_ps(d.add(i), _mm256_blendv_ps(old, v, _mm256_castsi256_ps(m)));
+                } else {
+                    _mm256_maskstore_ps(d.add(i), m, v);
+                }
+            }
+        }
+    }
+}
+
+mod portable {
+    /// [`super::Rows::copy`], one value at a time.
+    ///
+    /// # Safety
+    /// As [`super::Rows::copy`].
+    pub unsafe fn copy_rows(src: *const f32, dst: *mut f32, r: &super::Rows) {
+        for k in 0..r.rows {
+            for i in 0..r.len {
+                *dst.add(k * r.dst_pitch + i) = *src.add(k * r.src_pitch + i * r.step);
+            }
+        }
+    }
+}
