@@ -63,6 +63,14 @@ impl Rows {
         }
     }
 
+    /// The same runs from `by` floats further into the source.
+    pub(super) fn from(self, by: usize) -> Rows {
+        Rows {
+            src: self.src + by,
+            ..self
+        }
+    }
+
     /// The same runs copied back (step 1 only).
     pub(super) fn transposed(self) -> Rows {
         debug_assert_eq!(self.step, 1);
@@ -92,7 +100,9 @@ impl Rows {
     /// `isa` runs on this CPU; `src` has `extents().0` readable floats from `self.src` on, `dst`
     /// `dst_len` writable ones (at least `self.dst + extents().1`) that nothing else accesses
     /// meanwhile, and the two do not overlap. Values of `dst` outside the runs keep their
-    /// values, except that with `dst_pitch == len` those past the last run may be overwritten.
+    /// values, except that with `dst_pitch == len` up to 15 past the last run may be set to
+    /// zero: callers copy runs in increasing order into buffers whose other values are zero
+    /// padding or written afterwards.
     pub(super) unsafe fn copy(&self, isa: Isa, src: *const f32, dst: *mut f32, dst_len: usize) {
         debug_assert!(self.dst + self.extents().1 <= dst_len);
         let (src, dst) = (src.add(self.src), dst.add(self.dst));

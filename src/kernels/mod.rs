@@ -13,6 +13,7 @@
 pub mod conv;
 mod copy;
 pub mod depthwise;
+pub mod im2col;
 mod lanes;
 pub mod reduce;
 pub mod winograd;

@@ -1,0 +1,233 @@
+//! Strided dense convolutions (CP-Mobile's two 3×3 stride-2 stems) as a column matrix and the
+//! direct kernel's 1×1 path: the C·KH·KW rows of the matrix hold, for each tap, the input value
+//! every output reads (zero where that is padding), so the convolution is the 1×1 conv of
+//! [`super::conv`] over C·KH·KW channels of one row of OH·OW.
+//!
+//! Why: the direct kernel's tile walks a row with stride 1; a strided row would need gathers
+//! in the inner loop. The stems are small (K = 9 and 72), so the matrix is cheap to build (its
+//! rows are the strided row copies of [`super::copy`]) and tract's im2col + matrix product
+//! plus a separate ReLU and padding cost more (`docs/benchmarks.md`).
+
+use super::conv::{self, Conv};
+use super::copy::Rows;
+use super::Isa;
+use rayon::prelude::*;
+
+/// Geometry of one strided convolution: input C × H × W, weight O × C × KH × KW, stride
+/// (SH, SW), zero padding (PH, PW) on both sides of each axis. PyTorch's output size (floor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Strided {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+}
+
+impl Strided {
+    /// Whether the output is non-empty: strides and kernel are positive and the padded input is
+    /// at least the kernel's size.
+    pub fn is_valid(&self) -> bool {
+        self.kh * self.kw * self.sh * self.sw > 0
+            && self.h + 2 * self.ph >= self.kh
+            && self.w + 2 * self.pw >= self.kw
+    }
+
+    pub fn oh(&self) -> usize {
+        (self.h + 2 * self.ph - self.kh) / self.sh + 1
+    }
+
+    pub fn ow(&self) -> usize {
+        (self.w + 2 * self.pw - self.kw) / self.sw + 1
+    }
+
+    /// The 1×1 convolution over the column matrix.
+    fn pointwise(&self) -> Conv {
+        Conv {
+            c: self.c * self.kh * self.kw,
+            h: 1,
+            w: self.oh() * self.ow(),
+            o: self.o,
+            kh: 1,
+            kw: 1,
+            ph: 0,
+            pw: 0,
+        }
+    }
+}
+
+/// The weights packed for the 1×1 conv (O × C × KH × KW is already O × C·KH·KW), and the row
+/// copies that build the column matrix from one input.
+pub struct Packed {
+    g: Strided,
+    pointwise: conv::Packed,
+    /// Per (channel, tap) row of the matrix, in order: the input values it holds.
+    gather: Vec<Rows>,
+}
+
+impl Packed {
+    /// `w` is O × C × KH × KW; `bias` has O entries when given.
+    pub fn new(g: Strided, w: &[f32], bias: Option<&[f32]>, isa: Isa) -> Packed {
+        assert!(
+            g.is_valid(),
+            "strided conv geometry {g:?} has an empty output"
+        );
+        let ohw = g.oh() * g.ow();
+        let gather = (0..g.c)
+            .flat_map(|c| (0..g.kh).flat_map(move |i| (0..g.kw).map(move |j| (c, i, j))))
+            .enumerate()
+            .filter_map(|(row, (c, i, j))| {
+                let r = Rows::gather(
+                    (g.h, g.w),
+                    (g.sh, g.sw),
+                    (g.ph, g.pw),
+                    (i, j),
+                    (g.oh(), g.ow()),
+                    (row * ohw, g.ow()),
+                )?;
+                Some(r.from(c * g.h * g.w))
+            })
+            .collect();
+        Packed {
+            g,
+            pointwise: conv::Packed::new(g.pointwise(), w, bias, isa),
+            gather,
+        }
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.pointwise.isa()
+    }
+}
+
+/// Strided convolution of `n` inputs (N × C × H × W) into `y` (N × O × OH × OW), with the bias
+/// given now when `bias` is some and clamped at zero when `relu`, as [`conv::forward_into`].
+/// Parallel over samples, and over channel blocks within one.
+pub fn forward_into(
+    x: &[f32],
+    n: usize,
+    p: &Packed,
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+) {
+    let g = p.g;
+    let (chw, ohw) = (g.c * g.h * g.w, g.oh() * g.ow());
+    assert_eq!(x.len(), n * chw, "strided conv input size");
+    assert_eq!(y.len(), n * g.o * ohw, "strided conv output size");
+    let isa = p.isa();
+    y.par_chunks_mut(g.o * ohw)
+        .zip(x.par_chunks(chw))
+        // Zero once per task: what the copies do not write is padding and stays zero.
+        .for_each_init(
+            || vec![0.0; g.c * g.kh * g.kw * ohw],
+            |cols, (yi, xi)| {
+                for rows in &p.gather {
+                    rows.copy_slices(isa, xi, cols);
+                }
+                conv::forward_into(cols, 1, &p.pointwise, bias, relu, yi);
+            },
+        );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{max_abs_diff, test_values as values};
+
+    /// Float64 loop over the definition, padding by bounds checks.
+    fn naive(x: &[f32], n: usize, w: &[f32], b: &[f32], g: &Strided) -> Vec<f32> {
+        let (oh, ow) = (g.oh(), g.ow());
+        let mut y = vec![0.0f32; n * g.o * oh * ow];
+        for i in 0..n {
+            for o in 0..g.o {
+                for r in 0..oh {
+                    for t in 0..ow {
+                        let mut acc = b[o] as f64;
+                        for c in 0..g.c {
+                            for u in 0..g.kh {
+                                for v in 0..g.kw {
+                                    let (ih, iw) = (r * g.sh + u, t * g.sw + v);
+                                    if ih < g.ph || iw < g.pw {
+                                        continue;
+                                    }
+                                    let (ih, iw) = (ih - g.ph, iw - g.pw);
+                                    if ih >= g.h || iw >= g.w {
+                                        continue;
+                                    }
+                                    acc += x[((i * g.c + c) * g.h + ih) * g.w + iw] as f64
+                                        * w[((o * g.c + c) * g.kh + u) * g.kw + v] as f64;
+                                }
+                            }
+                        }
+                        y[((i * g.o + o) * oh + r) * ow + t] = acc as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    /// CP-Mobile's stems (scaled down), asymmetric strides, a stride of 3 (the scalar copy), no
+    /// padding, and a padding beyond the stride.
+    fn shapes() -> [Strided; 5] {
+        let s = |[c, h, w, o]: [usize; 4], [kh, kw, sh, sw, ph, pw]: [usize; 6]| Strided {
+            c,
+            h,
+            w,
+            o,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+        };
+        [
+            s([1, 40, 65, 8], [3, 3, 2, 2, 1, 1]),
+            s([8, 20, 33, 32], [3, 3, 2, 2, 1, 1]),
+            s([3, 9, 14, 5], [3, 3, 1, 2, 1, 1]),
+            s([2, 11, 10, 9], [2, 3, 3, 2, 0, 0]),
+            s([4, 7, 6, 3], [3, 2, 2, 1, 2, 1]),
+        ]
+    }
+
+    /// In a one-thread pool, so that a task's column matrix serves several samples and its
+    /// zero padding must survive the copies.
+    #[test]
+    fn every_path_matches_the_definition() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        pool.install(every_path_matches_the_definition_here);
+    }
+
+    fn every_path_matches_the_definition_here() {
+        for g in shapes() {
+            let n = 3;
+            let x = values(n * g.c * g.h * g.w, 1);
+            let w = values(g.o * g.c * g.kh * g.kw, 2);
+            let b = values(g.o, 3);
+            let want = naive(&x, n, &w, &b, &g);
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                let mut got = vec![f32::NAN; want.len()];
+                forward_into(
+                    &x,
+                    n,
+                    &Packed::new(g, &w, Some(&b), isa),
+                    None,
+                    false,
+                    &mut got,
+                );
+                let err = max_abs_diff(&got, &want);
+                assert!(err < 1e-5, "{isa:?} {g:?}: max error {err:e}");
+            }
+        }
+    }
+}
