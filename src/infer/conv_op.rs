@@ -35,12 +35,13 @@
 use crate::kernels::conv::{self as kernel, Conv as Geometry, Packed};
 use crate::kernels::depthwise::{self as dw, Depthwise};
 use crate::kernels::im2col::{self, Strided};
+use crate::kernels::pool::{self, Pool};
 use crate::kernels::winograd;
 use crate::kernels::Isa;
 use std::sync::{Arc, OnceLock};
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
-use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec, SumPool};
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PoolSpec, SumPool};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 /// Which convolution the plans run where both could.
@@ -95,6 +96,7 @@ enum Kernel {
     /// allocation.
     Depthwise(Depthwise, Arc<dw::Plan>, Arc<[f32]>),
     Strided(Strided, Arc<im2col::Packed>),
+    MaxPool(Pool),
 }
 
 impl std::fmt::Debug for OwnConv {
@@ -105,6 +107,7 @@ impl std::fmt::Debug for OwnConv {
             Kernel::Winograd(g, p) => d.field("winograd", &(g, p.algorithm())),
             Kernel::Depthwise(g, ..) => d.field("depthwise", g),
             Kernel::Strided(g, _) => d.field("strided", g),
+            Kernel::MaxPool(g) => d.field("max pool", g),
         };
         d.field("batched", &self.batched)
             .field("bias_input", &self.bias_input)
@@ -127,6 +130,7 @@ impl PartialEq for OwnConv {
                     g == h && Arc::ptr_eq(p, q)
                 }
                 (Kernel::Strided(g, p), Kernel::Strided(h, q)) => g == h && Arc::ptr_eq(p, q),
+                (Kernel::MaxPool(g), Kernel::MaxPool(h)) => g == h,
                 _ => false,
             }
     }
@@ -275,6 +279,46 @@ impl OwnConv {
         }))
     }
 
+    /// The op for a decluttered max pool without padding (the baseline CNN's): tract's own ran
+    /// its first pool at about 7 % of the model (`crate::kernels::pool`).
+    fn for_max_pool(
+        model: &TypedModel,
+        node: &TypedNode,
+        max: &MaxPool,
+    ) -> TractResult<Option<OwnConv>> {
+        let spec = &max.pool_spec;
+        let Some(batched) = batched(spec) else {
+            return Ok(None);
+        };
+        if max.with_index_outputs.is_some() || node.inputs.len() != 1 {
+            return Ok(None);
+        }
+        let Some(chw) = input_chw(model, node, batched)? else {
+            return Ok(None);
+        };
+        let Some(w) = window(spec, &chw).filter(|w| w.p == [0, 0]) else {
+            return Ok(None);
+        };
+        let g = Pool {
+            c: chw[0],
+            h: chw[1],
+            w: chw[2],
+            kh: w.k[0],
+            kw: w.k[1],
+            sh: w.s[0],
+            sw: w.s[1],
+        };
+        if !g.is_valid() || [g.oh(), g.ow()] != w.out {
+            return Ok(None);
+        }
+        Ok(Some(OwnConv {
+            kernel: Kernel::MaxPool(g),
+            batched,
+            bias_input: false,
+            relu: false,
+        }))
+    }
+
     /// Input C × H × W and output O × OH × OW of one sample.
     fn dims(&self) -> ([usize; 3], [usize; 3]) {
         match &self.kernel {
@@ -283,6 +327,7 @@ impl OwnConv {
             }
             Kernel::Depthwise(g, ..) => ([g.c, g.h, g.w], [g.c, g.oh(), g.ow()]),
             Kernel::Strided(g, _) => ([g.c, g.h, g.w], [g.o, g.oh(), g.ow()]),
+            Kernel::MaxPool(g) => ([g.c, g.h, g.w], [g.c, g.oh(), g.ow()]),
         }
     }
 
@@ -294,6 +339,7 @@ impl OwnConv {
             }
             Kernel::Depthwise(g, ..) => g.c * g.kh * g.kw * g.oh() * g.ow(),
             Kernel::Strided(g, _) => g.o * g.c * g.kh * g.kw * g.oh() * g.ow(),
+            Kernel::MaxPool(_) => 0,
         }
     }
 
@@ -485,6 +531,8 @@ fn swap(model: &mut TypedModel, isa: Isa, winograd: bool, pointwise: bool) -> Tr
             OwnConv::for_node(model, node, conv, isa, winograd, pointwise)?
         } else if let Some(pool) = node.op_as::<SumPool>().filter(|_| !pointwise) {
             OwnConv::for_pool(model, node, pool, isa)?
+        } else if let Some(max) = node.op_as::<MaxPool>().filter(|_| !pointwise) {
+            OwnConv::for_max_pool(model, node, max)?
         } else {
             continue;
         };
@@ -520,7 +568,10 @@ fn swap(model: &mut TypedModel, isa: Isa, winograd: bool, pointwise: bool) -> Tr
 
 impl Op for OwnConv {
     fn name(&self) -> StaticName {
-        "OwnConv".into()
+        match self.kernel {
+            Kernel::MaxPool(_) => "OwnMaxPool".into(),
+            _ => "OwnConv".into(),
+        }
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
@@ -533,6 +584,7 @@ impl Op for OwnConv {
                 }
                 Kernel::Depthwise(g, p, _) => format!("{g:?}, {:?} kernels", p.isa()),
                 Kernel::Strided(g, p) => format!("{g:?}, im2col + {:?} kernels", p.isa()),
+                Kernel::MaxPool(g) => format!("{g:?}"),
             } + if self.relu { ", then ReLU" } else { "" },
         ])
     }
@@ -576,6 +628,7 @@ impl EvalOp for OwnConv {
                 dw::forward_planned(xs, n, w, Some(b), plan, ys);
             }
             Kernel::Strided(_, p) => im2col::forward_into(xs, n, p, None, self.relu, ys),
+            Kernel::MaxPool(g) => pool::max_into(xs, n, g, ys),
         }
         if self.relu && !matches!(self.kernel, Kernel::Dense(..) | Kernel::Strided(..)) {
             for v in ys.iter_mut() {
@@ -889,6 +942,33 @@ mod tests {
             let (swapped, d) = swap_and_compare(model)?;
             assert_eq!(swapped, count_include_pad as usize);
             assert!(d < 1e-6, "max difference {d:e}");
+        }
+        Ok(())
+    }
+
+    /// A max pool without padding runs as ours; one with padding stays with tract.
+    #[test]
+    fn max_pools_without_padding_are_swapped_and_agree() -> TractResult<()> {
+        for (padding, expected) in [
+            (PaddingSpec::Valid, 1),
+            (PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1)), 0),
+        ] {
+            let mut model = TypedModel::default();
+            let x = model.add_source("x", f32::fact([2, 4, 27, 23]))?;
+            let pool_spec = PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec!(5, 5),
+                padding,
+                dilations: None,
+                strides: Some(tvec!(5, 5)),
+                input_channels: 4,
+                output_channels: 4,
+            };
+            let y = model.wire_node("pool", MaxPool::new(pool_spec, None), &[x])?;
+            model.select_output_outlets(&y)?;
+            let (swapped, d) = swap_and_compare(model)?;
+            assert_eq!(swapped, expected);
+            assert_eq!(d, 0.0);
         }
         Ok(())
     }

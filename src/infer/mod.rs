@@ -146,8 +146,8 @@ impl Classifier {
         self
     }
 
-    /// How many convolutions our kernel runs in the plan for an input of `shape`: a check that
-    /// the swap happened, for tests and benchmarks.
+    /// How many convolutions and pools our kernels run in the plan for an input of `shape`: a
+    /// check that the swap happened, for tests and benchmarks.
     pub fn own_convs(&self, shape: &[usize]) -> Result<usize, InferError> {
         let plan = self.plan(shape)?;
         Ok(plan

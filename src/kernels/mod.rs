@@ -15,6 +15,7 @@ mod copy;
 pub mod depthwise;
 pub mod im2col;
 mod lanes;
+pub mod pool;
 pub mod reduce;
 pub mod winograd;
 
