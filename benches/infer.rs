@@ -69,7 +69,7 @@ fn model_rows(dir: &Path) {
     println!("\nmodel inference, ms per batch (median of 7); tract: Classifier, {threads} rayon thread(s) over the batch");
     println!("peak RSS in MiB over load + runs (growth over the RSS before); ort: 1 thread");
     println!(
-        "own conv: convolutions our kernel runs in tract's plan (none with ASC_TRACT_CONV=tract)"
+        "own conv: convolutions and pools our kernels run in tract's plan (none with ASC_TRACT_CONV=tract)"
     );
     println!(
         "{:<10} {:>5} {:>8} {:>10} {:>12} {:>12} {:>10} {:>16} {:>16}",
