@@ -66,7 +66,7 @@ fn median_ms<F: FnMut()>(runs: usize, mut f: F) -> f64 {
 
 fn model_rows(dir: &Path) {
     let threads = rayon::current_num_threads();
-    println!("\nmodel inference, ms per batch (median of 7); tract: Classifier, {threads} rayon thread(s) over the batch");
+    println!("\nmodel inference, ms per batch (median of 7 to 501 runs, ~0.3 s of tract's time, the same count on both sides); tract: Classifier, {threads} rayon thread(s) over the batch");
     println!("peak RSS in MiB over load + runs (growth over the RSS before); ort: 1 thread");
     println!(
         "own conv: convolutions and pools our kernels run in tract's plan (none with ASC_TRACT_CONV=tract)"
@@ -100,9 +100,17 @@ fn model_rows(dir: &Path) {
             // A fresh Classifier per row, so its plan is built inside the measured span, as
             // onnxruntime's session is on the Python side.
             let c = Classifier::from_onnx(&path).unwrap();
-            let tract = median_ms(7, || {
+            let run = || {
                 std::hint::black_box(c.classify_spectrograms(&specs).unwrap());
-            });
+            };
+            // Runs for about 0.3 s of this side's time (7 to 501): a batch-1 `cp-mobile` row
+            // takes ~1 ms, and seven runs of that on a shared VM gave ratios 0.2 apart.
+            // onnxruntime's side takes the same count.
+            run();
+            let once = Instant::now();
+            run();
+            let runs = ((300.0 / (once.elapsed().as_secs_f64() * 1e3)) as usize).clamp(7, 501) | 1;
+            let tract = median_ms(runs, run);
             // A batch runs as single examples: this is the plan the runs used.
             let own = c.own_convs(&[1, 1, m, frames]).unwrap();
             drop(c);
@@ -114,6 +122,7 @@ fn model_rows(dir: &Path) {
                     &batch.to_string(),
                     &m.to_string(),
                     &frames.to_string(),
+                    &runs.to_string(),
                 ],
             );
             let f = |v: &Option<serde_json::Value>, k: &str| {

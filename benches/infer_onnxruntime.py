@@ -2,7 +2,7 @@
 """onnxruntime side of `cargo bench --bench infer`: median ms per batch for one model, with 1 and
 2 intra-op threads, and the process's peak RSS over session creation and the runs (VmHWM, reset
 through /proc/self/clear_refs first, as the Rust side does), with its growth over the RSS before.
-Usage: infer_onnxruntime.py MODEL.onnx BATCH N_MELS FRAMES"""
+Usage: infer_onnxruntime.py MODEL.onnx BATCH N_MELS FRAMES [RUNS] (default 7)"""
 import json
 import sys
 import time
@@ -39,6 +39,7 @@ def reset_peak_rss():
 
 def main():
     path, batch, m, frames = sys.argv[1], *map(int, sys.argv[2:5])
+    runs = int(sys.argv[5]) if len(sys.argv) > 5 else 7
     i = np.arange(m * frames, dtype=np.float32)
     x = np.tile(((i % 97) / 97.0 * 8.0 - 12.0).reshape(1, 1, m, frames), (batch, 1, 1, 1))
     out = {"onnxruntime": ort.__version__}
@@ -49,7 +50,7 @@ def main():
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        out[f"ms_{threads}"] = median_ms(sess, x.astype(np.float32))
+        out[f"ms_{threads}"] = median_ms(sess, x.astype(np.float32), runs)
         peak = status_mb("VmHWM")
         out[f"peak_mb_{threads}"] = peak
         out[f"growth_mb_{threads}"] = peak - before
