@@ -218,7 +218,11 @@ fn own_conv_is_swapped_in_and_matches_tract_conv() {
             let t = 37;
             let swapped = own.own_convs(&[1, 1, m, t]).unwrap();
             assert_eq!(tract.own_convs(&[1, 1, m, t]).unwrap(), 0);
-            let expected = if model == "cnn" { 3 + 1 } else { 6 + 13 + 2 + 1 };
+            let expected = if model == "cnn" {
+                3 + 1
+            } else {
+                6 + 13 + 2 + 1
+            };
             assert!(
                 swapped >= expected,
                 "{model}/{norm}: {swapped} convs swapped"

@@ -296,21 +296,18 @@ impl OwnConv {
         let Some(chw) = input_chw(model, node, batched)? else {
             return Ok(None);
         };
-        let Some(w) = window(spec, &chw).filter(|w| w.p == [0, 0]) else {
+        let Some(w) = strided_geometry(spec, &chw).filter(|w| (w.ph, w.pw) == (0, 0)) else {
             return Ok(None);
         };
         let g = Pool {
-            c: chw[0],
-            h: chw[1],
-            w: chw[2],
-            kh: w.k[0],
-            kw: w.k[1],
-            sh: w.s[0],
-            sw: w.s[1],
+            c: w.c,
+            h: w.h,
+            w: w.w,
+            kh: w.kh,
+            kw: w.kw,
+            sh: w.sh,
+            sw: w.sw,
         };
-        if !g.is_valid() || [g.oh(), g.ow()] != w.out {
-            return Ok(None);
-        }
         Ok(Some(OwnConv {
             kernel: Kernel::MaxPool(g),
             batched,
@@ -418,24 +415,7 @@ fn window(spec: &PoolSpec, chw: &[usize]) -> Option<Window> {
     })
 }
 
-/// The depthwise kernel's geometry for `spec` on a C × H × W input.
-fn depthwise_geometry(spec: &PoolSpec, chw: &[usize]) -> Option<Depthwise> {
-    let w = window(spec, chw)?;
-    let g = Depthwise {
-        c: chw[0],
-        h: chw[1],
-        w: chw[2],
-        kh: w.k[0],
-        kw: w.k[1],
-        sh: w.s[0],
-        sw: w.s[1],
-        ph: w.p[0],
-        pw: w.p[1],
-    };
-    (g.is_valid() && [g.oh(), g.ow()] == w.out).then_some(g)
-}
-
-/// The strided kernel's geometry for `spec` on a C × H × W input.
+/// The convolution of `spec`'s window on a C × H × W input, when its output size is tract's.
 fn strided_geometry(spec: &PoolSpec, chw: &[usize]) -> Option<Strided> {
     let w = window(spec, chw)?;
     let g = Strided {
@@ -453,20 +433,14 @@ fn strided_geometry(spec: &PoolSpec, chw: &[usize]) -> Option<Strided> {
     (g.is_valid() && [g.oh(), g.ow()] == w.out).then_some(g)
 }
 
+/// The depthwise kernel's geometry for `spec` on a C × H × W input.
+fn depthwise_geometry(spec: &PoolSpec, chw: &[usize]) -> Option<Depthwise> {
+    strided_geometry(spec, chw).map(|g| g.depthwise())
+}
+
 /// The direct kernel's geometry for `spec` (stride 1) on a C × H × W input.
 fn geometry(spec: &PoolSpec, chw: &[usize]) -> Option<Geometry> {
-    let w = window(spec, chw)?;
-    let g = Geometry {
-        c: chw[0],
-        h: chw[1],
-        w: chw[2],
-        o: spec.output_channels,
-        kh: w.k[0],
-        kw: w.k[1],
-        ph: w.p[0],
-        pw: w.p[1],
-    };
-    (w.s == [1, 1] && g.is_valid() && [g.oh(), g.ow()] == w.out).then_some(g)
+    strided_geometry(spec, chw)?.stride_one()
 }
 
 /// The node after `node` when it is a ReLU (the max with a constant zero that tract makes of

@@ -773,36 +773,10 @@ mod portable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::{max_abs_diff, test_values as values};
+    use crate::kernels::{max_abs_diff, naive_conv, test_values as values};
 
-    /// Float64 loop over the definition, padding by bounds checks.
     fn naive(x: &[f32], n: usize, w: &[f32], b: &[f32], g: &Conv) -> Vec<f32> {
-        let (oh, ow) = (g.oh(), g.ow());
-        let mut y = vec![0.0f32; n * g.o * oh * ow];
-        for i in 0..n {
-            for o in 0..g.o {
-                for r in 0..oh {
-                    for col in 0..ow {
-                        let mut s = b[o] as f64;
-                        for c in 0..g.c {
-                            for kr in 0..g.kh {
-                                for ks in 0..g.kw {
-                                    let ir = (r + kr).wrapping_sub(g.ph);
-                                    let ic = (col + ks).wrapping_sub(g.pw);
-                                    if ir < g.h && ic < g.w {
-                                        let xv = x[((i * g.c + c) * g.h + ir) * g.w + ic];
-                                        let wv = w[((o * g.c + c) * g.kh + kr) * g.kw + ks];
-                                        s += xv as f64 * wv as f64;
-                                    }
-                                }
-                            }
-                        }
-                        y[((i * g.o + o) * oh + r) * ow + col] = s as f32;
-                    }
-                }
-            }
-        }
-        y
+        naive_conv(x, n, w, b, &(*g).into())
     }
 
     /// Shapes that exercise partial channel blocks, partial tiles, one-column outputs,

@@ -48,17 +48,15 @@ impl Depthwise {
     /// Whether the output is non-empty: strides and kernel are positive and the padded input is
     /// at least the kernel's size.
     pub fn is_valid(&self) -> bool {
-        self.kh * self.kw * self.sh * self.sw > 0
-            && self.h + 2 * self.ph >= self.kh
-            && self.w + 2 * self.pw >= self.kw
+        self.oh() > 0 && self.ow() > 0
     }
 
     pub fn oh(&self) -> usize {
-        (self.h + 2 * self.ph - self.kh) / self.sh + 1
+        super::out_len(self.h, self.kh, self.sh, self.ph).unwrap_or(0)
     }
 
     pub fn ow(&self) -> usize {
-        (self.w + 2 * self.pw - self.kw) / self.sw + 1
+        super::out_len(self.w, self.kw, self.sw, self.pw).unwrap_or(0)
     }
 
     /// Row length of a phase plane and of the flat output.

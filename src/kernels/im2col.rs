@@ -10,6 +10,7 @@
 
 use super::conv::{self, Conv};
 use super::copy::Rows;
+use super::depthwise::Depthwise;
 use super::Isa;
 use rayon::prelude::*;
 
@@ -29,21 +30,65 @@ pub struct Strided {
     pub pw: usize,
 }
 
+impl From<Conv> for Strided {
+    fn from(g: Conv) -> Strided {
+        Strided {
+            c: g.c,
+            h: g.h,
+            w: g.w,
+            o: g.o,
+            kh: g.kh,
+            kw: g.kw,
+            sh: 1,
+            sw: 1,
+            ph: g.ph,
+            pw: g.pw,
+        }
+    }
+}
+
 impl Strided {
     /// Whether the output is non-empty: strides and kernel are positive and the padded input is
     /// at least the kernel's size.
     pub fn is_valid(&self) -> bool {
-        self.kh * self.kw * self.sh * self.sw > 0
-            && self.h + 2 * self.ph >= self.kh
-            && self.w + 2 * self.pw >= self.kw
+        self.oh() > 0 && self.ow() > 0
     }
 
     pub fn oh(&self) -> usize {
-        (self.h + 2 * self.ph - self.kh) / self.sh + 1
+        super::out_len(self.h, self.kh, self.sh, self.ph).unwrap_or(0)
     }
 
     pub fn ow(&self) -> usize {
-        (self.w + 2 * self.pw - self.kw) / self.sw + 1
+        super::out_len(self.w, self.kw, self.sw, self.pw).unwrap_or(0)
+    }
+
+    /// The same window as a stride-1 convolution, for the direct kernel.
+    pub fn stride_one(&self) -> Option<Conv> {
+        ((self.sh, self.sw) == (1, 1)).then_some(Conv {
+            c: self.c,
+            h: self.h,
+            w: self.w,
+            o: self.o,
+            kh: self.kh,
+            kw: self.kw,
+            ph: self.ph,
+            pw: self.pw,
+        })
+    }
+
+    /// The same window, one filter per channel (O = C), for the depthwise kernel.
+    pub fn depthwise(&self) -> Depthwise {
+        Depthwise {
+            c: self.c,
+            h: self.h,
+            w: self.w,
+            kh: self.kh,
+            kw: self.kw,
+            sh: self.sh,
+            sw: self.sw,
+            ph: self.ph,
+            pw: self.pw,
+        }
     }
 
     /// The 1×1 convolution over the column matrix.
@@ -138,40 +183,7 @@ pub fn forward_into(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::{max_abs_diff, test_values as values};
-
-    /// Float64 loop over the definition, padding by bounds checks.
-    fn naive(x: &[f32], n: usize, w: &[f32], b: &[f32], g: &Strided) -> Vec<f32> {
-        let (oh, ow) = (g.oh(), g.ow());
-        let mut y = vec![0.0f32; n * g.o * oh * ow];
-        for i in 0..n {
-            for o in 0..g.o {
-                for r in 0..oh {
-                    for t in 0..ow {
-                        let mut acc = b[o] as f64;
-                        for c in 0..g.c {
-                            for u in 0..g.kh {
-                                for v in 0..g.kw {
-                                    let (ih, iw) = (r * g.sh + u, t * g.sw + v);
-                                    if ih < g.ph || iw < g.pw {
-                                        continue;
-                                    }
-                                    let (ih, iw) = (ih - g.ph, iw - g.pw);
-                                    if ih >= g.h || iw >= g.w {
-                                        continue;
-                                    }
-                                    acc += x[((i * g.c + c) * g.h + ih) * g.w + iw] as f64
-                                        * w[((o * g.c + c) * g.kh + u) * g.kw + v] as f64;
-                                }
-                            }
-                        }
-                        y[((i * g.o + o) * oh + r) * ow + t] = acc as f32;
-                    }
-                }
-            }
-        }
-        y
-    }
+    use crate::kernels::{max_abs_diff, naive_conv as naive, test_values as values};
 
     /// CP-Mobile's stems (scaled down), asymmetric strides, a stride of 3 (the scalar copy), no
     /// padding, and a padding beyond the stride.

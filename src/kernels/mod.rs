@@ -98,6 +98,13 @@ impl Isa {
     }
 }
 
+/// Output length of a window of `k` at stride `s` over `len` values zero-padded by `p` on both
+/// sides (floor, as PyTorch), or `None` when `k` or `s` is zero or the padded input is shorter
+/// than the window: the one formula behind every kernel's geometry.
+pub fn out_len(len: usize, k: usize, s: usize, p: usize) -> Option<usize> {
+    (k > 0 && s > 0 && len + 2 * p >= k).then(|| (len + 2 * p - k) / s + 1)
+}
+
 /// Deterministic values in [−0.5, 0.5) for the kernels' tests (an LCG: no test depends on a
 /// random-number crate or on run order).
 #[cfg(test)]
@@ -111,6 +118,47 @@ pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
             (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         })
         .collect()
+}
+
+/// A dense convolution of `n` inputs as a float64 loop over the definition, padding by bounds
+/// checks: the reference of the kernels' tests.
+#[cfg(test)]
+pub(crate) fn naive_conv(
+    x: &[f32],
+    n: usize,
+    w: &[f32],
+    b: &[f32],
+    g: &im2col::Strided,
+) -> Vec<f32> {
+    let (oh, ow) = (g.oh(), g.ow());
+    let mut y = vec![0.0f32; n * g.o * oh * ow];
+    for i in 0..n {
+        for o in 0..g.o {
+            for r in 0..oh {
+                for t in 0..ow {
+                    let mut acc = b[o] as f64;
+                    for c in 0..g.c {
+                        for u in 0..g.kh {
+                            for v in 0..g.kw {
+                                let (ih, iw) = (r * g.sh + u, t * g.sw + v);
+                                if ih < g.ph || iw < g.pw {
+                                    continue;
+                                }
+                                let (ih, iw) = (ih - g.ph, iw - g.pw);
+                                if ih >= g.h || iw >= g.w {
+                                    continue;
+                                }
+                                acc += x[((i * g.c + c) * g.h + ih) * g.w + iw] as f64
+                                    * w[((o * g.c + c) * g.kh + u) * g.kw + v] as f64;
+                            }
+                        }
+                    }
+                    y[((i * g.o + o) * oh + r) * ow + t] = acc as f32;
+                }
+            }
+        }
+    }
+    y
 }
 
 /// The largest absolute difference between two equally long results, for the kernels' tests.

@@ -26,15 +26,15 @@ pub struct Pool {
 impl Pool {
     /// Whether the output is non-empty: window and strides are positive and fit the input.
     pub fn is_valid(&self) -> bool {
-        self.kh * self.kw * self.sh * self.sw > 0 && self.h >= self.kh && self.w >= self.kw
+        self.oh() > 0 && self.ow() > 0
     }
 
     pub fn oh(&self) -> usize {
-        (self.h - self.kh) / self.sh + 1
+        super::out_len(self.h, self.kh, self.sh, 0).unwrap_or(0)
     }
 
     pub fn ow(&self) -> usize {
-        (self.w - self.kw) / self.sw + 1
+        super::out_len(self.w, self.kw, self.sw, 0).unwrap_or(0)
     }
 }
 
