@@ -120,27 +120,23 @@ struct InPlace {
 
 impl InPlace {
     fn new(g: &Depthwise, isa: Isa) -> Option<InPlace> {
-        let same = (g.sh, g.sw, g.oh(), g.ow()) == (1, 1, g.h, g.w);
-        if !(same && matches!(isa, Isa::Avx512)) {
+        if !(keeps_size(g) && matches!(isa, Isa::Avx512)) {
             return None;
         }
         let (l, v) = blocking(isa);
         let n = g.h * g.w;
-        let taps: Vec<(isize, isize)> = (0..g.kh as isize)
-            .flat_map(|i| (0..g.kw as isize).map(move |j| (i - g.ph as isize, j - g.pw as isize)))
-            .collect();
-        let (h, w) = (g.h as isize, g.w as isize);
+        let taps = tap_shifts(g);
         let mut masks = vec![0u16; n.div_ceil(l * v) * v * taps.len()];
         for f in 0..n {
-            let (r, c) = ((f / g.w) as isize, (f % g.w) as isize);
             let (tile, vec) = (f / (l * v), f / l % v);
             let m = &mut masks[tile * v * taps.len()..][..v * taps.len()];
-            for (m, &(di, dj)) in m.iter_mut().skip(vec).step_by(v).zip(&taps) {
-                if (0..h).contains(&(r + di)) && (0..w).contains(&(c + dj)) {
+            for (m, &t) in m.iter_mut().skip(vec).step_by(v).zip(&taps) {
+                if reads_inside(g, f, t) {
                     *m |= 1 << (f % l);
                 }
             }
         }
+        let w = g.w as isize;
         Some(InPlace {
             offsets: taps.iter().map(|&(di, dj)| di * w + dj).collect(),
             masks,
@@ -318,6 +314,9 @@ pub fn weight_gradient(x: &[f32], gy: &[f32], n: usize, g: &Depthwise, isa: Isa)
     let ohw = g.oh() * ow;
     assert_eq!(x.len(), n * g.c * hw, "depthwise input size");
     assert_eq!(gy.len(), n * g.c * ohw, "depthwise output gradient size");
+    if keeps_size(g) {
+        return weight_gradient_in_place(x, gy, n, g, isa);
+    }
     let plan = Plan::phased(g, isa);
     let per_channel: Vec<Vec<f32>> = (0..g.c)
         .into_par_iter()
@@ -339,6 +338,64 @@ pub fn weight_gradient(x: &[f32], gy: &[f32], n: usize, g: &Depthwise, isa: Isa)
         )
         .collect();
     per_channel.concat()
+}
+
+/// [`weight_gradient`] of a stride-1 plane that keeps its size, with each tap's dot product
+/// read where the planes lie ([`reduce::shifted_dot`], masked where the tap falls on padding)
+/// instead of through phase planes: for UBN's BNET conv at every norm layer, filling the
+/// phases and copying the output gradient had cost more than the dot products (`perf`,
+/// `docs/benchmarks.md`). Same bits on every path; they differ from the phased sum's only by the
+/// order of the (zero) padding terms and the lanes the values fall in.
+fn weight_gradient_in_place(x: &[f32], gy: &[f32], n: usize, g: &Depthwise, isa: Isa) -> Vec<f32> {
+    let (hw, kk, w) = (g.h * g.w, g.kh * g.kw, g.w as isize);
+    let lanes = 16;
+    let taps = tap_shifts(g);
+    let masks: Vec<Vec<u16>> = taps
+        .iter()
+        .map(|&t| {
+            let mut m = vec![0u16; hw.div_ceil(lanes)];
+            for f in (0..hw).filter(|&f| reads_inside(g, f, t)) {
+                m[f / lanes] |= 1 << (f % lanes);
+            }
+            m
+        })
+        .collect();
+    let per_channel: Vec<Vec<f32>> = (0..g.c)
+        .into_par_iter()
+        .map(|c| {
+            let mut acc = vec![0f64; kk];
+            for b in 0..n {
+                let p = (b * g.c + c) * hw;
+                let (xp, gp) = (&x[p..][..hw], &gy[p..][..hw]);
+                for ((a, &(di, dj)), m) in acc.iter_mut().zip(&taps).zip(&masks) {
+                    *a += reduce::shifted_dot(gp, xp, di * w + dj, m, isa);
+                }
+            }
+            acc.into_iter().map(|v| v as f32).collect()
+        })
+        .collect();
+    per_channel.concat()
+}
+
+/// Per tap, row-major: the (row, column) shift from an output to the input it reads in a
+/// plane that keeps its size, (i − PH, j − PW).
+fn tap_shifts(g: &Depthwise) -> Vec<(isize, isize)> {
+    let (ph, pw) = (g.ph as isize, g.pw as isize);
+    (0..g.kh as isize)
+        .flat_map(|i| (0..g.kw as isize).map(move |j| (i - ph, j - pw)))
+        .collect()
+}
+
+/// Whether output `f` (row-major) of a plane that keeps its size reads, at shift `(di, dj)`, an
+/// input inside the plane rather than padding.
+fn reads_inside(g: &Depthwise, f: usize, (di, dj): (isize, isize)) -> bool {
+    let (r, c) = ((f / g.w) as isize + di, (f % g.w) as isize + dj);
+    (0..g.h as isize).contains(&r) && (0..g.w as isize).contains(&c)
+}
+
+/// Whether a stride-1 geometry's padding keeps the plane's size (OH × OW = H × W).
+fn keeps_size(g: &Depthwise) -> bool {
+    (g.sh, g.sw, g.oh(), g.ow()) == (1, 1, g.h, g.w)
 }
 
 /// The input gradient (N × C × H × W) of [`forward`] for output gradients `gy`

@@ -17,6 +17,12 @@ pub(super) trait Lanes: Copy {
     /// # Safety
     /// `p` has 16 readable floats; the CPU has the path's features.
     unsafe fn load(p: *const f32) -> Self;
+    /// Lane k = `p[k]` where bit k of `m` is set, 0 elsewhere; the other lanes' memory is not
+    /// read.
+    ///
+    /// # Safety
+    /// `p[k]` is readable for every set bit k; the CPU has the path's features.
+    unsafe fn load_masked(p: *const f32, m: u16) -> Self;
     /// Lane k = `p[k · stride]`.
     ///
     /// # Safety
@@ -47,6 +53,16 @@ impl Lanes for [f32; LANES] {
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         std::ptr::read_unaligned(p as *const [f32; LANES])
+    }
+    #[inline(always)]
+    unsafe fn load_masked(p: *const f32, m: u16) -> Self {
+        std::array::from_fn(|k| {
+            if m >> k & 1 == 1 {
+                *p.wrapping_add(k)
+            } else {
+                0.0
+            }
+        })
     }
     #[inline(always)]
     unsafe fn gather(p: *const f32, stride: usize) -> Self {
@@ -106,6 +122,10 @@ pub(super) mod x86 {
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
             Avx512(_mm512_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn load_masked(p: *const f32, m: u16) -> Self {
+            Avx512(_mm512_maskz_loadu_ps(m, p))
         }
         #[inline(always)]
         unsafe fn gather(p: *const f32, stride: usize) -> Self {
@@ -175,6 +195,18 @@ pub(super) mod x86 {
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
             Avx2([_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))])
+        }
+        #[inline(always)]
+        unsafe fn load_masked(p: *const f32, m: u16) -> Self {
+            let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+            let half = |m: u16| {
+                let m = _mm256_and_si256(_mm256_set1_epi32(m as i32), bits);
+                _mm256_cmpeq_epi32(m, bits)
+            };
+            Avx2([
+                _mm256_maskload_ps(p, half(m & 0xff)),
+                _mm256_maskload_ps(p.wrapping_add(8), half(m >> 8)),
+            ])
         }
         #[inline(always)]
         unsafe fn gather(p: *const f32, stride: usize) -> Self {

@@ -123,6 +123,45 @@ unsafe fn dot_imp<V: Lanes>(x: &[f32], y: &[f32]) -> f64 {
 /// # Safety
 /// As [`sum_imp`].
 #[inline(always)]
+unsafe fn shifted_dot_imp<V: Lanes>(y: &[f32], x: &[f32], off: isize, masks: &[u16]) -> f64 {
+    assert!(
+        masks.len() >= y.len().div_ceil(LANES),
+        "shifted dot: too few masks"
+    );
+    let (py, px, len) = (y.as_ptr(), x.as_ptr(), x.len() as isize);
+    // Set bits only where x[i + off] exists: checked for the vectors that reach past either
+    // end of `x`, so that no masked load reads outside it.
+    let inside = |i: usize, m: u16| {
+        let lo = i as isize + off;
+        (lo >= 0 && lo + LANES as isize <= len)
+            || (0..LANES).all(|k| m >> k & 1 == 0 || (0..len).contains(&(lo + k as isize)))
+    };
+    let [s] = blocked::<V, 1>(
+        y.len(),
+        |i, [a]| {
+            let m = masks[i / LANES];
+            assert!(inside(i, m), "shifted dot: mask reads outside x");
+            let xv = V::load_masked(px.wrapping_offset(i as isize + off), m);
+            *a = a.add(V::load(py.add(i)).mul(xv));
+        },
+        |r, [a]| {
+            for (k, i) in r.enumerate() {
+                let set = masks[i / LANES] >> (i % LANES) & 1 == 1;
+                let xv = if set {
+                    x[(i as isize + off) as usize]
+                } else {
+                    0.0
+                };
+                a[k] += y[i] * xv;
+            }
+        },
+    );
+    s
+}
+
+/// # Safety
+/// As [`sum_imp`].
+#[inline(always)]
 unsafe fn masked_moments_imp<V: Lanes>(
     gy: &[f32],
     y: &[f32],
@@ -204,6 +243,13 @@ kernel! {
 }
 
 kernel! {
+    /// Σ y[i] · x[i + off] over i in 0..len(y), taking 0 for x where bit i mod 16 of
+    /// `masks[i / 16]` is clear (those values are not read): the depthwise weight gradient of a
+    /// plane that keeps its size, read where it lies. Panics when a set bit points outside `x`.
+    pub fn shifted_dot(y: &[f32], x: &[f32], off: isize, masks: &[u16]) -> f64 = shifted_dot_imp;
+}
+
+kernel! {
     /// [Σ dz, Σ dz·(x − m)] with dz = gy where the activation passes it: everywhere, or for a
     /// ReLU (`relu`) where its output `y` > 0 (0 elsewhere). The two sums a normalization's
     /// backward pass needs per plane, in one pass over the three planes.
@@ -276,6 +322,51 @@ mod tests {
 
     /// A constant plane far from zero: the two-pass variance stays exact where Σx² − (Σx)²/n
     /// in f32 would not.
+    /// Shifted by −3 and +5 with pseudo-random masks (bits pointing outside `x` cleared):
+    /// against the f64 sum of the lanes let in, and the same bits on every path.
+    #[test]
+    fn shifted_dots_match_f64_sums_and_the_others_bits() {
+        for len in LENS {
+            let (x, y) = (values(len, 4), values(len, 5));
+            for off in [-3isize, 5] {
+                let inside = |i: usize| (0..len as isize).contains(&(i as isize + off));
+                let bits = values(len.div_ceil(LANES), 6);
+                let masks: Vec<u16> = bits
+                    .iter()
+                    .enumerate()
+                    .map(|(v, b)| {
+                        let m = ((b + 0.5) * 65535.0) as u16;
+                        (0..LANES)
+                            .filter(|&k| m >> k & 1 == 1 && inside(v * LANES + k))
+                            .fold(0, |m, k| m | 1 << k)
+                    })
+                    .collect();
+                let want: f64 = (0..len)
+                    .filter(|&i| masks[i / LANES] >> (i % LANES) & 1 == 1)
+                    .map(|i| y[i] as f64 * x[(i as isize + off) as usize] as f64)
+                    .sum();
+                let abs: f64 = y.iter().map(|v| v.abs() as f64).sum();
+                let mut first = None;
+                for isa in paths() {
+                    let got = shifted_dot(&y, &x, off, &masks, isa);
+                    close(got, want, abs, &format!("{isa:?} shifted dot {off}, {len}"));
+                    match first {
+                        None => first = Some(got.to_bits()),
+                        Some(b) => assert_eq!(got.to_bits(), b, "{isa:?} differs"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "outside x")]
+    fn a_mask_pointing_outside_is_refused() {
+        let (x, y) = (values(40, 1), values(40, 2));
+        let masks = vec![u16::MAX; 3];
+        shifted_dot(&y, &x, -1, &masks, Isa::best());
+    }
+
     #[test]
     fn centred_squares_of_an_offset_plane_are_small() {
         let x: Vec<f32> = (0..5000).map(|i| 1000.0 + (i % 2) as f32 * 0.5).collect();
