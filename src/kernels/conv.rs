@@ -6,8 +6,10 @@
 //! output channels, held in registers while the loop runs over input channels and kernel taps:
 //! per tap, `V` input loads and `OB` weight broadcasts feed `OB · V` fused multiply-adds. The
 //! input is first copied into a zero-padded plane (padding plus the tail of the last tile), so
-//! the inner loop has no bounds checks and no branches; the weights are packed per channel block
-//! as [ic][kh][kw][OB].
+//! the inner loop has no bounds checks and no branches; an unpadded 1×1 conv reads its input
+//! where it lies instead, all but a partial last tile. Whole tiles store straight into the
+//! output (with a given bias and a folded ReLU); the weights are packed per channel block as
+//! [ic][kh][kw][OB].
 
 use super::Isa;
 use rayon::prelude::*;

@@ -17,6 +17,12 @@
 //! multiply then an add), and the first OW of each row of P are kept. The zero borders of the
 //! phases are written once per buffer and stay zero from one plane to the next.
 //!
+//! A stride-1 plane whose padding keeps its size (OH × OW = H × W: most of CP-Mobile's layers,
+//! UBN's BNET conv, and every such layer's input gradient) skips the phases on the AVX-512 path
+//! ([`InPlace`]): the flat trick runs on the input's own pitch with the taps that would wrap
+//! into a neighbouring row masked off, and writes the output where it belongs. Its weight
+//! gradient likewise reads both planes where they lie, on every path.
+//!
 //! Why not fused multiply-adds: with a separate multiply and add every path (AVX-512, AVX2,
 //! portable) gives the same bits, and the same bits as the scalar training kernel this replaced
 //! (a zero tap adds ±0, which changes nothing). That matters: `tests/model_grad_parity.rs`'s
@@ -113,7 +119,7 @@ struct Scratch {
 struct InPlace {
     /// Per tap, row-major: (i − PH)·W + (j − PW).
     offsets: Vec<isize>,
-    /// Per tile of V vectors of 16 outputs (the plane padded to whole tiles), per tap, per
+    /// Per tile of V vectors of L outputs (the plane padded to whole tiles), per tap, per
     /// vector: the lanes whose input lies inside the plane.
     masks: Vec<u16>,
 }
