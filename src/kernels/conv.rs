@@ -616,7 +616,7 @@ mod avx2 {
 
     pub const L: usize = 8;
     pub const OB: usize = 4;
-    pub const V: usize = 3;
+    pub const V: usize = 2;
 
     pub const GW_OB: usize = 3;
     pub const GW_SB: usize = 4;
