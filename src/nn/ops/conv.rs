@@ -68,16 +68,7 @@ impl Window2d {
     /// The direct kernel's geometry when it applies: stride 1 and not 1×1 (a 1×1 conv is a plain
     /// matrix product, which gemm does best).
     fn direct(&self) -> Option<kconv::Conv> {
-        (self.sh == 1 && self.sw == 1 && !self.is_pointwise()).then_some(kconv::Conv {
-            c: self.c,
-            h: self.h,
-            w: self.w,
-            o: self.o,
-            kh: self.kh,
-            kw: self.kw,
-            ph: self.ph,
-            pw: self.pw,
-        })
+        self.strided().stride_one().filter(|_| !self.is_pointwise())
     }
 
     /// 1×1, stride 1, no padding: the input plane is its own column matrix.

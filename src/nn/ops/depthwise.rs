@@ -40,17 +40,7 @@ pub fn depthwise_conv2d(
 impl Window2d {
     /// The forward kernel's geometry, one sample's worth.
     fn kernel(&self) -> kdw::Depthwise {
-        kdw::Depthwise {
-            c: self.c,
-            h: self.h,
-            w: self.w,
-            kh: self.kh,
-            kw: self.kw,
-            sh: self.sh,
-            sw: self.sw,
-            ph: self.ph,
-            pw: self.pw,
-        }
+        self.strided().depthwise()
     }
 }
 

@@ -26,6 +26,23 @@ pub(crate) struct Window2d {
 }
 
 impl Window2d {
+    /// One sample's window as the kernels describe it (converted from there to the direct,
+    /// depthwise and strided kernels' geometries).
+    pub(crate) fn strided(&self) -> crate::kernels::im2col::Strided {
+        crate::kernels::im2col::Strided {
+            c: self.c,
+            h: self.h,
+            w: self.w,
+            o: self.o,
+            kh: self.kh,
+            kw: self.kw,
+            sh: self.sh,
+            sw: self.sw,
+            ph: self.ph,
+            pw: self.pw,
+        }
+    }
+
     /// The window of `op` over input (n, c, h, w) with `o` output channels; fails naming `op`
     /// when the padded input is shorter than the kernel.
     fn new(
