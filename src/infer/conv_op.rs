@@ -690,8 +690,33 @@ mod tests {
         )?;
         let k = model.add_const("k", k)?;
         let b = model.add_const("b", Tensor::from_shape(&[o], &values(o, 2))?)?;
-        let pool_spec = PoolSpec {
-            data_format: if n.is_some() {
+        let pool_spec = window_spec(n.is_some(), kernel, padding, strides, [c, o]);
+        let conv = Conv {
+            pool_spec,
+            kernel_fmt: KernelFormat::OIHW,
+            group,
+            q_params: None,
+        };
+        let y = model.wire_node("conv", conv, &[x, k, b])?;
+        model.select_output_outlets(&y)?;
+        Ok(model)
+    }
+
+    /// Zero padding of `p` before and after on each axis.
+    fn explicit(p: [usize; 2]) -> PaddingSpec {
+        PaddingSpec::Explicit(p.into_iter().collect(), p.into_iter().collect())
+    }
+
+    /// A window over NCHW (`batched`) or CHW data of `c` channels, giving `o`.
+    fn window_spec(
+        batched: bool,
+        kernel: [usize; 2],
+        padding: PaddingSpec,
+        strides: [usize; 2],
+        [c, o]: [usize; 2],
+    ) -> PoolSpec {
+        PoolSpec {
+            data_format: if batched {
                 DataFormat::NCHW
             } else {
                 DataFormat::CHW
@@ -702,16 +727,15 @@ mod tests {
             strides: Some(strides.into_iter().collect()),
             input_channels: c,
             output_channels: o,
-        };
-        let conv = Conv {
-            pool_spec,
-            kernel_fmt: KernelFormat::OIHW,
-            group,
-            q_params: None,
-        };
-        let y = model.wire_node("conv", conv, &[x, k, b])?;
-        model.select_output_outlets(&y)?;
-        Ok(model)
+        }
+    }
+
+    /// `model` with one op, swapped, agrees with tract's own plan to 1e-5.
+    fn assert_swapped_and_agree(model: TypedModel, case: &str) -> TractResult<()> {
+        let (swapped, d) = swap_and_compare(model)?;
+        assert_eq!(swapped, 1, "{case}");
+        assert!(d < 1e-5, "{case}: max difference {d:e}");
+        Ok(())
     }
 
     /// Swaps what it can in `model`, then runs both it and tract's own plan on the same input;
@@ -750,8 +774,6 @@ mod tests {
 
     #[test]
     fn symmetric_stride_one_convs_are_swapped_and_agree() -> TractResult<()> {
-        let explicit =
-            |p: [usize; 2]| PaddingSpec::Explicit(p.into_iter().collect(), p.into_iter().collect());
         for (n, kernel, padding) in [
             (Some(2), [3, 5], explicit([1, 2])),
             (Some(1), [7, 7], explicit([3, 3])),
@@ -760,12 +782,8 @@ mod tests {
             (None, [3, 3], explicit([1, 0])),
             (Some(2), [1, 1], PaddingSpec::Valid),
         ] {
-            let (swapped, d) = swap_and_compare(conv_model(n, kernel, padding.clone(), [1, 1])?)?;
-            assert_eq!(swapped, 1, "{n:?} {kernel:?} {padding:?}");
-            assert!(
-                d < 1e-5,
-                "{n:?} {kernel:?} {padding:?}: max difference {d:e}"
-            );
+            let case = format!("{n:?} {kernel:?} {padding:?}");
+            assert_swapped_and_agree(conv_model(n, kernel, padding, [1, 1])?, &case)?;
         }
         Ok(())
     }
@@ -840,8 +858,6 @@ mod tests {
     /// CP-Mobile's depthwise strides, and others, with explicit and computed paddings.
     #[test]
     fn depthwise_convs_are_swapped_and_agree() -> TractResult<()> {
-        let explicit =
-            |p: [usize; 2]| PaddingSpec::Explicit(p.into_iter().collect(), p.into_iter().collect());
         for (n, kernel, padding, strides) in [
             (Some(2), [3, 3], explicit([1, 1]), [1, 1]),
             (Some(1), [3, 3], explicit([1, 1]), [2, 2]),
@@ -851,11 +867,9 @@ mod tests {
             (Some(1), [3, 3], PaddingSpec::Valid, [2, 2]),
             (None, [3, 3], explicit([1, 1]), [2, 1]),
         ] {
-            let model = grouped_model(n, kernel, padding.clone(), strides, [6, 6, 6])?;
-            let (swapped, d) = swap_and_compare(model)?;
             let case = format!("{n:?} {kernel:?} {padding:?} {strides:?}");
-            assert_eq!(swapped, 1, "{case}");
-            assert!(d < 1e-5, "{case}: max difference {d:e}");
+            let model = grouped_model(n, kernel, padding, strides, [6, 6, 6])?;
+            assert_swapped_and_agree(model, &case)?;
         }
         Ok(())
     }
@@ -877,18 +891,14 @@ mod tests {
 
     #[test]
     fn strided_convs_are_swapped_and_agree() -> TractResult<()> {
-        let explicit =
-            |p: [usize; 2]| PaddingSpec::Explicit(p.into_iter().collect(), p.into_iter().collect());
         for (n, kernel, padding, strides) in [
             (Some(2), [3, 3], explicit([1, 1]), [2, 2]),
             (Some(1), [1, 1], PaddingSpec::Valid, [2, 2]),
             (Some(1), [3, 3], PaddingSpec::SameUpper, [2, 1]),
             (None, [3, 2], explicit([1, 0]), [1, 3]),
         ] {
-            let (swapped, d) = swap_and_compare(conv_model(n, kernel, padding.clone(), strides)?)?;
             let case = format!("{n:?} {kernel:?} {padding:?} {strides:?}");
-            assert_eq!(swapped, 1, "{case}");
-            assert!(d < 1e-5, "{case}: max difference {d:e}");
+            assert_swapped_and_agree(conv_model(n, kernel, padding, strides)?, &case)?;
         }
         Ok(())
     }
@@ -901,15 +911,7 @@ mod tests {
             let shape = [2, 4, 9, 11];
             let mut model = TypedModel::default();
             let x = model.add_source("x", f32::fact(shape))?;
-            let pool_spec = PoolSpec {
-                data_format: DataFormat::NCHW,
-                kernel_shape: tvec!(3, 3),
-                padding: PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1)),
-                dilations: None,
-                strides: Some(tvec!(1, 2)),
-                input_channels: 4,
-                output_channels: 4,
-            };
+            let pool_spec = window_spec(true, [3, 3], explicit([1, 1]), [1, 2], [4, 4]);
             let pool = SumPool::new(pool_spec, count_include_pad, true);
             let y = model.wire_node("pool", pool, &[x])?;
             model.select_output_outlets(&y)?;
@@ -923,21 +925,10 @@ mod tests {
     /// A max pool without padding runs as ours; one with padding stays with tract.
     #[test]
     fn max_pools_without_padding_are_swapped_and_agree() -> TractResult<()> {
-        for (padding, expected) in [
-            (PaddingSpec::Valid, 1),
-            (PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1)), 0),
-        ] {
+        for (padding, expected) in [(PaddingSpec::Valid, 1), (explicit([1, 1]), 0)] {
             let mut model = TypedModel::default();
             let x = model.add_source("x", f32::fact([2, 4, 27, 23]))?;
-            let pool_spec = PoolSpec {
-                data_format: DataFormat::NCHW,
-                kernel_shape: tvec!(5, 5),
-                padding,
-                dilations: None,
-                strides: Some(tvec!(5, 5)),
-                input_channels: 4,
-                output_channels: 4,
-            };
+            let pool_spec = window_spec(true, [5, 5], padding, [5, 5], [4, 4]);
             let y = model.wire_node("pool", MaxPool::new(pool_spec, None), &[x])?;
             model.select_output_outlets(&y)?;
             let (swapped, d) = swap_and_compare(model)?;

@@ -398,9 +398,10 @@ impl Classifier {
 }
 
 /// The runnable plan of `model` for an input of `shape`, its convolutions run by `conv`: swap
-/// in ours for 1×1 convs, declutter, swap in ours for the others, optimise. After decluttering a convolution is still one `Conv` node
-/// with its padding and BN folded in; optimising would lower it to im2col. Public for
-/// `examples/tract_profile.rs`, which must profile the plan `Classifier` runs.
+/// in ours for 1×1 convs, declutter, swap in ours for the other convs and the pools, optimise.
+/// After decluttering a convolution is still one `Conv` node with its padding and BN folded in;
+/// optimising would lower it to im2col. Public for `examples/tract_profile.rs`, which must
+/// profile the plan `Classifier` runs.
 pub fn optimized_plan(
     model: &InferenceModel,
     shape: &[usize],
