@@ -18,9 +18,9 @@
 //! phases are written once per buffer and stay zero from one plane to the next.
 //!
 //! A stride-1 plane whose padding keeps its size (OH × OW = H × W: most of CP-Mobile's layers,
-//! UBN's BNET conv, and every such layer's input gradient) skips the phases on the AVX-512 path
-//! ([`InPlace`]): the flat trick runs on the input's own pitch with the taps that would wrap
-//! into a neighbouring row masked off, and writes the output where it belongs. Its weight
+//! UBN's BNET conv, and every such layer's input gradient) skips the phases on the AVX-512 and
+//! AVX2 paths ([`InPlace`]): the flat trick runs on the input's own pitch with the taps that
+//! would wrap into a neighbouring row masked off, and writes the output where it belongs. Its weight
 //! gradient likewise reads both planes where they lie, on every path.
 //!
 //! Why not fused multiply-adds: with a separate multiply and add every path (AVX-512, AVX2,
@@ -111,7 +111,7 @@ struct Scratch {
 }
 
 /// A stride-1 plane whose padding keeps its size (OH × OW = H × W, CP-Mobile's 3×3 layers
-/// and their input gradients) on the AVX-512 path, computed without phase planes: output f of
+/// and their input gradients) on the AVX-512 and AVX2 paths, computed without phase planes: output f of
 /// the plane (row-major) reads input `f + offsets[t]` for tap t, the same flat trick with the
 /// input's own pitch, and the taps that would wrap into a neighbouring row or past the plane
 /// are masked off (loaded as zero, which is what the padding holds). Copying each plane into
@@ -119,29 +119,61 @@ struct Scratch {
 struct InPlace {
     /// Per tap, row-major: (i − PH)·W + (j − PW).
     offsets: Vec<isize>,
-    /// Per tile of V vectors of L outputs (the plane padded to whole tiles), per tap, per
-    /// vector: the lanes whose input lies inside the plane.
-    masks: Vec<u16>,
+    masks: Masks,
+}
+
+/// Which lanes of each tap's load hold input rather than padding, in the form each path
+/// applies them.
+enum Masks {
+    /// AVX-512: per tile of V vectors of L outputs (the plane padded to whole tiles), per tap,
+    /// per vector, the lanes whose input lies inside the plane, as a mask register's bits.
+    Lanes(Vec<u16>),
+    /// AVX2, which has no mask registers and whose masked loads cost more than a plain load
+    /// and an AND: per vector of L outputs (padded to whole tiles), per kernel column j, the
+    /// lanes whose column t + j − PW lies inside the row (all bits set, else zero). Rows above
+    /// and below the plane are masked only on the tiles whose reach leaves it (run time).
+    Columns(Vec<[i32; 8]>),
 }
 
 impl InPlace {
     fn new(g: &Depthwise, isa: Isa) -> Option<InPlace> {
-        if !(keeps_size(g) && matches!(isa, Isa::Avx512)) {
+        if !keeps_size(g) {
             return None;
         }
         let (l, v) = blocking(isa);
         let n = g.h * g.w;
         let taps = tap_shifts(g);
-        let mut masks = vec![0u16; n.div_ceil(l * v) * v * taps.len()];
-        for f in 0..n {
-            let (tile, vec) = (f / (l * v), f / l % v);
-            let m = &mut masks[tile * v * taps.len()..][..v * taps.len()];
-            for (m, &t) in m.iter_mut().skip(vec).step_by(v).zip(&taps) {
-                if reads_inside(g, f, t) {
-                    *m |= 1 << (f % l);
+        let masks = match isa {
+            Isa::Avx512 => {
+                let mut masks = vec![0u16; n.div_ceil(l * v) * v * taps.len()];
+                for f in 0..n {
+                    let (tile, vec) = (f / (l * v), f / l % v);
+                    let m = &mut masks[tile * v * taps.len()..][..v * taps.len()];
+                    for (m, &t) in m.iter_mut().skip(vec).step_by(v).zip(&taps) {
+                        if reads_inside(g, f, t) {
+                            *m |= 1 << (f % l);
+                        }
+                    }
                 }
+                Masks::Lanes(masks)
             }
-        }
+            Isa::Avx2 => {
+                let vectors = n.div_ceil(l * v) * v;
+                let columns = (0..vectors * g.kw).map(|e| {
+                    let (vec, j) = (e / g.kw, (e % g.kw) as isize - g.pw as isize);
+                    std::array::from_fn(|lane| {
+                        let t = ((vec * l + lane) % g.w) as isize + j;
+                        if (0..g.w as isize).contains(&t) {
+                            -1
+                        } else {
+                            0
+                        }
+                    })
+                });
+                Masks::Columns(columns.collect())
+            }
+            Isa::Portable => return None,
+        };
         let w = g.w as isize;
         Some(InPlace {
             offsets: taps.iter().map(|&(di, dj)| di * w + dj).collect(),
@@ -480,13 +512,23 @@ fn plane(
 ) {
     #[cfg(target_arch = "x86_64")]
     if let Some(p) = &plan.in_place {
-        assert!(x.len() == y.len() && p.masks.len() >= x.len().div_ceil(16) * k.len());
-        // SAFETY: InPlace::new made the path AVX-512 and the plane OH × OW = H × W; its masks
-        // cover every output and tap, and a lane is loaded only where its input is inside `x`.
-        unsafe {
-            let y = y.as_mut_ptr() as *mut f32;
-            avx512::in_place(x.as_ptr(), &p.offsets, &p.masks, k, bias, x.len(), y)
-        };
+        let (xp, n, yp) = (x.as_ptr(), x.len(), y.as_mut_ptr() as *mut f32);
+        assert_eq!(n, y.len());
+        match &p.masks {
+            Masks::Lanes(m) => {
+                assert!(m.len() >= n.div_ceil(avx512::L) * k.len());
+                // SAFETY: InPlace::new made the path AVX-512 and the plane OH × OW = H × W; its
+                // masks cover every output and tap, and a lane is loaded only where its input is
+                // inside `x`.
+                unsafe { avx512::in_place(xp, &p.offsets, m, k, bias, n, yp) };
+            }
+            Masks::Columns(c) => {
+                assert!(c.len() >= n.div_ceil(avx2::L) * plan.g.kw);
+                // SAFETY: as above for the AVX2 path; the kernel checks the rows' bounds itself.
+                let size = (plan.g.kh, plan.g.kw, plan.g.pw);
+                unsafe { avx2::in_place((xp, &p.offsets, c, k, bias, n, yp), size) };
+            }
+        }
         return;
     }
     s.fill(x, plan);
@@ -593,6 +635,101 @@ mod avx2 {
 
     pub const L: usize = 8;
     pub const V: usize = 4;
+
+    /// `avx512::in_place` on AVX2: `out[f] = bias + Σ_t k[t] · x[f + offsets[t]]`, V vectors at
+    /// a time, the taps in order, each product rounded before it is added. Tap t's lanes are
+    /// cut to those `columns` lets in for its kernel column (t mod KW): a plain load and an AND
+    /// (a masked load costs more), and a masked load that also checks the rows' bounds for the
+    /// few vectors whose tap reaches outside `x`. Masked-off lanes are +0, as padding.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `x` and `out` have `n` floats; `offsets` and `k` run row-major over a
+    /// KH × KW kernel; `columns` holds KW masks per vector for n rounded up to whole tiles.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn in_place(a: Args, size: (usize, usize, usize)) {
+        // 3 × 3 (CP-Mobile's, UBN's default) with the taps unrolled: the loop over taps had cost
+        // more instructions than its arithmetic.
+        if size == (3, 3, 1) {
+            in_place_sized::<3, 3, 1>(a, size)
+        } else {
+            in_place_sized::<0, 0, 0>(a, size)
+        }
+    }
+
+    /// Arguments of [`in_place`] besides the kernel's size (KH, KW, PW): `x`, `offsets`,
+    /// `columns`, `k`, `bias`, `n`, `out`.
+    pub type Args<'a> = (
+        *const f32,
+        &'a [isize],
+        &'a [[i32; 8]],
+        &'a [f32],
+        f32,
+        usize,
+        *mut f32,
+    );
+
+    /// [`in_place`] for a kernel of KH × KW with padding PW known at compile time (KH > 0) or
+    /// given at run time (KH = 0).
+    #[inline(always)]
+    unsafe fn in_place_sized<const KH: usize, const KW: usize, const PW: usize>(
+        (x, offsets, columns, k, bias, n, out): Args,
+        size: (usize, usize, usize),
+    ) {
+        let (kh, kw, pw) = if KH > 0 { (KH, KW, PW) } else { size };
+        debug_assert_eq!(offsets.len(), kh * kw);
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let (before, end) = (_mm256_set1_epi32(-1), _mm256_set1_epi32(n as i32));
+        let lo = offsets.iter().copied().min().unwrap_or(0);
+        let hi = offsets.iter().copied().max().unwrap_or(0);
+        for f in (0..n).step_by(V * L) {
+            let mut acc = [_mm256_set1_ps(bias); V];
+            let cols = columns.as_ptr().add(f / L * kw) as *const __m256i;
+            let xf = x.wrapping_add(f);
+            // Whether every load of the tile lies inside `x` (all but the first and last few
+            // tiles of a plane), so that no vector needs its bounds checked.
+            let inside = f as isize + lo >= 0 && (f + V * L) as isize + hi <= n as isize;
+            for i in 0..kh {
+                for j in 0..kw {
+                    let t = i * kw + j;
+                    let off = *offsets.get_unchecked(t);
+                    let wv = _mm256_set1_ps(*k.get_unchecked(t));
+                    let xt = xf.wrapping_offset(off);
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        let at = (f + v * L) as isize + off;
+                        let m = _mm256_loadu_si256(cols.add(v * kw + j));
+                        let xv = if inside || (at >= 0 && at + L as isize <= n as isize) {
+                            let xv = _mm256_loadu_ps(xt.add(v * L));
+                            // The centre column never leaves the row.
+                            if j == pw {
+                                xv
+                            } else {
+                                _mm256_and_ps(xv, _mm256_castsi256_ps(m))
+                            }
+                        } else {
+                            let idx = _mm256_add_epi32(_mm256_set1_epi32(at as i32), lane);
+                            let rows = _mm256_and_si256(
+                                _mm256_cmpgt_epi32(idx, before),
+                                _mm256_cmpgt_epi32(end, idx),
+                            );
+                            _mm256_maskload_ps(xt.wrapping_add(v * L), _mm256_and_si256(m, rows))
+                        };
+                        *a = _mm256_add_ps(*a, _mm256_mul_ps(xv, wv));
+                    }
+                }
+            }
+            for (v, a) in acc.iter().enumerate() {
+                let at = f + v * L;
+                if at + L <= n {
+                    _mm256_storeu_ps(out.add(at), *a);
+                } else if at < n {
+                    // A partial vector through the stack: AMD's masked stores are slow.
+                    let mut last = [0f32; L];
+                    _mm256_storeu_ps(last.as_mut_ptr(), *a);
+                    std::ptr::copy_nonoverlapping(last.as_ptr(), out.add(at), n - at);
+                }
+            }
+        }
+    }
 
     /// # Safety
     /// As `avx512::flat`, for a CPU with AVX2 and FMA.
@@ -703,8 +840,9 @@ mod tests {
             dw([2, 6, 5], [2, 4], [2, 3], [2, 3]),
             dw([3, 5, 1], [3, 1], [1, 1], [1, 0]),
             dw([1, 1, 40], [1, 7], [1, 2], [0, 3]),
-            // Stride 1 keeping the size, computed in place on AVX-512: a partial vector in
-            // one tile, and whole tiles then a partial one.
+            // Stride 1 keeping the size, computed in place on AVX-512 and AVX2: a partial
+            // vector in one tile, and whole tiles then a partial one (5 × 5 takes AVX2's
+            // general kernel, 3 × 3 its unrolled one).
             dw([2, 9, 7], [5, 5], [1, 1], [2, 2]),
             dw([3, 20, 9], [3, 3], [1, 1], [1, 1]),
             // Stride 1 with padding beyond K − 1: the input gradient drops leading entries.
