@@ -164,16 +164,13 @@ impl UnifiedBn {
         if n == 1 {
             return Ok(1.0);
         }
-        let xn = unit_rows(&x.narrow(0, 0, n)?)?;
-        let gram = xn.matmul(&xn.t()?)?.sum_all()?;
-        let gram_sum = gram.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        Ok((gram_sum - n as f64) / (n * (n - 1)) as f64)
+        Ok(mean_cosine(&unit_row_sum(&x.narrow(0, 0, n)?)?, n))
     }
 
     /// [`Self::batch_cosine`] over the whole batch of a data-parallel step (synchronised BN),
-    /// whose first samples may sit on several ranks: the sum of all their cosines is |Σ x̂ᵢ|²
-    /// with x̂ᵢ the unit rows, so each rank sends the sum of its rows among them (every rank then
-    /// takes the same gate decision, as it must: the batch branch all-reduces, the other not).
+    /// whose first samples may sit on several ranks: each rank sends the sum of its unit rows
+    /// among them ([`mean_cosine`]; every rank then takes the same gate decision, as it must: the
+    /// batch branch all-reduces, the other not).
     fn synchronised_cosine(&self, x: &Tensor, across: &Across, rows: BatchRows) -> Result<f64> {
         let n = rows.total.min(self.cos_samples);
         if n == 1 {
@@ -183,13 +180,10 @@ impl UnifiedBn {
         let d = x.elem_count() / x.dim(0)?.max(1);
         let mut sum = vec![0f64; d];
         if local > 0 {
-            let v = unit_rows(&x.narrow(0, 0, local)?)?.sum(0)?;
-            let v = v.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-            sum.copy_from_slice(&v);
+            sum = unit_row_sum(&x.narrow(0, 0, local)?)?;
         }
         across.sum(&mut sum);
-        let gram_sum: f64 = sum.iter().map(|v| v * v).sum();
-        Ok((gram_sum - n as f64) / (n * (n - 1)) as f64)
+        Ok(mean_cosine(&sum, n))
     }
 
     /// Updates `moving_cos` and returns whether batch statistics are used (FCT, §5.2).
@@ -207,12 +201,23 @@ impl UnifiedBn {
     }
 }
 
-/// The rows of `x` (N, ...) flattened and scaled to unit length (`cosine_similarity`'s ε), without
-/// gradient.
-fn unit_rows(x: &Tensor) -> Result<Tensor> {
+/// The sum Σ x̂ᵢ of the rows of `x` (N, ...), flattened and scaled to unit length
+/// (`cosine_similarity`'s ε), without gradient.
+fn unit_row_sum(x: &Tensor) -> Result<Vec<f64>> {
     let xs = x.detach().flatten_from(1)?;
     let norms = xs.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(COS_EPS)?;
-    xs.broadcast_div(&norms)
+    xs.broadcast_div(&norms)?
+        .sum(0)?
+        .to_dtype(DType::F64)?
+        .to_vec1::<f64>()
+}
+
+/// Mean off-diagonal cosine of `n` unit rows from their sum: the sum of every pair's cosine,
+/// the diagonal's n ones included, is |Σ x̂ᵢ|², so the n × n Gram matrix (n²·d multiply-adds, the
+/// gate's main cost) is never formed.
+fn mean_cosine(unit_sum: &[f64], n: usize) -> f64 {
+    let all: f64 = unit_sum.iter().map(|v| v * v).sum();
+    (all - n as f64) / (n * (n - 1)) as f64
 }
 
 impl Norm for UnifiedBn {
