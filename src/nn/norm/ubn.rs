@@ -205,9 +205,12 @@ impl UnifiedBn {
 /// (`cosine_similarity`'s ε), without gradient.
 fn unit_row_sum(x: &Tensor) -> Result<Vec<f64>> {
     let xs = x.detach().flatten_from(1)?;
-    let norms = xs.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(COS_EPS)?;
-    xs.broadcast_div(&norms)?
-        .sum(0)?
+    let inv = xs.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(COS_EPS)?.recip()?;
+    // One (1 × N)·(N × D) product: scaling the rows and summing them with candle's reduction
+    // over the first axis made the gate cost more than the Gram matrix it replaces.
+    inv.t()?
+        .matmul(&xs)?
+        .flatten_all()?
         .to_dtype(DType::F64)?
         .to_vec1::<f64>()
 }
