@@ -20,8 +20,8 @@
 //! A stride-1 plane whose padding keeps its size (OH × OW = H × W: most of CP-Mobile's layers,
 //! UBN's BNET conv, and every such layer's input gradient) skips the phases on the AVX-512 and
 //! AVX2 paths ([`InPlace`]): the flat trick runs on the input's own pitch with the taps that
-//! would wrap into a neighbouring row masked off, and writes the output where it belongs. Its weight
-//! gradient likewise reads both planes where they lie, on every path.
+//! would wrap into a neighbouring row masked off, and writes the output where it belongs. Its
+//! weight gradient likewise reads both planes where they lie, on every path.
 //!
 //! Why not fused multiply-adds: with a separate multiply and add every path (AVX-512, AVX2,
 //! portable) gives the same bits, and the same bits as the scalar training kernel this replaced
@@ -111,11 +111,12 @@ struct Scratch {
 }
 
 /// A stride-1 plane whose padding keeps its size (OH × OW = H × W, CP-Mobile's 3×3 layers
-/// and their input gradients) on the AVX-512 and AVX2 paths, computed without phase planes: output f of
-/// the plane (row-major) reads input `f + offsets[t]` for tap t, the same flat trick with the
-/// input's own pitch, and the taps that would wrap into a neighbouring row or past the plane
-/// are masked off (loaded as zero, which is what the padding holds). Copying each plane into
-/// and out of the phase planes had cost more than the arithmetic (`docs/benchmarks.md`).
+/// and their input gradients) on the AVX-512 and AVX2 paths, computed without phase planes:
+/// output f of the plane (row-major) reads input `f + offsets[t]` for tap t, the same flat
+/// trick with the input's own pitch, and the taps that would wrap into a neighbouring row or
+/// past the plane are masked off (loaded as zero, which is what the padding holds). Copying
+/// each plane into and out of the phase planes had cost more than the arithmetic
+/// (`docs/benchmarks.md`).
 struct InPlace {
     /// Per tap, row-major: (i − PH)·W + (j − PW).
     offsets: Vec<isize>,
@@ -131,7 +132,7 @@ enum Masks {
     /// AVX2, which has no mask registers and whose masked loads cost more than a plain load
     /// and an AND: per vector of L outputs (padded to whole tiles), per kernel column j, the
     /// lanes whose column t + j − PW lies inside the row (all bits set, else zero). Rows above
-    /// and below the plane are masked only on the tiles whose reach leaves it (run time).
+    /// and below the plane are masked at run time, on the vectors whose tap reaches outside it.
     Columns(Vec<[i32; 8]>),
 }
 
