@@ -380,7 +380,7 @@ pub fn weight_gradient(x: &[f32], gy: &[f32], n: usize, g: &Depthwise, isa: Isa)
 }
 
 /// [`weight_gradient`] of a stride-1 plane that keeps its size, with each tap's dot product
-/// read where the planes lie ([`reduce::shifted_dot`], masked where the tap falls on padding)
+/// read where the planes lie ([`reduce::shifted_dots`], masked where the tap falls on padding)
 /// instead of through phase planes: for UBN's BNET conv at every norm layer, filling the
 /// phases and copying the output gradient had cost more than the dot products (`perf`,
 /// `docs/benchmarks.md`). Same bits on every path; they differ from the phased sum's only by the
@@ -403,11 +403,20 @@ fn weight_gradient_in_place(x: &[f32], gy: &[f32], n: usize, g: &Depthwise, isa:
         .into_par_iter()
         .map(|c| {
             let mut acc = vec![0f64; kk];
-            for b in 0..n {
+            let plane = |b: usize| {
                 let p = (b * g.c + c) * hw;
-                let (xp, gp) = (&x[p..][..hw], &gy[p..][..hw]);
+                (&x[p..][..hw], &gy[p..][..hw])
+            };
+            // Samples in pairs (an odd last one beside itself, its twin's sums dropped); each
+            // sample's sums are still added in sample order.
+            for b in (0..n).step_by(2) {
+                let ((x0, g0), (x1, g1)) = (plane(b), plane((b + 1).min(n - 1)));
                 for ((a, &(di, dj)), m) in acc.iter_mut().zip(&taps).zip(&masks) {
-                    *a += reduce::shifted_dot(gp, xp, di * w + dj, m, isa);
+                    let [s0, s1] = reduce::shifted_dots([g0, g1], [x0, x1], di * w + dj, m, isa);
+                    *a += s0;
+                    if b + 1 < n {
+                        *a += s1;
+                    }
                 }
             }
             acc.into_iter().map(|v| v as f32).collect()

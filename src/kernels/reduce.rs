@@ -123,12 +123,21 @@ unsafe fn dot_imp<V: Lanes>(x: &[f32], y: &[f32]) -> f64 {
 /// # Safety
 /// As [`sum_imp`].
 #[inline(always)]
-unsafe fn shifted_dot_imp<V: Lanes>(y: &[f32], x: &[f32], off: isize, masks: &[u16]) -> f64 {
+unsafe fn shifted_dots_imp<V: Lanes>(
+    [y0, y1]: [&[f32]; 2],
+    [x0, x1]: [&[f32]; 2],
+    off: isize,
+    masks: &[u16],
+) -> [f64; 2] {
     assert!(
-        masks.len() >= y.len().div_ceil(LANES),
+        y0.len() == y1.len() && x0.len() == x1.len(),
+        "shifted dot: planes of unequal lengths"
+    );
+    assert!(
+        masks.len() >= y0.len().div_ceil(LANES),
         "shifted dot: too few masks"
     );
-    let (py, px, len) = (y.as_ptr(), x.as_ptr(), x.len() as isize);
+    let (len, [py0, py1, px0, px1]) = (x0.len() as isize, [y0, y1, x0, x1].map(|p| p.as_ptr()));
     // Set bits only where x[i + off] exists: checked for the vectors that reach past either
     // end of `x`, so that no masked load reads outside it.
     let inside = |i: usize, m: u16| {
@@ -136,27 +145,30 @@ unsafe fn shifted_dot_imp<V: Lanes>(y: &[f32], x: &[f32], off: isize, masks: &[u
         (lo >= 0 && lo + LANES as isize <= len)
             || (0..LANES).all(|k| m >> k & 1 == 0 || (0..len).contains(&(lo + k as isize)))
     };
-    let [s] = blocked::<V, 1>(
-        y.len(),
-        |i, [a]| {
+    blocked::<V, 2>(
+        y0.len(),
+        |i, [a0, a1]| {
             let m = masks[i / LANES];
             assert!(inside(i, m), "shifted dot: mask reads outside x");
-            let xv = V::load_masked(px.wrapping_offset(i as isize + off), m);
-            *a = a.add(V::load(py.add(i)).mul(xv));
+            let at = i as isize + off;
+            let xv0 = V::load_masked(px0.wrapping_offset(at), m);
+            let xv1 = V::load_masked(px1.wrapping_offset(at), m);
+            *a0 = a0.add(V::load(py0.add(i)).mul(xv0));
+            *a1 = a1.add(V::load(py1.add(i)).mul(xv1));
         },
-        |r, [a]| {
+        |r, [a0, a1]| {
             for (k, i) in r.enumerate() {
-                let set = masks[i / LANES] >> (i % LANES) & 1 == 1;
-                let xv = if set {
-                    x[(i as isize + off) as usize]
+                if masks[i / LANES] >> (i % LANES) & 1 == 1 {
+                    let at = (i as isize + off) as usize;
+                    a0[k] += y0[i] * x0[at];
+                    a1[k] += y1[i] * x1[at];
                 } else {
-                    0.0
-                };
-                a[k] += y[i] * xv;
+                    a0[k] += y0[i] * 0.0;
+                    a1[k] += y1[i] * 0.0;
+                }
             }
         },
-    );
-    s
+    )
 }
 
 /// # Safety
@@ -243,10 +255,14 @@ kernel! {
 }
 
 kernel! {
-    /// Σ y[i] · x[i + off] over i in 0..len(y), taking 0 for x where bit i mod 16 of
-    /// `masks[i / 16]` is clear (those values are not read): the depthwise weight gradient of a
-    /// plane that keeps its size, read where it lies. Panics when a set bit points outside `x`.
-    pub fn shifted_dot(y: &[f32], x: &[f32], off: isize, masks: &[u16]) -> f64 = shifted_dot_imp;
+    /// For two planes p (two samples, one channel), Σ y_p[i] · x_p[i + off] over i in
+    /// 0..len(y_p), taking 0 for x where bit i mod 16 of `masks[i / 16]` is clear (those values
+    /// are not read): the depthwise weight gradient of a plane that keeps its size, read where it
+    /// lies. Two planes per pass so that two independent sums hide the adds' latency (one sum
+    /// alone was latency-bound); each is what it would be alone. Panics when a set bit points
+    /// outside `x`.
+    pub fn shifted_dots(y: [&[f32]; 2], x: [&[f32]; 2], off: isize, masks: &[u16]) -> [f64; 2]
+        = shifted_dots_imp;
 }
 
 kernel! {
@@ -347,12 +363,17 @@ mod tests {
                     .sum();
                 let abs: f64 = y.iter().map(|v| v.abs() as f64).sum();
                 let mut first = None;
+                let (x2, y2) = (values(len, 7), values(len, 8));
                 for isa in paths() {
-                    let got = shifted_dot(&y, &x, off, &masks, isa);
-                    close(got, want, abs, &format!("{isa:?} shifted dot {off}, {len}"));
-                    match first {
-                        None => first = Some(got.to_bits()),
-                        Some(b) => assert_eq!(got.to_bits(), b, "{isa:?} differs"),
+                    // In either slot, beside another plane.
+                    for [a, b] in [[0, 1], [1, 0]] {
+                        let (ys, xs) = ([&y[..], &y2[..]], [&x[..], &x2[..]]);
+                        let got = shifted_dots([ys[a], ys[b]], [xs[a], xs[b]], off, &masks, isa)[a];
+                        close(got, want, abs, &format!("{isa:?} shifted dot {off}, {len}"));
+                        match first {
+                            None => first = Some(got.to_bits()),
+                            Some(b) => assert_eq!(got.to_bits(), b, "{isa:?} differs"),
+                        }
                     }
                 }
             }
@@ -364,7 +385,7 @@ mod tests {
     fn a_mask_pointing_outside_is_refused() {
         let (x, y) = (values(40, 1), values(40, 2));
         let masks = vec![u16::MAX; 3];
-        shifted_dot(&y, &x, -1, &masks, Isa::best());
+        shifted_dots([&y; 2], [&x; 2], -1, &masks, Isa::best());
     }
 
     #[test]
