@@ -34,7 +34,7 @@ fn profile() -> TractResult<()> {
     let batch: usize = args[1].parse()?;
     let mels: usize = args[2].parse()?;
     let frames: usize = args[3].parse()?;
-    let runs: usize = args.get(4).map_or(Ok(20), |r| r.parse())?;
+    let runs: usize = args.get(4).map_or(Ok(20), |r| r.parse::<usize>())?.max(1);
     let model = if args[0].ends_with(".onnx") {
         tract_onnx::onnx().model_for_path(&args[0])?
     } else {
@@ -54,6 +54,7 @@ fn profile() -> TractResult<()> {
     let mut state = SimpleState::new(&plan)?;
     let mut per_node: HashMap<usize, Duration> = HashMap::new();
     let mut total = Duration::ZERO;
+    let mut each = Vec::with_capacity(runs);
     for run in 0..=runs {
         let start = cpu_time();
         let mut times: Vec<(usize, Duration)> = Vec::new();
@@ -65,7 +66,8 @@ fn profile() -> TractResult<()> {
         })?;
         // The first run warms caches and allocations; it is not counted.
         if run > 0 {
-            total += cpu_time() - start;
+            each.push(cpu_time() - start);
+            total += each[run - 1];
             for (id, d) in times {
                 *per_node.entry(id).or_default() += d;
             }
@@ -80,10 +82,13 @@ fn profile() -> TractResult<()> {
             .entry(graph.node(id).op().name().to_string())
             .or_default() += d;
     }
+    // The median as well: on a shared VM a burst of contention moves the mean by 20 %.
+    each.sort();
     println!(
-        "{} at {shape:?}: {:.3} ms per run (mean of {runs})",
+        "{} at {shape:?}: {:.3} ms per run (mean of {runs}), median {:.3} ms",
         args[0],
-        ms(total)
+        ms(total),
+        each[runs / 2].as_secs_f64() * 1e3
     );
     let mut ops: Vec<_> = per_op.into_iter().collect();
     ops.sort_by_key(|o| std::cmp::Reverse(o.1));

@@ -492,8 +492,6 @@ pub(super) unsafe fn tile_of(
         (Isa::Avx2, 1) => avx2::tile::<1>(x, w, bias, s, out),
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, 2) => avx2::tile::<2>(x, w, bias, s, out),
-        #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, 3) => avx2::tile::<3>(x, w, bias, s, out),
         (Isa::Portable, portable::V) => {
             let len = (s.c - 1) * s.plane + (s.kh - 1) * s.stride + s.kw - 1 + portable::L * v;
             let taps = s.c * s.kh * s.kw * portable::OB;
@@ -615,7 +613,11 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     pub const L: usize = 8;
-    pub const OB: usize = 4;
+    /// Twelve accumulators (6 × 2 vectors), two input vectors and a broadcast weight fill the
+    /// 16 registers: with eight (4 × 2) an FMA's 4-cycle latency left the two FMA ports idle
+    /// whenever a load came late (CP-Mobile's 1×1 convs ran at 25–31 GMAC/s; 11 % faster
+    /// plan at 6, docs/benchmarks.md).
+    pub const OB: usize = 6;
     pub const V: usize = 2;
 
     pub const GW_OB: usize = 3;
