@@ -676,22 +676,41 @@ mod avx2 {
             }
         }
         let mut wp = w;
-        for ic in 0..s.c {
-            let xc = x.add(ic * s.plane);
-            for kr in 0..s.kh {
-                let xr = xc.add(kr * s.stride);
-                for ks in 0..s.kw {
-                    let mut xv = [_mm256_setzero_ps(); V];
-                    for (j, xv) in xv.iter_mut().enumerate() {
-                        *xv = _mm256_loadu_ps(xr.add(ks + j * L));
+        if (s.kh, s.kw) == (1, 1) {
+            // One tap per channel: a flat loop without the row and column loops' branches.
+            let mut xc = x;
+            for _ in 0..s.c {
+                let mut xv = [_mm256_setzero_ps(); V];
+                for (j, xv) in xv.iter_mut().enumerate() {
+                    *xv = _mm256_loadu_ps(xc.add(j * L));
+                }
+                for (o, acc) in acc.iter_mut().enumerate() {
+                    let wv = _mm256_set1_ps(*wp.add(o));
+                    for j in 0..V {
+                        acc[j] = _mm256_fmadd_ps(xv[j], wv, acc[j]);
                     }
-                    for (o, acc) in acc.iter_mut().enumerate() {
-                        let wv = _mm256_set1_ps(*wp.add(o));
-                        for j in 0..V {
-                            acc[j] = _mm256_fmadd_ps(xv[j], wv, acc[j]);
+                }
+                wp = wp.add(OB);
+                xc = xc.add(s.plane);
+            }
+        } else {
+            for ic in 0..s.c {
+                let xc = x.add(ic * s.plane);
+                for kr in 0..s.kh {
+                    let xr = xc.add(kr * s.stride);
+                    for ks in 0..s.kw {
+                        let mut xv = [_mm256_setzero_ps(); V];
+                        for (j, xv) in xv.iter_mut().enumerate() {
+                            *xv = _mm256_loadu_ps(xr.add(ks + j * L));
                         }
+                        for (o, acc) in acc.iter_mut().enumerate() {
+                            let wv = _mm256_set1_ps(*wp.add(o));
+                            for j in 0..V {
+                                acc[j] = _mm256_fmadd_ps(xv[j], wv, acc[j]);
+                            }
+                        }
+                        wp = wp.add(OB);
                     }
-                    wp = wp.add(OB);
                 }
             }
         }
