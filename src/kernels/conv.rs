@@ -329,20 +329,16 @@ unsafe fn row(x: &Input, p: &Packed, bias: &[f32], b: usize, r: usize, relu: boo
     for col in (0..ow).step_by(tile) {
         let (src, shape) = x.at(r, col, &g);
         let n = tile.min(ow - col);
-        let out = if n == tile {
-            Store {
-                ptr: y.add(col),
-                stride: plane,
-                channels: oc,
-                relu,
-            }
+        let (ptr, stride) = if n == tile {
+            (y.add(col), plane)
         } else {
-            Store {
-                ptr: part.as_mut_ptr(),
-                stride: tile,
-                channels: ob,
-                relu,
-            }
+            (part.as_mut_ptr(), tile)
+        };
+        let out = Store {
+            ptr,
+            stride,
+            channels: oc,
+            relu,
         };
         // SAFETY: the input holds rows r..r+kh and columns col..col+tile+kw-1 of every channel
         // from `src` (Input::new sizes it for whole tiles); `w` holds taps × ob weights; `out`
@@ -489,9 +485,9 @@ pub(super) unsafe fn tile_of(
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512, 3) => avx512::tile::<3>(x, w, bias, s, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, 1) => avx2::tile::<1>(x, w, bias, s, out),
+        (Isa::Avx2, 1) => avx2::tile_of::<1>(x, w, bias, s, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, 2) => avx2::tile::<2>(x, w, bias, s, out),
+        (Isa::Avx2, 2) => avx2::tile_of::<2>(x, w, bias, s, out),
         (Isa::Portable, portable::V) => {
             let len = (s.c - 1) * s.plane + (s.kh - 1) * s.stride + s.kw - 1 + portable::L * v;
             let taps = s.c * s.kh * s.kw * portable::OB;
@@ -659,18 +655,40 @@ mod avx2 {
         }
     }
 
+    /// [`tile`] over the block's first 2, 4 or all OB channels, the fewest that hold
+    /// `out.channels`: a layer whose channels are not a multiple of OB (32 = 5 · 6 + 2, the
+    /// baseline's 16) computes no padding channels but those of one pair.
+    ///
     /// # Safety
     /// As `avx512::tile`, for a CPU with AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile<const V: usize>(
+    pub unsafe fn tile_of<const V: usize>(
         x: *const f32,
         w: *const f32,
         bias: &[f32],
         s: &TileShape,
         out: Store,
     ) {
-        let mut acc = [[_mm256_setzero_ps(); V]; OB];
-        for o in 0..OB {
+        match out.channels {
+            0..=2 => tile::<2, V>(x, w, bias, s, out),
+            3..=4 => tile::<4, V>(x, w, bias, s, out),
+            _ => tile::<OB, V>(x, w, bias, s, out),
+        }
+    }
+
+    /// The first K channels of a block of OB (weights packed OB to a tap).
+    ///
+    /// # Safety
+    /// As `avx512::tile`, for a CPU with AVX2 and FMA; K ≤ OB and `out.channels` ≤ K.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile<const K: usize, const V: usize>(
+        x: *const f32,
+        w: *const f32,
+        bias: &[f32],
+        s: &TileShape,
+        out: Store,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); V]; K];
+        for o in 0..K {
             for a in acc[o].iter_mut() {
                 *a = _mm256_set1_ps(bias[o]);
             }

@@ -252,7 +252,7 @@ impl<'a> Task<'a> {
                             conv::Store {
                                 ptr: self.prod[xi * ob * tw..][..ob * tw].as_mut_ptr(),
                                 stride: tw,
-                                channels: ob,
+                                channels: ob.min(g.o - b * ob),
                                 relu: false,
                             },
                         )
