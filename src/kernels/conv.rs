@@ -197,6 +197,9 @@ enum Input<'a> {
         tail: Padded,
         tail_col: usize,
     },
+    /// A 1×1 conv's channels at `offsets` into `x`, each readable for whole tiles
+    /// ([`forward_indirect`]).
+    Indirect { x: &'a [f32], offsets: &'a [usize] },
 }
 
 impl<'a> Input<'a> {
@@ -215,13 +218,14 @@ impl<'a> Input<'a> {
     }
 
     /// The first input a tile at output row `r`, column `col` reads, and the strides it walks.
-    fn at(&self, r: usize, col: usize, g: &Conv) -> (*const f32, TileShape) {
+    fn at(&self, r: usize, col: usize, g: &Conv) -> (*const f32, TileShape<'_>) {
         let shape = |plane, stride| TileShape {
             plane,
             stride,
             c: g.c,
             kh: g.kh,
             kw: g.kw,
+            offsets: &[],
         };
         match self {
             Input::Padded(p) => (
@@ -233,6 +237,13 @@ impl<'a> Input<'a> {
                 shape(tail.stride, tail.stride),
             ),
             Input::InPlace { x, .. } => (x[col..].as_ptr(), shape(g.w, g.w)),
+            Input::Indirect { x, offsets } => (
+                x[col..].as_ptr(),
+                TileShape {
+                    offsets,
+                    ..shape(0, g.w)
+                },
+            ),
         }
     }
 }
@@ -261,35 +272,76 @@ pub fn forward_into(
     let plane = oh * ow;
     assert_eq!(x.len(), n * g.c * g.h * g.w, "conv input size");
     assert_eq!(y.len(), n * g.o * plane, "conv output size");
-    let given;
-    let bias = match bias {
-        Some(b) => {
-            assert_eq!(b.len(), g.o, "conv bias size");
-            given = block_bias(Some(b), g.o, p.bias.len());
-            &given
-        }
-        None => &p.bias,
-    };
-    let (l, ob, v) = blocking(p.isa);
-    let tile = l * v;
-    let blocks = g.o.div_ceil(ob);
+    let bias = &given_bias(p, bias);
+    let (l, _, v) = blocking(p.isa);
     y.par_chunks_mut(g.o * plane)
         .enumerate()
         .for_each(|(i, yi)| {
-            let xi = Input::new(&x[i * g.c * g.h * g.w..][..g.c * g.h * g.w], &g, tile);
-            // Each output row of each channel block is an independent task; rows of one block
-            // share their packed weights (25 KB for 16 × 7 × 7 × 8), which stay in L1.
-            let rows: Vec<(usize, usize)> = (0..blocks)
-                .flat_map(|b| (0..oh).map(move |r| (b, r)))
-                .collect();
-            let out = SyncPtr(yi.as_mut_ptr());
-            rows.par_iter().with_min_len(8).for_each(|&(b, r)| {
-                let out = &out;
-                // SAFETY: (b, r) pairs are distinct, so the rows written are disjoint, and each
-                // lies inside `yi`.
-                unsafe { row(&xi, p, bias, b, r, relu, out.0.add(b * ob * plane + r * ow)) }
-            });
+            let xi = Input::new(&x[i * g.c * g.h * g.w..][..g.c * g.h * g.w], &g, l * v);
+            sample(&xi, p, bias, relu, yi);
         });
+}
+
+/// [`forward_into`] for one sample of an unpadded 1×1 conv whose input channels lie at
+/// `offsets` into `x` (channel t's W values from `offsets[t]` on) instead of W apart: the taps of
+/// a strided conv read where they lie in its phase planes (`im2col`), without a column matrix.
+/// `x` must hold whole tiles from every offset: values past a channel's W feed only outputs
+/// that are dropped.
+pub fn forward_indirect(
+    x: &[f32],
+    offsets: &[usize],
+    p: &Packed,
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+) {
+    let g = p.g;
+    let (l, _, v) = blocking(p.isa);
+    assert_eq!(
+        (g.h, g.kh, g.kw, g.ph, g.pw),
+        (1, 1, 1, 0, 0),
+        "indirect conv not 1×1"
+    );
+    assert_eq!(offsets.len(), g.c, "indirect conv offsets");
+    let whole = g.w.div_ceil(l * v) * l * v;
+    assert!(
+        offsets.iter().all(|&o| o + whole <= x.len()),
+        "indirect conv input size"
+    );
+    assert_eq!(y.len(), g.o * g.w, "conv output size");
+    let bias = &given_bias(p, bias);
+    sample(&Input::Indirect { x, offsets }, p, bias, relu, y);
+}
+
+/// The bias a forward pass adds: `bias` (O values) padded to whole channel blocks when given,
+/// else the packed one.
+fn given_bias<'a>(p: &'a Packed, bias: Option<&[f32]>) -> std::borrow::Cow<'a, [f32]> {
+    match bias {
+        Some(b) => {
+            assert_eq!(b.len(), p.g.o, "conv bias size");
+            block_bias(Some(b), p.g.o, p.bias.len()).into()
+        }
+        None => p.bias.as_slice().into(),
+    }
+}
+
+/// One sample's O × OH × OW outputs into `y`.
+fn sample(x: &Input, p: &Packed, bias: &[f32], relu: bool, y: &mut [f32]) {
+    let g = p.g;
+    let (oh, ow) = (g.oh(), g.ow());
+    let (_, ob, _) = blocking(p.isa);
+    // Each output row of each channel block is an independent task; rows of one block share
+    // their packed weights (25 KB for 16 × 7 × 7 × 8), which stay in L1.
+    let rows: Vec<(usize, usize)> = (0..g.o.div_ceil(ob))
+        .flat_map(|b| (0..oh).map(move |r| (b, r)))
+        .collect();
+    let out = SyncPtr(y.as_mut_ptr());
+    rows.par_iter().with_min_len(8).for_each(|&(b, r)| {
+        let out = &out;
+        // SAFETY: (b, r) pairs are distinct, so the rows written are disjoint, and each lies
+        // inside `y` (O × OH × OW).
+        unsafe { row(x, p, bias, b, r, relu, out.0.add(b * ob * oh * ow + r * ow)) }
+    });
 }
 
 /// An output pointer shared by tasks that write disjoint ranges of it.
@@ -452,12 +504,27 @@ struct GwShape {
 }
 
 /// Strides and extents the tile kernels walk.
-pub(super) struct TileShape {
+pub(super) struct TileShape<'a> {
     pub plane: usize,
     pub stride: usize,
     pub c: usize,
     pub kh: usize,
     pub kw: usize,
+    /// Where each channel starts when the channels are not `plane` apart (a strided conv's
+    /// taps in phase planes, [`forward_indirect`]); empty otherwise.
+    pub offsets: &'a [usize],
+}
+
+impl TileShape<'_> {
+    /// Where channel `ic` starts, from the tile's first input of channel 0.
+    #[inline(always)]
+    pub fn channel(&self, ic: usize) -> usize {
+        if self.offsets.is_empty() {
+            ic * self.plane
+        } else {
+            self.offsets[ic]
+        }
+    }
 }
 
 /// One tile of `v` vectors on path `isa` (1 to the path's `V`; the portable path takes only its
@@ -489,7 +556,8 @@ pub(super) unsafe fn tile_of(
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, 2) => avx2::tile_of::<2>(x, w, bias, s, out),
         (Isa::Portable, portable::V) => {
-            let len = (s.c - 1) * s.plane + (s.kh - 1) * s.stride + s.kw - 1 + portable::L * v;
+            let first = (0..s.c).map(|ic| s.channel(ic)).max().unwrap_or(0);
+            let len = first + (s.kh - 1) * s.stride + s.kw - 1 + portable::L * v;
             let taps = s.c * s.kh * s.kw * portable::OB;
             let acc = portable::tile(
                 std::slice::from_raw_parts(x, len),
@@ -575,7 +643,7 @@ mod avx512 {
         }
         let mut wp = w;
         for ic in 0..s.c {
-            let xc = x.add(ic * s.plane);
+            let xc = x.add(s.channel(ic));
             for kr in 0..s.kh {
                 let xr = xc.add(kr * s.stride);
                 for ks in 0..s.kw {
@@ -696,8 +764,7 @@ mod avx2 {
         let mut wp = w;
         if (s.kh, s.kw) == (1, 1) {
             // One tap per channel: a flat loop without the row and column loops' branches.
-            let mut xc = x;
-            for _ in 0..s.c {
+            let mut tap = |xc: *const f32, wp: *const f32| {
                 let mut xv = [_mm256_setzero_ps(); V];
                 for (j, xv) in xv.iter_mut().enumerate() {
                     *xv = _mm256_loadu_ps(xc.add(j * L));
@@ -708,12 +775,19 @@ mod avx2 {
                         acc[j] = _mm256_fmadd_ps(xv[j], wv, acc[j]);
                     }
                 }
-                wp = wp.add(OB);
-                xc = xc.add(s.plane);
+            };
+            if s.offsets.is_empty() {
+                for ic in 0..s.c {
+                    tap(x.add(ic * s.plane), w.add(ic * OB));
+                }
+            } else {
+                for (ic, &at) in s.offsets.iter().enumerate() {
+                    tap(x.add(at), w.add(ic * OB));
+                }
             }
         } else {
             for ic in 0..s.c {
-                let xc = x.add(ic * s.plane);
+                let xc = x.add(s.channel(ic));
                 for kr in 0..s.kh {
                     let xr = xc.add(kr * s.stride);
                     for ks in 0..s.kw {
@@ -794,7 +868,7 @@ mod portable {
         let mut wi = 0;
         for ic in 0..s.c {
             for kr in 0..s.kh {
-                let xr = &x[ic * s.plane + kr * s.stride..];
+                let xr = &x[s.channel(ic) + kr * s.stride..];
                 for ks in 0..s.kw {
                     let xv: &[f32; T] = xr[ks..ks + T].try_into().unwrap();
                     for (o, a) in acc.iter_mut().enumerate() {

@@ -1,12 +1,14 @@
-//! Strided dense convolutions (CP-Mobile's two 3×3 stride-2 stems) as a column matrix and the
-//! direct kernel's 1×1 path: the C·KH·KW rows of the matrix hold, for each tap, the input value
-//! every output reads (zero where that is padding), so the convolution is the 1×1 conv of
-//! [`super::conv`] over C·KH·KW channels of one row of OH·OW.
+//! Strided dense convolutions (CP-Mobile's two 3×3 stride-2 stems) as the direct kernel's 1×1
+//! path over C·KH·KW input rows, one per channel and tap, each holding the input value every
+//! output reads through that tap (zero where that is padding). Those rows are a column matrix
+//! built by strided row copies ([`super::copy`]) or, where the geometry allows (the stems),
+//! slices of the input's phase planes, which hold each input value once instead of once per tap
+//! that reads it ([`forward_indirect`](super::conv::forward_indirect)).
 //!
 //! Why: the direct kernel's tile walks a row with stride 1; a strided row would need gathers
-//! in the inner loop. The stems are small (K = 9 and 72), so the matrix is cheap to build (its
-//! rows are the strided row copies of [`super::copy`]) and tract's im2col + matrix product
-//! plus a separate ReLU and padding cost more (`docs/benchmarks.md`).
+//! in the inner loop. The stems are small (K = 9 and 72), so the rows are cheap to lay out, and
+//! tract's im2col + matrix product plus a separate ReLU and padding cost more
+//! (`docs/benchmarks.md`); building the column matrix was a fifth of the 8→32 stem's time.
 
 use super::conv::{self, Conv};
 use super::copy::Rows;
@@ -106,22 +108,42 @@ impl Strided {
     }
 }
 
-/// The weights packed for the 1×1 conv (O × C × KH × KW is already O × C·KH·KW), and the row
-/// copies that build the column matrix from one input.
+/// The weights packed for the 1×1 conv (O × C × KH × KW is already O × C·KH·KW), and where its
+/// C·KH·KW input rows come from.
 pub struct Packed {
     g: Strided,
     pointwise: conv::Packed,
-    /// Per (channel, tap) row of the matrix, in order: the input values it holds.
-    gather: Vec<Rows>,
+    source: Source,
 }
 
-impl Packed {
-    /// `w` is O × C × KH × KW; `bias` has O entries when given.
-    pub fn new(g: Strided, w: &[f32], bias: Option<&[f32]>, isa: Isa) -> Packed {
-        assert!(
-            g.is_valid(),
-            "strided conv geometry {g:?} has an empty output"
-        );
+/// Where the 1×1 conv's rows (one per channel and tap) come from.
+enum Source {
+    /// A column matrix: per row, in order, the runs that copy the input values it holds.
+    Columns(Vec<Rows>),
+    /// Phase planes, one per channel and (row, column) phase of the strides, each OW wide: the
+    /// padded input's (r·SH + a, t·SW + b) at row r, column t of phase (a, b). Tap (i, j) of a
+    /// channel reads its phase (i mod SH, j mod SW) from row i / SH, column j / SW on, so its
+    /// row is a slice of the phases (`offsets`) and the matrix need not be built: the phases
+    /// are 1 / (KH·KW / (SH·SW)) of its size (4 / 9 for a 3×3 stride-2 stem). `size` floats
+    /// per phase plane, `fill` the runs that copy the input into them.
+    Phases {
+        fill: Vec<Rows>,
+        offsets: Vec<usize>,
+        size: usize,
+    },
+}
+
+impl Source {
+    /// The phase planes where their width can be OW ([`fits_phases`]), else the column matrix.
+    fn new(g: &Strided, tile: usize) -> Source {
+        if fits_phases(g) {
+            Source::phases(g, tile)
+        } else {
+            Source::columns(g)
+        }
+    }
+
+    fn columns(g: &Strided) -> Source {
         let ohw = g.oh() * g.ow();
         let gather = (0..g.c)
             .flat_map(|c| (0..g.kh).flat_map(move |i| (0..g.kw).map(move |j| (c, i, j))))
@@ -138,10 +160,73 @@ impl Packed {
                 Some(r.from(c * g.h * g.w))
             })
             .collect();
+        Source::Columns(gather)
+    }
+
+    /// Phase planes of `tile`-wide output tiles: each holds the rows its taps read
+    /// (OH + (KH − 1) / SH) and room for a whole last tile read past them.
+    fn phases(g: &Strided, tile: usize) -> Source {
+        let (ow, rows) = (g.ow(), g.oh() + (g.kh - 1) / g.sh);
+        let size = rows * ow + (g.kw - 1) / g.sw + tile;
+        let phase = |c: usize, a: usize, b: usize| ((c * g.sh + a) * g.sw + b) * size;
+        let fill = (0..g.c)
+            .flat_map(|c| (0..g.sh).flat_map(move |a| (0..g.sw).map(move |b| (c, a, b))))
+            .filter_map(|(c, a, b)| {
+                let r = Rows::gather(
+                    (g.h, g.w),
+                    (g.sh, g.sw),
+                    (g.ph, g.pw),
+                    (a, b),
+                    (rows, ow),
+                    (phase(c, a, b), ow),
+                )?;
+                Some(r.from(c * g.h * g.w))
+            })
+            .collect();
+        let offsets = (0..g.c)
+            .flat_map(|c| (0..g.kh).flat_map(move |i| (0..g.kw).map(move |j| (c, i, j))))
+            .map(|(c, i, j)| phase(c, i % g.sh, j % g.sw) + (i / g.sh) * ow + j / g.sw)
+            .collect();
+        Source::Phases {
+            fill,
+            offsets,
+            size,
+        }
+    }
+
+    /// Floats of a task's buffer.
+    fn len(&self, g: &Strided) -> usize {
+        match self {
+            Source::Columns(_) => g.c * g.kh * g.kw * g.oh() * g.ow(),
+            Source::Phases { size, .. } => g.c * g.sh * g.sw * size,
+        }
+    }
+}
+
+/// Whether phase planes OW wide hold every value a tap reads: a tap whose column runs past
+/// OW − 1 of its phase must read padding there, and padding again where the flat index wraps
+/// onto the next row's first columns. True for CP-Mobile's stems (odd widths, 3×3, stride 2,
+/// padding 1), whose output rows then need no cropping.
+fn fits_phases(g: &Strided) -> bool {
+    let ow = g.ow();
+    (0..g.kw).all(|j| {
+        let (q, b) = (j / g.sw, j % g.sw);
+        (ow..ow + q).all(|t| t * g.sw + b >= g.pw + g.w && (t - ow) * g.sw + b < g.pw)
+    })
+}
+
+impl Packed {
+    /// `w` is O × C × KH × KW; `bias` has O entries when given.
+    pub fn new(g: Strided, w: &[f32], bias: Option<&[f32]>, isa: Isa) -> Packed {
+        assert!(
+            g.is_valid(),
+            "strided conv geometry {g:?} has an empty output"
+        );
+        let (l, _, v) = conv::blocking(isa);
         Packed {
             g,
             pointwise: conv::Packed::new(g.pointwise(), w, bias, isa),
-            gather,
+            source: Source::new(&g, l * v),
         }
     }
 
@@ -170,12 +255,20 @@ pub fn forward_into(
         .zip(x.par_chunks(chw))
         // Zero once per task: what the copies do not write is padding and stays zero.
         .for_each_init(
-            || vec![0.0; g.c * g.kh * g.kw * ohw],
-            |cols, (yi, xi)| {
-                for rows in &p.gather {
-                    rows.copy_slices(isa, xi, cols);
+            || vec![0.0; p.source.len(&g)],
+            |buf, (yi, xi)| match &p.source {
+                Source::Columns(gather) => {
+                    for rows in gather {
+                        rows.copy_slices(isa, xi, buf);
+                    }
+                    conv::forward_into(buf, 1, &p.pointwise, bias, relu, yi);
                 }
-                conv::forward_into(cols, 1, &p.pointwise, bias, relu, yi);
+                Source::Phases { fill, offsets, .. } => {
+                    for rows in fill {
+                        rows.copy_slices(isa, xi, buf);
+                    }
+                    conv::forward_indirect(buf, offsets, &p.pointwise, bias, relu, yi);
+                }
             },
         );
 }
@@ -241,5 +334,47 @@ mod tests {
                 assert!(err < 1e-5, "{isa:?} {g:?}: max error {err:e}");
             }
         }
+    }
+
+    /// Taps read from phase planes give the column matrix's bits: the same products
+    /// in the same order. In a one-thread pool, so that a task's phases serve several samples.
+    #[test]
+    fn phases_match_the_column_matrix() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            // Both stems (odd widths) and the one whose right padding equals its kernel's reach;
+            // an even width does not fit.
+            assert!(!fits_phases(&shapes()[2]));
+            let fit: Vec<Strided> = shapes().into_iter().filter(fits_phases).collect();
+            assert_eq!(fit.len(), 3);
+            for g in &fit {
+                let n = 3;
+                let x = values(n * g.c * g.h * g.w, 4);
+                let w = values(g.o * g.c * g.kh * g.kw, 5);
+                for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                    let run = |columns: bool| {
+                        let mut p = Packed::new(*g, &w, None, isa);
+                        assert!(matches!(p.source, Source::Phases { .. }));
+                        if columns {
+                            p.source = Source::columns(g);
+                        }
+                        let mut y = vec![f32::NAN; n * g.o * g.oh() * g.ow()];
+                        forward_into(&x, n, &p, None, true, &mut y);
+                        y
+                    };
+                    let (phases, columns) = (run(false), run(true));
+                    assert!(
+                        phases
+                            .iter()
+                            .zip(&columns)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{isa:?} {g:?}"
+                    );
+                }
+            }
+        });
     }
 }

@@ -229,6 +229,7 @@ impl<'a> Task<'a> {
             c: g.c,
             kh: g.kh,
             kw: 1,
+            offsets: &[],
         };
         let zero = [0.0f32; 16];
         let ow = g.ow();
