@@ -70,6 +70,20 @@ impl Depthwise {
         self.ow() + (self.kw - 1) / self.sw
     }
 
+    /// Whether phase planes OW wide (instead of [`Depthwise::pitch`]) hold every value a tap
+    /// reads: a tap whose column runs past OW − 1 of its phase must read padding there, and
+    /// padding again where the flat index wraps onto the next row's first columns. True for
+    /// odd widths with a 3×3 kernel, stride 2 and padding 1 (CP-Mobile's stems and its (1, 2)
+    /// depthwise convs), whose flat outputs then are the output plane, with no cropping.
+    pub(super) fn phases_fit_width(&self) -> bool {
+        let ow = self.ow();
+        (0..self.kw).all(|j| {
+            let (q, b) = (j / self.sw, j % self.sw);
+            (ow..ow + q)
+                .all(|t| t * self.sw + b >= self.pw + self.w && (t - ow) * self.sw + b < self.pw)
+        })
+    }
+
     /// Rows of a phase plane.
     fn phase_rows(&self) -> usize {
         self.oh() + (self.kh - 1) / self.sh
@@ -96,6 +110,8 @@ pub struct Plan {
     taps: Vec<usize>,
     /// Flat outputs computed, OH · P rounded up to whole tiles.
     n: usize,
+    /// P: the row length of the phases and the flat output (OW where that fits).
+    pitch: usize,
     /// Floats of all phase planes together.
     phases: usize,
     /// The copies that fill the phases' interiors from an input plane, one per phase.
@@ -188,9 +204,14 @@ impl Plan {
     pub fn new(g: &Depthwise, isa: Isa) -> Plan {
         assert!(isa.available(), "{isa:?} kernels on a CPU without them");
         assert!(g.is_valid(), "depthwise geometry {g:?} has an empty output");
+        let pitch = if g.phases_fit_width() {
+            g.ow()
+        } else {
+            g.pitch()
+        };
         Plan {
             in_place: InPlace::new(g, isa),
-            ..Plan::phased(g, isa)
+            ..Plan::phased(g, isa, pitch)
         }
     }
 
@@ -199,15 +220,15 @@ impl Plan {
         self.isa
     }
 
-    /// A plan that lays every plane out in phases (the weight gradient's).
-    fn phased(g: &Depthwise, isa: Isa) -> Plan {
+    /// A plan that lays every plane out in phases of pitch `p` (the weight gradient's, with
+    /// [`Depthwise::pitch`]).
+    fn phased(g: &Depthwise, isa: Isa, p: usize) -> Plan {
         let (l, v) = blocking(isa);
         let tile = l * v;
-        let p = g.pitch();
         let n = (g.oh() * p).div_ceil(tile) * tile;
         // A tile past the last row reads up to (kh−1)/sh rows and (kw−1)/sw columns further,
-        // which the extra `tile + p` floats cover.
-        let size = g.phase_rows() * p + tile + p;
+        // which the extra `tile + pitch` floats cover.
+        let size = g.phase_rows() * p + tile + g.pitch();
         let taps = (0..g.kh)
             .flat_map(|i| (0..g.kw).map(move |j| (i, j)))
             .map(|(i, j)| ((i % g.sh) * g.sw + j % g.sw) * size + (i / g.sh) * p + j / g.sw)
@@ -230,6 +251,7 @@ impl Plan {
             isa,
             taps,
             n,
+            pitch: p,
             phases: g.sh * g.sw * size,
             fill,
             in_place: None,
@@ -356,7 +378,7 @@ pub fn weight_gradient(x: &[f32], gy: &[f32], n: usize, g: &Depthwise, isa: Isa)
     if keeps_size(g) {
         return weight_gradient_in_place(x, gy, n, g, isa);
     }
-    let plan = Plan::phased(g, isa);
+    let plan = Plan::phased(g, isa, g.pitch());
     let per_channel: Vec<Vec<f32>> = (0..g.c)
         .into_par_iter()
         .map_init(
@@ -542,23 +564,55 @@ fn plane(
         return;
     }
     s.fill(x, plan);
-    let (taps, n, phases, flat) = (&plan.taps, plan.n, &s.phases, &mut s.flat);
-    // SAFETY: `phases` holds every tap's offset plus `n` floats (Plan::phased sizes it), `flat`
-    // holds `n` floats, `n` is whole tiles, `taps` and `k` have kh · kw entries.
-    unsafe {
-        match plan.isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::flat(phases.as_ptr(), taps, k, bias, n, flat.as_mut_ptr()),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => avx2::flat(phases.as_ptr(), taps, k, bias, n, flat.as_mut_ptr()),
-            _ => portable::flat(phases, taps, k, bias, flat),
+    let (g, phases, flat) = (&plan.g, &s.phases, &mut s.flat);
+    let yp = y.as_mut_ptr() as *mut f32;
+    if plan.pitch == g.ow() {
+        // The flat outputs are the plane: whole tiles go straight into `y`, the last, partial
+        // one through `flat`.
+        let (l, v) = blocking(plan.isa);
+        let whole = y.len() / (l * v) * (l * v);
+        // SAFETY: `phases` holds every tap's offset plus `plan.n` floats (Plan::phased sizes
+        // it), `plan.n` ≥ `whole` + one tile; `y` holds `whole` floats and the rest, `flat`
+        // one tile.
+        unsafe {
+            flat_on(plan, phases, 0, k, bias, (whole, yp));
+            if whole < y.len() {
+                flat_on(plan, phases, whole, k, bias, (l * v, flat.as_mut_ptr()));
+                std::ptr::copy_nonoverlapping(flat.as_ptr(), yp.add(whole), y.len() - whole);
+            }
         }
+        return;
     }
-    let g = &plan.g;
-    let rows = Rows::crop(g.oh(), g.pitch(), g.ow());
+    // SAFETY: as above, into `flat`'s `plan.n` floats.
+    unsafe { flat_on(plan, phases, 0, k, bias, (plan.n, flat.as_mut_ptr())) };
+    let rows = Rows::crop(g.oh(), plan.pitch, g.ow());
     assert!(rows.extents().1 <= y.len());
     // SAFETY: `flat` holds OH · P floats (rounded up), `y` OH · OW; they are different buffers.
-    unsafe { rows.copy(plan.isa, flat.as_ptr(), y.as_mut_ptr() as *mut f32, y.len()) };
+    unsafe { rows.copy(plan.isa, flat.as_ptr(), yp, y.len()) };
+}
+
+/// Flat outputs `from` to `from + n` of the phases into `out` (`n` floats, whole tiles) on the
+/// plan's path.
+///
+/// # Safety
+/// `phases` holds every tap's offset plus `from + n` floats; `out` has `n` writable floats that
+/// do not overlap `phases`; `k` has a value per tap.
+unsafe fn flat_on(
+    plan: &Plan,
+    phases: &[f32],
+    from: usize,
+    k: &[f32],
+    bias: f32,
+    (n, out): (usize, *mut f32),
+) {
+    let (x, taps) = (&phases[from..], &plan.taps);
+    match plan.isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::flat(x.as_ptr(), taps, k, bias, n, out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::flat(x.as_ptr(), taps, k, bias, n, out),
+        _ => portable::flat(x, taps, k, bias, std::slice::from_raw_parts_mut(out, n)),
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -850,6 +904,9 @@ mod tests {
             dw([2, 6, 5], [2, 4], [2, 3], [2, 3]),
             dw([3, 5, 1], [3, 1], [1, 1], [1, 0]),
             dw([1, 1, 40], [1, 7], [1, 2], [0, 3]),
+            // Phases OW wide (an odd width, stride 2 across it): the plane written where it
+            // lies, with a partial last tile (7 × 7 outputs).
+            dw([2, 7, 13], [3, 3], [1, 2], [1, 1]),
             // Stride 1 keeping the size, computed in place on AVX-512 and AVX2: a partial
             // vector in one tile, and whole tiles then a partial one (5 × 5 takes AVX2's
             // general kernel, 3 × 3 its unrolled one).
@@ -858,6 +915,17 @@ mod tests {
             // Stride 1 with padding beyond K − 1: the input gradient drops leading entries.
             dw([2, 6, 5], [2, 2], [1, 1], [2, 1]),
         ]
+    }
+
+    /// Phases OW wide only where every read past a row is padding: odd widths with stride 2
+    /// across them (CP-Mobile's (1, 2) convs), not stride 1 or an even width.
+    #[test]
+    fn phases_fit_the_width_only_over_padding() {
+        let fit = |g: Depthwise| g.phases_fit_width();
+        assert!(fit(dw([4, 64, 17], [3, 3], [1, 2], [1, 1])));
+        assert!(fit(dw([2, 7, 13], [3, 3], [1, 2], [1, 1])));
+        assert!(!fit(dw([2, 64, 9], [3, 3], [2, 1], [1, 1])));
+        assert!(!fit(dw([2, 64, 16], [3, 3], [1, 2], [1, 1])));
     }
 
     #[test]

@@ -134,9 +134,10 @@ enum Source {
 }
 
 impl Source {
-    /// The phase planes where their width can be OW ([`fits_phases`]), else the column matrix.
+    /// The phase planes where their width can be OW ([`Depthwise::phases_fit_width`]: the same
+    /// window), else the column matrix.
     fn new(g: &Strided, tile: usize) -> Source {
-        if fits_phases(g) {
+        if g.depthwise().phases_fit_width() {
             Source::phases(g, tile)
         } else {
             Source::columns(g)
@@ -201,18 +202,6 @@ impl Source {
             Source::Phases { size, .. } => g.c * g.sh * g.sw * size,
         }
     }
-}
-
-/// Whether phase planes OW wide hold every value a tap reads: a tap whose column runs past
-/// OW − 1 of its phase must read padding there, and padding again where the flat index wraps
-/// onto the next row's first columns. True for CP-Mobile's stems (odd widths, 3×3, stride 2,
-/// padding 1), whose output rows then need no cropping.
-fn fits_phases(g: &Strided) -> bool {
-    let ow = g.ow();
-    (0..g.kw).all(|j| {
-        let (q, b) = (j / g.sw, j % g.sw);
-        (ow..ow + q).all(|t| t * g.sw + b >= g.pw + g.w && (t - ow) * g.sw + b < g.pw)
-    })
 }
 
 impl Packed {
@@ -347,8 +336,11 @@ mod tests {
         pool.install(|| {
             // Both stems (odd widths) and the one whose right padding equals its kernel's reach;
             // an even width does not fit.
-            assert!(!fits_phases(&shapes()[2]));
-            let fit: Vec<Strided> = shapes().into_iter().filter(fits_phases).collect();
+            assert!(!shapes()[2].depthwise().phases_fit_width());
+            let fit: Vec<Strided> = shapes()
+                .into_iter()
+                .filter(|g| g.depthwise().phases_fit_width())
+                .collect();
             assert_eq!(fit.len(), 3);
             for g in &fit {
                 let n = 3;
