@@ -761,21 +761,21 @@ mod avx2 {
                 *a = _mm256_set1_ps(bias[o]);
             }
         }
-        let mut wp = w;
+        // One tap: V input vectors from `xt`, times the block's K weights from `wt`.
+        let mut tap = |xt: *const f32, wt: *const f32| {
+            let mut xv = [_mm256_setzero_ps(); V];
+            for (j, xv) in xv.iter_mut().enumerate() {
+                *xv = _mm256_loadu_ps(xt.add(j * L));
+            }
+            for (o, acc) in acc.iter_mut().enumerate() {
+                let wv = _mm256_set1_ps(*wt.add(o));
+                for j in 0..V {
+                    acc[j] = _mm256_fmadd_ps(xv[j], wv, acc[j]);
+                }
+            }
+        };
         if (s.kh, s.kw) == (1, 1) {
             // One tap per channel: a flat loop without the row and column loops' branches.
-            let mut tap = |xc: *const f32, wp: *const f32| {
-                let mut xv = [_mm256_setzero_ps(); V];
-                for (j, xv) in xv.iter_mut().enumerate() {
-                    *xv = _mm256_loadu_ps(xc.add(j * L));
-                }
-                for (o, acc) in acc.iter_mut().enumerate() {
-                    let wv = _mm256_set1_ps(*wp.add(o));
-                    for j in 0..V {
-                        acc[j] = _mm256_fmadd_ps(xv[j], wv, acc[j]);
-                    }
-                }
-            };
             if s.offsets.is_empty() {
                 for ic in 0..s.c {
                     tap(x.add(ic * s.plane), w.add(ic * OB));
@@ -786,21 +786,13 @@ mod avx2 {
                 }
             }
         } else {
+            let mut wp = w;
             for ic in 0..s.c {
                 let xc = x.add(s.channel(ic));
                 for kr in 0..s.kh {
                     let xr = xc.add(kr * s.stride);
                     for ks in 0..s.kw {
-                        let mut xv = [_mm256_setzero_ps(); V];
-                        for (j, xv) in xv.iter_mut().enumerate() {
-                            *xv = _mm256_loadu_ps(xr.add(ks + j * L));
-                        }
-                        for (o, acc) in acc.iter_mut().enumerate() {
-                            let wv = _mm256_set1_ps(*wp.add(o));
-                            for j in 0..V {
-                                acc[j] = _mm256_fmadd_ps(xv[j], wv, acc[j]);
-                            }
-                        }
+                        tap(xr.add(ks), wp);
                         wp = wp.add(OB);
                     }
                 }
