@@ -556,8 +556,8 @@ pub(super) unsafe fn tile_of(
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, 2) => avx2::tile_of::<2>(x, w, bias, s, out),
         (Isa::Portable, portable::V) => {
-            let first = (0..s.c).map(|ic| s.channel(ic)).max().unwrap_or(0);
-            let len = first + (s.kh - 1) * s.stride + s.kw - 1 + portable::L * v;
+            let last = (0..s.c).map(|ic| s.channel(ic)).max().unwrap_or(0);
+            let len = last + (s.kh - 1) * s.stride + s.kw - 1 + portable::L * v;
             let taps = s.c * s.kh * s.kw * portable::OB;
             let acc = portable::tile(
                 std::slice::from_raw_parts(x, len),
