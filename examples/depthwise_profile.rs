@@ -47,7 +47,7 @@ fn main() {
             for _ in 0..100 {
                 let t = std::time::Instant::now();
                 for _ in 0..100 {
-                    forward_planned(&x, 1, &k, None, &plan, &mut y);
+                    forward_planned(&x, 1, &k, None, &plan, false, &mut y);
                 }
                 best = best.min(t.elapsed().as_secs_f64() / 100.0 * 1e6);
             }

@@ -599,12 +599,16 @@ impl EvalOp for OwnConv {
             Kernel::Winograd(_, packed) => winograd::forward_into(xs, n, packed, ys),
             Kernel::Depthwise(g, plan, wb) => {
                 let (w, b) = wb.split_at(g.c * g.kh * g.kw);
-                dw::forward_planned(xs, n, w, Some(b), plan, ys);
+                dw::forward_planned(xs, n, w, Some(b), plan, self.relu, ys);
             }
             Kernel::Strided(_, p) => im2col::forward_into(xs, n, p, None, self.relu, ys),
             Kernel::MaxPool(g) => pool::max_into(xs, n, g, ys),
         }
-        if self.relu && !matches!(self.kernel, Kernel::Dense(..) | Kernel::Strided(..)) {
+        let folded = matches!(
+            self.kernel,
+            Kernel::Dense(..) | Kernel::Strided(..) | Kernel::Depthwise(..)
+        );
+        if self.relu && !folded {
             for v in ys.iter_mut() {
                 *v = v.max(0.0);
             }
@@ -829,13 +833,17 @@ mod tests {
     }
 
     /// A ReLU (a max with zero) after a swapped conv is folded into the op; a max with another
-    /// constant is not.
+    /// constant is not. A dense conv, and depthwise convs in place and through phase planes.
     #[test]
     fn a_following_relu_is_folded_in() -> TractResult<()> {
         use tract_onnx::tract_core::ops::math::max;
-        for (floor, folded) in [(0.0f32, true), (0.1, false)] {
+        let convs = [([1, 1], 1), ([1, 1], 6), ([1, 2], 6)];
+        let cases = convs
+            .into_iter()
+            .flat_map(|c| [(0.0f32, true), (0.1, false)].map(|f| (c, f)));
+        for ((strides, group), (floor, folded)) in cases {
             let pad = PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1));
-            let mut model = grouped_model(Some(2), [3, 3], pad, [1, 1], [6, 6, 1])?;
+            let mut model = grouped_model(Some(2), [3, 3], pad, strides, [6, 6, group])?;
             let conv = model.output_outlets()?[0];
             let k = model.add_const("floor", Tensor::from_shape(&[1, 1, 1, 1], &[floor])?)?;
             let y = model.wire_node("relu", max(), &[conv, k])?;
@@ -850,7 +858,10 @@ mod tests {
             );
             let (swapped, d) = swap_and_compare(model)?;
             assert_eq!(swapped, 1);
-            assert!(d < 1e-5, "floor {floor}: max difference {d:e}");
+            assert!(
+                d < 1e-5,
+                "{strides:?} {group} floor {floor}: max difference {d:e}"
+            );
         }
         Ok(())
     }

@@ -297,6 +297,7 @@ pub fn forward(
         w,
         bias,
         &Plan::new(g, isa),
+        false,
         &mut y.spare_capacity_mut()[..len],
     );
     // SAFETY: the capacity is `len` and `forward_uninit` wrote every one of its values.
@@ -314,31 +315,35 @@ pub fn forward_into(
     isa: Isa,
     y: &mut [f32],
 ) {
-    forward_planned(x, n, w, bias, &Plan::new(g, isa), y);
+    forward_planned(x, n, w, bias, &Plan::new(g, isa), false, y);
 }
 
-/// [`forward_into`] with the plan made beforehand (tract's op makes it once).
+/// [`forward_into`] with the plan made beforehand (tract's op makes it once), each output
+/// clamped at zero when `relu` (a following ReLU folded in: each plane while it is in L1,
+/// instead of another pass over the whole output).
 pub fn forward_planned(
     x: &[f32],
     n: usize,
     w: &[f32],
     bias: Option<&[f32]>,
     plan: &Plan,
+    relu: bool,
     y: &mut [f32],
 ) {
     // SAFETY: the same memory seen as possibly uninitialised; only initialised values are
     // written through it.
     let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
-    forward_uninit(x, n, w, bias, plan, y);
+    forward_uninit(x, n, w, bias, plan, relu, y);
 }
 
-/// [`forward`] into a buffer it writes whole.
+/// [`forward`] into a buffer it writes whole, clamped at zero when `relu`.
 fn forward_uninit(
     x: &[f32],
     n: usize,
     w: &[f32],
     bias: Option<&[f32]>,
     plan: &Plan,
+    relu: bool,
     y: &mut [MaybeUninit<f32>],
 ) {
     let g = &plan.g;
@@ -359,6 +364,11 @@ fn forward_uninit(
                 let c = p % g.c;
                 let b = bias.map_or(0.0, |b| b[c]);
                 plane(&x[p * hw..][..hw], &w[c * kk..][..kk], b, plan, s, yp);
+                if relu {
+                    // SAFETY: `plane` wrote every value of `yp`.
+                    let yp = unsafe { &mut *(yp as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                    yp.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
             },
         );
 }
