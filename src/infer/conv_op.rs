@@ -85,6 +85,9 @@ pub struct OwnConv {
     bias_input: bool,
     /// A following ReLU, folded in by the swap.
     relu: bool,
+    /// A following residual add (then a ReLU) folded in too: the value added is the op's last
+    /// input. Dense kernels only.
+    residual: bool,
 }
 
 /// Which of our kernels runs the op, with its geometry and constants.
@@ -112,6 +115,7 @@ impl std::fmt::Debug for OwnConv {
         d.field("batched", &self.batched)
             .field("bias_input", &self.bias_input)
             .field("relu", &self.relu)
+            .field("residual", &self.residual)
             .finish()
     }
 }
@@ -123,6 +127,7 @@ impl PartialEq for OwnConv {
         self.batched == other.batched
             && self.bias_input == other.bias_input
             && self.relu == other.relu
+            && self.residual == other.residual
             && match (&self.kernel, &other.kernel) {
                 (Kernel::Dense(g, p), Kernel::Dense(h, q)) => g == h && Arc::ptr_eq(p, q),
                 (Kernel::Winograd(g, p), Kernel::Winograd(h, q)) => g == h && Arc::ptr_eq(p, q),
@@ -192,6 +197,7 @@ impl OwnConv {
                 batched,
                 bias_input: true,
                 relu: false,
+                residual: false,
             }));
         }
         let Some(b) = b else {
@@ -242,6 +248,7 @@ impl OwnConv {
             batched,
             bias_input: false,
             relu: false,
+            residual: false,
         }))
     }
 
@@ -276,6 +283,7 @@ impl OwnConv {
             batched,
             bias_input: false,
             relu: false,
+            residual: false,
         }))
     }
 
@@ -313,6 +321,7 @@ impl OwnConv {
             batched,
             bias_input: false,
             relu: false,
+            residual: false,
         }))
     }
 
@@ -470,6 +479,29 @@ fn following_relu(model: &TypedModel, node: &TypedNode) -> Option<usize> {
     (all_zero && same).then_some(relu.id)
 }
 
+/// The node after `node` when it adds `node`'s output (alone, not a model output) to another
+/// wire of the same shape and a ReLU that only it feeds follows: a residual block's end.
+/// Returns the other wire and the ReLU.
+fn following_add_relu(model: &TypedModel, node: &TypedNode) -> Option<(OutletId, usize)> {
+    let [next] = node.outputs[0].successors.as_slice() else {
+        return None;
+    };
+    let out = OutletId::new(node.id, 0);
+    if model.output_outlets().ok()?.contains(&out) {
+        return None;
+    }
+    let add = model.node(next.node);
+    let op = add.op_as::<TypedBinOp>()?;
+    if op.0.name() != "Add" || add.inputs.len() != 2 {
+        return None;
+    }
+    let other = add.inputs[1 - next.slot];
+    let shape = |o: OutletId| model.outlet_fact(o).ok().map(|f| f.shape.clone());
+    let same = shape(other)? == shape(out)? && shape(OutletId::new(add.id, 0))? == shape(out)?;
+    let relu = following_relu(model, add)?;
+    same.then_some((other, relu))
+}
+
 /// The values of a constant f32 wire, or `None` when it is computed at run time.
 fn constant_f32(model: &TypedModel, outlet: OutletId) -> TractResult<Option<Vec<f32>>> {
     let fact = model.outlet_fact(outlet)?;
@@ -519,19 +551,29 @@ fn swap(model: &mut TypedModel, isa: Isa, winograd: bool, pointwise: bool) -> Tr
             tvec!(node.inputs[0])
         };
         let mut op = op;
+        let mut inputs = inputs;
+        // A ReLU that only this conv feeds is applied by the op, on outputs still in cache; so
+        // is a residual add and the ReLU after it.
+        let residual = matches!(op.kernel, Kernel::Dense(..))
+            .then(|| following_add_relu(model, node))
+            .flatten();
+        let last = match (following_relu(model, node), residual) {
+            (Some(relu), _) => {
+                op.relu = true;
+                OutletId::new(relu, 0)
+            }
+            (None, Some((other, relu))) => {
+                op.residual = true;
+                inputs.push(other);
+                OutletId::new(relu, 0)
+            }
+            (None, None) => OutletId::new(node.id, 0),
+        };
         let mut patch = TypedModelPatch::default();
         let taps = inputs
             .iter()
             .map(|&i| patch.tap_model(model, i))
             .collect::<TractResult<TVec<_>>>()?;
-        // A ReLU that only this conv feeds is applied by the op, on outputs still in cache.
-        let last = match following_relu(model, node) {
-            Some(relu) => {
-                op.relu = true;
-                OutletId::new(relu, 0)
-            }
-            None => OutletId::new(node.id, 0),
-        };
         let y = patch.wire_node(&node.name, op, &taps)?[0];
         patch.shunt_outside(model, last, y)?;
         patch.apply(model)?;
@@ -559,7 +601,11 @@ impl Op for OwnConv {
                 Kernel::Depthwise(g, p, _) => format!("{g:?}, {:?} kernels", p.isa()),
                 Kernel::Strided(g, p) => format!("{g:?}, im2col + {:?} kernels", p.isa()),
                 Kernel::MaxPool(g) => format!("{g:?}"),
-            } + if self.relu { ", then ReLU" } else { "" },
+            } + match (self.relu, self.residual) {
+                (true, _) => ", then ReLU",
+                (false, true) => ", then + residual and ReLU",
+                (false, false) => "",
+            },
         ])
     }
 
@@ -575,6 +621,7 @@ impl EvalOp for OwnConv {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let residual = if self.residual { inputs.pop() } else { None };
         let bias = if self.bias_input { inputs.pop() } else { None };
         let x = args_1!(inputs);
         let n = if self.batched { x.shape()[0] } else { 1 };
@@ -594,7 +641,14 @@ impl EvalOp for OwnConv {
             Kernel::Dense(_, packed) => {
                 let b = bias.as_ref().map(|b| b.try_as_plain_ram()).transpose()?;
                 let b = b.as_ref().map(|b| b.as_slice::<f32>()).transpose()?;
-                kernel::forward_into(xs, n, packed, b, self.relu, ys)
+                match &residual {
+                    Some(r) => {
+                        ensure!(r.shape() == &*shape, "OwnConv residual of {:?}", r.shape());
+                        let r = r.try_as_plain_ram()?;
+                        kernel::forward_add_relu_into(xs, n, packed, b, r.as_slice::<f32>()?, ys)
+                    }
+                    None => kernel::forward_into(xs, n, packed, b, self.relu, ys),
+                }
             }
             Kernel::Winograd(_, packed) => winograd::forward_into(xs, n, packed, ys),
             Kernel::Depthwise(g, plan, wb) => {
@@ -862,6 +916,48 @@ mod tests {
                 d < 1e-5,
                 "{strides:?} {group} floor {floor}: max difference {d:e}"
             );
+        }
+        Ok(())
+    }
+
+    /// A residual add of another wire (here the conv's own input) and the ReLU after it are
+    /// folded into a dense conv; an add not followed by a ReLU, or a ReLU with another floor,
+    /// is not. With and without a batch axis, 1×1 (CP-Mobile's projections) and 3×3.
+    #[test]
+    fn a_following_residual_add_and_relu_are_folded_in() -> TractResult<()> {
+        use tract_onnx::tract_core::ops::math::{add, max};
+        let shapes = [
+            (Some(2), [1, 1], 0),
+            (None, [3, 3], 1),
+            (Some(1), [3, 3], 1),
+        ];
+        let floors = [(Some(0.0f32), true), (Some(0.1), false), (None, false)];
+        for ((n, kernel, p), (floor, folded)) in
+            shapes.into_iter().flat_map(|s| floors.map(|f| (s, f)))
+        {
+            let pad = PaddingSpec::Explicit(tvec!(p, p), tvec!(p, p));
+            let mut model = grouped_model(n, kernel, pad, [1, 1], [6, 6, 1])?;
+            let conv = model.output_outlets()?[0];
+            let x = model.input_outlets()?[0];
+            let mut y = model.wire_node("add", add(), &[conv, x])?;
+            if let Some(floor) = floor {
+                let k = Tensor::from_shape(&[1; 4][..3 + n.is_some() as usize], &[floor])?;
+                let k = model.add_const("floor", k)?;
+                y = model.wire_node("relu", max(), &[y[0], k])?;
+            }
+            model.select_output_outlets(&y)?;
+            let case = format!("{n:?} {kernel:?} floor {floor:?}");
+            let mut own = model.clone();
+            swap_convs(&mut own, Isa::active(), false)?;
+            let info = op_infos(&own)?;
+            assert_eq!(
+                info.iter().any(|i| i.contains("+ residual")),
+                folded,
+                "{case}: {info:?}"
+            );
+            let (swapped, d) = swap_and_compare(model)?;
+            assert_eq!(swapped, 1, "{case}");
+            assert!(d < 1e-5, "{case}: max difference {d:e}");
         }
         Ok(())
     }

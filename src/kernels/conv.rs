@@ -267,19 +267,65 @@ pub fn forward_into(
     relu: bool,
     y: &mut [f32],
 ) {
+    forward_then(x, n, p, bias, After::clamp(relu), y);
+}
+
+/// [`forward_into`] followed by a residual add and a ReLU, `y = max(conv(x) + residual, 0)`
+/// (`residual` shaped as `y`): CP-Mobile's projection convs and their blocks' skip
+/// connections, applied to each tile while it is in L1 instead of as another pass over memory.
+pub fn forward_add_relu_into(
+    x: &[f32],
+    n: usize,
+    p: &Packed,
+    bias: Option<&[f32]>,
+    residual: &[f32],
+    y: &mut [f32],
+) {
+    assert_eq!(residual.len(), y.len(), "conv residual size");
+    forward_then(x, n, p, bias, After::AddRelu(residual), y);
+}
+
+/// What a forward pass does to its outputs after the bias.
+#[derive(Clone, Copy)]
+enum After<'a> {
+    Nothing,
+    Relu,
+    /// Adds the values at the same place in this buffer (shaped as the output), then clamps.
+    AddRelu(&'a [f32]),
+}
+
+impl<'a> After<'a> {
+    fn clamp(relu: bool) -> After<'a> {
+        if relu {
+            After::Relu
+        } else {
+            After::Nothing
+        }
+    }
+}
+
+fn forward_then(
+    x: &[f32],
+    n: usize,
+    p: &Packed,
+    bias: Option<&[f32]>,
+    after: After,
+    y: &mut [f32],
+) {
     let g = p.g;
-    let (oh, ow) = (g.oh(), g.ow());
-    let plane = oh * ow;
+    let out = g.o * g.oh() * g.ow();
     assert_eq!(x.len(), n * g.c * g.h * g.w, "conv input size");
-    assert_eq!(y.len(), n * g.o * plane, "conv output size");
+    assert_eq!(y.len(), n * out, "conv output size");
     let bias = &given_bias(p, bias);
     let (l, _, v) = blocking(p.isa);
-    y.par_chunks_mut(g.o * plane)
-        .enumerate()
-        .for_each(|(i, yi)| {
-            let xi = Input::new(&x[i * g.c * g.h * g.w..][..g.c * g.h * g.w], &g, l * v);
-            sample(&xi, p, bias, relu, yi);
-        });
+    y.par_chunks_mut(out).enumerate().for_each(|(i, yi)| {
+        let xi = Input::new(&x[i * g.c * g.h * g.w..][..g.c * g.h * g.w], &g, l * v);
+        let after = match after {
+            After::AddRelu(r) => After::AddRelu(&r[i * out..][..out]),
+            a => a,
+        };
+        sample(&xi, p, bias, after, yi);
+    });
 }
 
 /// [`forward_into`] for one sample of an unpadded 1×1 conv whose input channels lie at
@@ -310,7 +356,13 @@ pub fn forward_indirect(
     );
     assert_eq!(y.len(), g.o * g.w, "conv output size");
     let bias = &given_bias(p, bias);
-    sample(&Input::Indirect { x, offsets }, p, bias, relu, y);
+    sample(
+        &Input::Indirect { x, offsets },
+        p,
+        bias,
+        After::clamp(relu),
+        y,
+    );
 }
 
 /// The bias a forward pass adds: `bias` (O values) padded to whole channel blocks when given,
@@ -325,8 +377,8 @@ fn given_bias<'a>(p: &'a Packed, bias: Option<&[f32]>) -> std::borrow::Cow<'a, [
     }
 }
 
-/// One sample's O × OH × OW outputs into `y`.
-fn sample(x: &Input, p: &Packed, bias: &[f32], relu: bool, y: &mut [f32]) {
+/// One sample's O × OH × OW outputs into `y` (and `after`'s residual of the same shape).
+fn sample(x: &Input, p: &Packed, bias: &[f32], after: After, y: &mut [f32]) {
     let g = p.g;
     let (oh, ow) = (g.oh(), g.ow());
     let (_, ob, _) = blocking(p.isa);
@@ -338,9 +390,14 @@ fn sample(x: &Input, p: &Packed, bias: &[f32], relu: bool, y: &mut [f32]) {
     let out = SyncPtr(y.as_mut_ptr());
     rows.par_iter().with_min_len(8).for_each(|&(b, r)| {
         let out = &out;
+        let at = b * ob * oh * ow + r * ow;
+        let after = match after {
+            After::AddRelu(res) => After::AddRelu(&res[at..]),
+            a => a,
+        };
         // SAFETY: (b, r) pairs are distinct, so the rows written are disjoint, and each lies
         // inside `y` (O × OH × OW).
-        unsafe { row(x, p, bias, b, r, relu, out.0.add(b * ob * oh * ow + r * ow)) }
+        unsafe { row(x, p, bias, b, r, after, out.0.add(at)) }
     });
 }
 
@@ -368,7 +425,7 @@ const MAX_TILE: usize = 8 * 48;
 ///
 /// # Safety
 /// `y` has the block's valid channels' rows, OH · OW floats apart, OW floats each.
-unsafe fn row(x: &Input, p: &Packed, bias: &[f32], b: usize, r: usize, relu: bool, y: *mut f32) {
+unsafe fn row(x: &Input, p: &Packed, bias: &[f32], b: usize, r: usize, after: After, y: *mut f32) {
     let g = p.g;
     let (l, ob, v) = blocking(p.isa);
     let tile = l * v;
@@ -390,7 +447,7 @@ unsafe fn row(x: &Input, p: &Packed, bias: &[f32], b: usize, r: usize, relu: boo
             ptr,
             stride,
             channels: oc,
-            relu,
+            relu: matches!(after, After::Relu),
         };
         // SAFETY: the input holds rows r..r+kh and columns col..col+tile+kw-1 of every channel
         // from `src` (Input::new sizes it for whole tiles); `w` holds taps × ob weights; `out`
@@ -399,6 +456,15 @@ unsafe fn row(x: &Input, p: &Packed, bias: &[f32], b: usize, r: usize, relu: boo
         if n < tile {
             for o in 0..oc {
                 std::ptr::copy_nonoverlapping(part[o * tile..].as_ptr(), y.add(o * plane + col), n);
+            }
+        }
+    }
+    if let After::AddRelu(res) = after {
+        // Over the block's whole row at once, still in cache: runs of OW vectorise.
+        for o in 0..oc {
+            let ys = std::slice::from_raw_parts_mut(y.add(o * plane), ow);
+            for (y, &r) in ys.iter_mut().zip(&res[o * plane..][..ow]) {
+                *y = (*y + r).max(0.0);
             }
         }
     }
