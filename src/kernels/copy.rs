@@ -71,6 +71,14 @@ impl Rows {
         }
     }
 
+    /// The same runs written `by` floats further into the destination.
+    pub(super) fn to(self, by: usize) -> Rows {
+        Rows {
+            dst: self.dst + by,
+            ..self
+        }
+    }
+
     /// The same runs copied back (step 1 only).
     pub(super) fn transposed(self) -> Rows {
         debug_assert_eq!(self.step, 1);

@@ -14,8 +14,11 @@
 //! column t + j/SW: for the flat index f = r·P + t that is `f + (i/SH)·P + j/SW`, one contiguous
 //! run for every tap whatever the strides. The output plane is computed flat, OH × P values in
 //! tiles of `V` vectors of `L` lanes (bias first, then the taps in row-major order, each a
-//! multiply then an add), and the first OW of each row of P are kept. The zero borders of the
-//! phases are written once per buffer and stay zero from one plane to the next.
+//! multiply then an add), and the first OW of each row of P are kept. Where every read past a
+//! phase row's OW-th column is padding, and padding again where the flat index wraps onto the
+//! next row (odd widths with stride 2 across them: [`Depthwise::phases_fit_width`]), the rows
+//! are OW wide instead and the flat output is the plane, written where it lies. The zero
+//! borders of the phases are written once per buffer and stay zero from one plane to the next.
 //!
 //! A stride-1 plane whose padding keeps its size (OH × OW = H × W: most of CP-Mobile's layers,
 //! UBN's BNET conv, and every such layer's input gradient) skips the phases on the AVX-512 and
@@ -88,6 +91,43 @@ impl Depthwise {
     fn phase_rows(&self) -> usize {
         self.oh() + (self.kh - 1) / self.sh
     }
+
+    /// One plane's SH × SW phase planes of pitch `p`, each [`Depthwise::phase_rows`] rows and
+    /// `slack` floats more (what a tile reads past the last row): the layout of the module doc,
+    /// shared with the strided dense convs (`im2col`), which lay out each channel so.
+    pub(super) fn phases(&self, p: usize, slack: usize) -> Phases {
+        let size = self.phase_rows() * p + slack;
+        let taps = (0..self.kh)
+            .flat_map(|i| (0..self.kw).map(move |j| (i, j)))
+            .map(|(i, j)| {
+                ((i % self.sh) * self.sw + j % self.sw) * size + (i / self.sh) * p + j / self.sw
+            })
+            .collect();
+        let fill = (0..self.sh)
+            .flat_map(|a| (0..self.sw).map(move |b| (a, b)))
+            .filter_map(|(a, b)| {
+                Rows::gather(
+                    (self.h, self.w),
+                    (self.sh, self.sw),
+                    (self.ph, self.pw),
+                    (a, b),
+                    (self.phase_rows(), p),
+                    ((a * self.sw + b) * size, p),
+                )
+            })
+            .collect();
+        Phases { size, fill, taps }
+    }
+}
+
+/// A plane's phase layout ([`Depthwise::phases`]).
+pub(super) struct Phases {
+    /// Floats per phase plane (SH · SW of them).
+    pub size: usize,
+    /// The copies that fill the phases' interiors from an input plane, one per phase.
+    pub fill: Vec<Rows>,
+    /// Per tap, row-major, its offset into the phases for flat output 0.
+    pub taps: Vec<usize>,
 }
 
 /// (lanes per vector, vectors per tile) of each path.
@@ -228,24 +268,7 @@ impl Plan {
         let n = (g.oh() * p).div_ceil(tile) * tile;
         // A tile past the last row reads up to (kh−1)/sh rows and (kw−1)/sw columns further,
         // which the extra `tile + pitch` floats cover.
-        let size = g.phase_rows() * p + tile + g.pitch();
-        let taps = (0..g.kh)
-            .flat_map(|i| (0..g.kw).map(move |j| (i, j)))
-            .map(|(i, j)| ((i % g.sh) * g.sw + j % g.sw) * size + (i / g.sh) * p + j / g.sw)
-            .collect();
-        let fill = (0..g.sh)
-            .flat_map(|a| (0..g.sw).map(move |b| (a, b)))
-            .filter_map(|(a, b)| {
-                Rows::gather(
-                    (g.h, g.w),
-                    (g.sh, g.sw),
-                    (g.ph, g.pw),
-                    (a, b),
-                    (g.phase_rows(), p),
-                    ((a * g.sw + b) * size, p),
-                )
-            })
-            .collect();
+        let Phases { size, fill, taps } = g.phases(p, tile + g.pitch());
         Plan {
             g: *g,
             isa,

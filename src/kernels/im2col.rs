@@ -167,31 +167,24 @@ impl Source {
     /// Phase planes of `tile`-wide output tiles: each holds the rows its taps read
     /// (OH + (KH − 1) / SH) and room for a whole last tile read past them.
     fn phases(g: &Strided, tile: usize) -> Source {
-        let (ow, rows) = (g.ow(), g.oh() + (g.kh - 1) / g.sh);
-        let size = rows * ow + (g.kw - 1) / g.sw + tile;
-        let phase = |c: usize, a: usize, b: usize| ((c * g.sh + a) * g.sw + b) * size;
+        // Each channel's phases as a depthwise conv of the same window lays out one plane, OW
+        // wide, with the columns a tap reads past a row and a whole tile more after them.
+        let one = g.depthwise().phases(g.ow(), (g.kw - 1) / g.sw + tile);
+        let per = g.sh * g.sw * one.size;
         let fill = (0..g.c)
-            .flat_map(|c| (0..g.sh).flat_map(move |a| (0..g.sw).map(move |b| (c, a, b))))
-            .filter_map(|(c, a, b)| {
-                let r = Rows::gather(
-                    (g.h, g.w),
-                    (g.sh, g.sw),
-                    (g.ph, g.pw),
-                    (a, b),
-                    (rows, ow),
-                    (phase(c, a, b), ow),
-                )?;
-                Some(r.from(c * g.h * g.w))
+            .flat_map(|c| {
+                one.fill
+                    .iter()
+                    .map(move |r| r.from(c * g.h * g.w).to(c * per))
             })
             .collect();
         let offsets = (0..g.c)
-            .flat_map(|c| (0..g.kh).flat_map(move |i| (0..g.kw).map(move |j| (c, i, j))))
-            .map(|(c, i, j)| phase(c, i % g.sh, j % g.sw) + (i / g.sh) * ow + j / g.sw)
+            .flat_map(|c| one.taps.iter().map(move |t| c * per + t))
             .collect();
         Source::Phases {
             fill,
             offsets,
-            size,
+            size: one.size,
         }
     }
 
