@@ -455,22 +455,8 @@ fn geometry(spec: &PoolSpec, chw: &[usize]) -> Option<Geometry> {
 /// The node after `node` when it is a ReLU (the max with a constant zero that tract makes of
 /// one) fed by `node` alone, whose output is not a model output.
 fn following_relu(model: &TypedModel, node: &TypedNode) -> Option<usize> {
-    let [next] = node.outputs[0].successors.as_slice() else {
-        return None;
-    };
-    if model
-        .output_outlets()
-        .ok()?
-        .contains(&OutletId::new(node.id, 0))
-    {
-        return None;
-    }
-    let relu = model.node(next.node);
-    let max = relu.op_as::<TypedBinOp>()?;
-    if max.0.name() != "Max" || relu.inputs.len() != 2 {
-        return None;
-    }
-    let zero = model.outlet_fact(relu.inputs[1 - next.slot]).ok()?;
+    let (relu, slot) = sole_successor(model, node, "Max")?;
+    let zero = model.outlet_fact(relu.inputs[1 - slot]).ok()?;
     let k = zero.konst.as_ref()?;
     let values = k.try_as_plain_ram().ok()?;
     let all_zero = values.as_slice::<f32>().ok()?.iter().all(|&v| v == 0.0);
@@ -483,23 +469,35 @@ fn following_relu(model: &TypedModel, node: &TypedNode) -> Option<usize> {
 /// wire of the same shape and a ReLU that only it feeds follows: a residual block's end.
 /// Returns the other wire and the ReLU.
 fn following_add_relu(model: &TypedModel, node: &TypedNode) -> Option<(OutletId, usize)> {
-    let [next] = node.outputs[0].successors.as_slice() else {
-        return None;
-    };
+    let (add, slot) = sole_successor(model, node, "Add")?;
     let out = OutletId::new(node.id, 0);
-    if model.output_outlets().ok()?.contains(&out) {
-        return None;
-    }
-    let add = model.node(next.node);
-    let op = add.op_as::<TypedBinOp>()?;
-    if op.0.name() != "Add" || add.inputs.len() != 2 {
-        return None;
-    }
-    let other = add.inputs[1 - next.slot];
+    let other = add.inputs[1 - slot];
     let shape = |o: OutletId| model.outlet_fact(o).ok().map(|f| f.shape.clone());
     let same = shape(other)? == shape(out)? && shape(OutletId::new(add.id, 0))? == shape(out)?;
     let relu = following_relu(model, add)?;
     same.then_some((other, relu))
+}
+
+/// The node that alone reads `node`'s output (not a model output) when it is the binary op
+/// `name` of two inputs, with the input slot `node` feeds.
+fn sole_successor<'m>(
+    model: &'m TypedModel,
+    node: &TypedNode,
+    name: &str,
+) -> Option<(&'m TypedNode, usize)> {
+    let [next] = node.outputs[0].successors.as_slice() else {
+        return None;
+    };
+    if model
+        .output_outlets()
+        .ok()?
+        .contains(&OutletId::new(node.id, 0))
+    {
+        return None;
+    }
+    let op = model.node(next.node);
+    let bin = op.op_as::<TypedBinOp>()?;
+    (bin.0.name() == name && op.inputs.len() == 2).then_some((op, next.slot))
 }
 
 /// The values of a constant f32 wire, or `None` when it is computed at run time.
