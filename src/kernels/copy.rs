@@ -149,8 +149,11 @@ mod avx512 {
         }
     }
 
-    /// [`super::Rows::copy`] with masked 16-lane moves; a step of 2 (CP-Mobile's width
-    /// strides) as two masked loads and a permute that keeps the even lanes.
+    /// [`super::Rows::copy`] with 16-lane moves; a step of 2 (CP-Mobile's width strides) as
+    /// two loads and a permute that keeps the even lanes. Only a run's last vector is masked,
+    /// with masks worked out once per call: per row, CP-Mobile's runs of 8 to 17 floats had
+    /// spent more instructions on their masks and store choice than on the moves (`perf`, 76 %
+    /// of a (1, 2) depthwise conv in this copy, `docs/benchmarks.md`).
     ///
     /// # Safety
     /// The CPU has AVX-512F; as [`super::Rows::copy`].
@@ -159,37 +162,53 @@ mod avx512 {
         if r.step > 2 {
             return super::portable::copy_rows(src, dst, r);
         }
+        if r.len == 0 {
+            return;
+        }
         let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        // The last vector of each run: its first lane, the lanes it keeps, and for a step of 2
+        // the lanes of its two loads (values `last..` sit at 2·last, 2·last + 2, …:
+        // (len − last − 1)·2 + 1 floats from 2·last).
+        let last = (r.len - 1) / L * L;
+        let keep = first(r.len - last);
+        let avail = (r.len - last - 1) * 2 + 1;
+        let (lo, hi) = (first(avail), first(avail.saturating_sub(L)));
+        // Masked stores of partial vectors are slow (on AMD's Zen 4 they made this copy half
+        // the kernel's time): where the whole vector lies inside the destination, store all 16
+        // lanes, the lanes past the run keeping the destination's values. Gapless runs are
+        // written in order, so lanes past one land where the next run writes afterwards and
+        // need not be read first. Rows up to `whole_rows` end their last vector inside `cap`.
+        let whole_rows = (cap + 1)
+            .saturating_sub(last + L)
+            .div_ceil(r.dst_pitch.max(1));
         for k in 0..r.rows {
             let (s, d) = (src.add(k * r.src_pitch), dst.add(k * r.dst_pitch));
-            for i in (0..r.len).step_by(L) {
-                let m = first(r.len - i);
+            for i in (0..last).step_by(L) {
                 let v = if r.step == 1 {
-                    _mm512_maskz_loadu_ps(m, s.add(i))
+                    _mm512_loadu_ps(s.add(i))
                 } else {
-                    // Values i.. sit at 2i, 2i + 2, …: (len − i − 1)·2 + 1 floats from 2i.
-                    let avail = (r.len - i - 1) * 2 + 1;
-                    let lo = _mm512_maskz_loadu_ps(first(avail), s.add(2 * i));
-                    let hi = _mm512_maskz_loadu_ps(
-                        first(avail.saturating_sub(L)),
-                        s.wrapping_add(2 * i + L),
+                    let (a, b) = (
+                        _mm512_loadu_ps(s.add(2 * i)),
+                        _mm512_loadu_ps(s.add(2 * i + L)),
                     );
-                    _mm512_permutex2var_ps(lo, evens, hi)
+                    _mm512_permutex2var_ps(a, evens, b)
                 };
-                // Masked stores of partial vectors are slow (on AMD's Zen 4 they made this copy
-                // half the kernel's time): where the whole vector lies inside the destination,
-                // store all 16 lanes, the lanes past the run keeping the destination's values.
-                // Gapless runs are written in order, so lanes past one land where the next run
-                // writes afterwards and need not be read first.
-                let end = k * r.dst_pitch + i + L;
-                if m == !0 || (end <= cap && r.dst_pitch == r.len) {
-                    _mm512_storeu_ps(d.add(i), v);
-                } else if end <= cap {
-                    let old = _mm512_loadu_ps(d.add(i));
-                    _mm512_storeu_ps(d.add(i), _mm512_mask_blend_ps(m, old, v));
-                } else {
-                    _mm512_mask_storeu_ps(d.add(i), m, v);
-                }
+                _mm512_storeu_ps(d.add(i), v);
+            }
+            let v = if r.step == 1 {
+                _mm512_maskz_loadu_ps(keep, s.add(last))
+            } else {
+                let a = _mm512_maskz_loadu_ps(lo, s.add(2 * last));
+                let b = _mm512_maskz_loadu_ps(hi, s.wrapping_add(2 * last + L));
+                _mm512_permutex2var_ps(a, evens, b)
+            };
+            let d = d.add(last);
+            if keep == !0 || (k < whole_rows && r.dst_pitch == r.len) {
+                _mm512_storeu_ps(d, v);
+            } else if k < whole_rows {
+                _mm512_storeu_ps(d, _mm512_mask_blend_ps(keep, _mm512_loadu_ps(d), v));
+            } else {
+                _mm512_mask_storeu_ps(d, keep, v);
             }
         }
     }
@@ -261,6 +280,66 @@ mod portable {
         for k in 0..r.rows {
             for i in 0..r.len {
                 *dst.add(k * r.dst_pitch + i) = *src.add(k * r.src_pitch + i * r.step);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every path against the definition, on runs of 1 to 40 floats (one vector's tail, whole
+    /// vectors, several), steps 1 and 2, with and without gaps between runs, in destinations
+    /// that end right after the last run or further: the runs hold the source's values and
+    /// every other value keeps its own, but the 15 after the last gapless run, which may be 0.
+    #[test]
+    fn every_path_copies_the_runs_and_nothing_else() {
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            for (len, step, gap, rows, spare) in (1..=40).flat_map(|len| {
+                (1..=2).flat_map(move |step| {
+                    [0, 1, 3].into_iter().flat_map(move |gap| {
+                        [1, 4].into_iter().flat_map(move |rows| {
+                            [0, 20]
+                                .into_iter()
+                                .map(move |spare| (len, step, gap, rows, spare))
+                        })
+                    })
+                })
+            }) {
+                let r = Rows {
+                    src: 3,
+                    src_pitch: len * step + 2,
+                    step,
+                    dst: 5,
+                    dst_pitch: len + gap,
+                    len,
+                    rows,
+                };
+                let (read, written) = r.extents();
+                let src: Vec<f32> = (0..r.src + read).map(|i| i as f32 + 0.5).collect();
+                let fresh: Vec<f32> = (0..r.dst + written + spare)
+                    .map(|i| -(i as f32) - 1.0)
+                    .collect();
+                let mut dst = fresh.clone();
+                r.copy_slices(isa, &src, &mut dst);
+                let end = r.dst + written;
+                for (i, (&got, &old)) in dst.iter().zip(&fresh).enumerate() {
+                    let (k, j) = (
+                        (i.wrapping_sub(r.dst)) / r.dst_pitch,
+                        (i.wrapping_sub(r.dst)) % r.dst_pitch,
+                    );
+                    let want = if i >= r.dst && k < rows && j < len {
+                        src[r.src + k * r.src_pitch + j * step]
+                    } else {
+                        old
+                    };
+                    let may_zero = gap == 0 && i >= end && i < end + 15 && got == 0.0;
+                    assert!(
+                        got == want || may_zero,
+                        "{isa:?} {r:?}: value {i} is {got}, not {want}"
+                    );
+                }
             }
         }
     }
