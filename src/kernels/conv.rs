@@ -612,11 +612,11 @@ pub(super) unsafe fn tile_of(
 ) {
     match (isa, v) {
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 1) => avx512::tile::<1>(x, w, bias, s, out),
+        (Isa::Avx512, 1) => avx512::tile_of::<1>(x, w, bias, s, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 2) => avx512::tile::<2>(x, w, bias, s, out),
+        (Isa::Avx512, 2) => avx512::tile_of::<2>(x, w, bias, s, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 3) => avx512::tile::<3>(x, w, bias, s, out),
+        (Isa::Avx512, 3) => avx512::tile_of::<3>(x, w, bias, s, out),
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, 1) => avx2::tile_of::<1>(x, w, bias, s, out),
         #[cfg(target_arch = "x86_64")]
@@ -642,213 +642,83 @@ pub(super) unsafe fn tile_of(
     }
 }
 
+/// The tiles of both x86 paths, written once over a [`Register`]: each path instantiates them
+/// with its register type and blocking inside its own `target_feature` function.
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+mod tiles {
     use super::{GwShape, Store, TileShape};
-    use std::arch::x86_64::*;
+    use crate::kernels::lanes::Register;
 
-    pub const L: usize = 16;
-    pub const OB: usize = 8;
-    pub const V: usize = 3;
-
-    pub const GW_OB: usize = 3;
-    pub const GW_SB: usize = 7;
-
-    /// Adds one pass of weight-gradient partial sums to `acc` (GW_OB × GW_SB vectors).
+    /// Adds one pass of weight-gradient partial sums to `acc` (OB × SB registers).
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `gy` has GW_OB planes of `s.rows` rows of `s.vecs · L` floats,
-    /// `x` has `s.rows` rows of `s.vecs · L + GW_SB − 1` floats.
-    #[target_feature(enable = "avx512f")]
+    /// The CPU has `R`'s features; `gy` has OB planes of `s.rows` rows of `s.vecs · L` floats,
+    /// `x` has `s.rows` rows of `s.vecs · L + SB − 1` floats.
+    #[inline(always)]
     #[allow(clippy::needless_range_loop)] // a[o][k] by index reads as the formula
-    pub unsafe fn gw_tile(gy: *const f32, x: *const f32, s: &GwShape, acc: &mut [f32]) {
-        let mut a = [[_mm512_setzero_ps(); GW_SB]; GW_OB];
+    pub unsafe fn gw_tile<R: Register, const OB: usize, const SB: usize>(
+        gy: *const f32,
+        x: *const f32,
+        s: &GwShape,
+        acc: &mut [f32],
+    ) {
+        let l = R::L;
+        let mut a = [[R::zero(); SB]; OB];
         for (o, a) in a.iter_mut().enumerate() {
             for (k, a) in a.iter_mut().enumerate() {
-                *a = _mm512_loadu_ps(acc.as_ptr().add((o * GW_SB + k) * L));
+                *a = R::load(acc.as_ptr().add((o * SB + k) * l));
             }
         }
         for i in 0..s.rows {
             let (gr, xr) = (gy.add(i * s.gy_stride), x.add(i * s.x_stride));
             for v in 0..s.vecs {
-                let mut g = [_mm512_setzero_ps(); GW_OB];
+                let mut g = [R::zero(); OB];
                 for (o, g) in g.iter_mut().enumerate() {
-                    *g = _mm512_loadu_ps(gr.add(o * s.gy_plane + v * L));
+                    *g = R::load(gr.add(o * s.gy_plane + v * l));
                 }
-                for k in 0..GW_SB {
-                    let xv = _mm512_loadu_ps(xr.add(v * L + k));
-                    for o in 0..GW_OB {
-                        a[o][k] = _mm512_fmadd_ps(g[o], xv, a[o][k]);
+                for k in 0..SB {
+                    let xv = R::load(xr.add(v * l + k));
+                    for o in 0..OB {
+                        a[o][k] = g[o].mul_add(xv, a[o][k]);
                     }
                 }
             }
         }
         for (o, a) in a.iter().enumerate() {
             for (k, a) in a.iter().enumerate() {
-                _mm512_storeu_ps(acc.as_mut_ptr().add((o * GW_SB + k) * L), *a);
+                a.store(acc.as_mut_ptr().add((o * SB + k) * l));
             }
         }
     }
 
+    /// The first K channels of a block of OB (weights packed OB to a tap), V registers wide.
+    ///
     /// # Safety
-    /// The CPU has AVX-512F; `x` points at a tile's first input of channel 0 with `s.c` planes,
-    /// `s.kh` rows and `V·L + s.kw − 1` columns readable; `w` holds `c·kh·kw·OB` floats.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile<const V: usize>(
+    /// The CPU has `R`'s features; `x` points at a tile's first input of channel 0 with `s.c`
+    /// channels (at [`TileShape::channel`]), `s.kh` rows and `V·L + s.kw − 1` columns
+    /// readable; `w` holds `c·kh·kw·OB` floats; K ≤ OB and `out.channels` ≤ K.
+    #[inline(always)]
+    pub unsafe fn tile<R: Register, const OB: usize, const K: usize, const V: usize>(
         x: *const f32,
         w: *const f32,
         bias: &[f32],
         s: &TileShape,
         out: Store,
     ) {
-        let mut acc = [[_mm512_setzero_ps(); V]; OB];
-        for o in 0..OB {
-            for a in acc[o].iter_mut() {
-                *a = _mm512_set1_ps(bias[o]);
-            }
+        let l = R::L;
+        let mut acc = [[R::zero(); V]; K];
+        for (o, acc) in acc.iter_mut().enumerate() {
+            *acc = [R::splat(bias[o]); V];
         }
-        let mut wp = w;
-        for ic in 0..s.c {
-            let xc = x.add(s.channel(ic));
-            for kr in 0..s.kh {
-                let xr = xc.add(kr * s.stride);
-                for ks in 0..s.kw {
-                    let mut xv = [_mm512_setzero_ps(); V];
-                    for (j, xv) in xv.iter_mut().enumerate() {
-                        *xv = _mm512_loadu_ps(xr.add(ks + j * L));
-                    }
-                    for (o, acc) in acc.iter_mut().enumerate() {
-                        let wv = _mm512_set1_ps(*wp.add(o));
-                        for j in 0..V {
-                            acc[j] = _mm512_fmadd_ps(xv[j], wv, acc[j]);
-                        }
-                    }
-                    wp = wp.add(OB);
-                }
-            }
-        }
-        let zero = _mm512_setzero_ps();
-        for (o, acc) in acc.iter().enumerate().take(out.channels) {
-            for (j, &a) in acc.iter().enumerate() {
-                let a = if out.relu { _mm512_max_ps(a, zero) } else { a };
-                _mm512_storeu_ps(out.ptr.add(o * out.stride + j * L), a);
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{GwShape, Store, TileShape};
-    use std::arch::x86_64::*;
-
-    pub const L: usize = 8;
-    /// Twelve accumulators (6 × 2 vectors), two input vectors and a broadcast weight fill the
-    /// 16 registers: with eight (4 × 2) an FMA's 4-cycle latency left the two FMA ports idle
-    /// whenever a load came late (CP-Mobile's 1×1 convs ran at 25–31 GMAC/s; 11 % faster
-    /// plan at 6, docs/benchmarks.md).
-    pub const OB: usize = 6;
-    pub const V: usize = 2;
-
-    pub const GW_OB: usize = 3;
-    pub const GW_SB: usize = 4;
-
-    /// Adds one pass of weight-gradient partial sums to `acc` (GW_OB × GW_SB vectors).
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA; `gy` has GW_OB planes of `s.rows` rows of `s.vecs · L` floats,
-    /// `x` has `s.rows` rows of `s.vecs · L + GW_SB − 1` floats.
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::needless_range_loop)] // a[o][k] by index reads as the formula
-    pub unsafe fn gw_tile(gy: *const f32, x: *const f32, s: &GwShape, acc: &mut [f32]) {
-        let mut a = [[_mm256_setzero_ps(); GW_SB]; GW_OB];
-        for (o, a) in a.iter_mut().enumerate() {
-            for (k, a) in a.iter_mut().enumerate() {
-                *a = _mm256_loadu_ps(acc.as_ptr().add((o * GW_SB + k) * L));
-            }
-        }
-        for i in 0..s.rows {
-            let (gr, xr) = (gy.add(i * s.gy_stride), x.add(i * s.x_stride));
-            for v in 0..s.vecs {
-                let mut g = [_mm256_setzero_ps(); GW_OB];
-                for (o, g) in g.iter_mut().enumerate() {
-                    *g = _mm256_loadu_ps(gr.add(o * s.gy_plane + v * L));
-                }
-                for k in 0..GW_SB {
-                    let xv = _mm256_loadu_ps(xr.add(v * L + k));
-                    for o in 0..GW_OB {
-                        a[o][k] = _mm256_fmadd_ps(g[o], xv, a[o][k]);
-                    }
-                }
-            }
-        }
-        for (o, a) in a.iter().enumerate() {
-            for (k, a) in a.iter().enumerate() {
-                _mm256_storeu_ps(acc.as_mut_ptr().add((o * GW_SB + k) * L), *a);
-            }
-        }
-    }
-
-    /// [`tile`] over the block's first 2, 4 or all OB channels, the fewest that hold
-    /// `out.channels`: a layer whose channels are not a multiple of OB (32 = 5 · 6 + 2, the
-    /// baseline's 16) computes no padding channels but those of one pair.
-    ///
-    /// # Safety
-    /// As `avx512::tile`, for a CPU with AVX2 and FMA.
-    pub unsafe fn tile_of<const V: usize>(
-        x: *const f32,
-        w: *const f32,
-        bias: &[f32],
-        s: &TileShape,
-        out: Store,
-    ) {
-        match out.channels {
-            0..=2 => tile::<2, V>(x, w, bias, s, out),
-            3..=4 => tile::<4, V>(x, w, bias, s, out),
-            _ => tile::<OB, V>(x, w, bias, s, out),
-        }
-    }
-
-    /// The first K channels of a block of OB (weights packed OB to a tap).
-    ///
-    /// # Safety
-    /// As `avx512::tile`, for a CPU with AVX2 and FMA; K ≤ OB and `out.channels` ≤ K.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile<const K: usize, const V: usize>(
-        x: *const f32,
-        w: *const f32,
-        bias: &[f32],
-        s: &TileShape,
-        out: Store,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); V]; K];
-        for o in 0..K {
-            for a in acc[o].iter_mut() {
-                *a = _mm256_set1_ps(bias[o]);
-            }
-        }
-        // One tap: V input vectors from `xt`, times the block's K weights from `wt`.
-        let mut tap = |xt: *const f32, wt: *const f32| {
-            let mut xv = [_mm256_setzero_ps(); V];
-            for (j, xv) in xv.iter_mut().enumerate() {
-                *xv = _mm256_loadu_ps(xt.add(j * L));
-            }
-            for (o, acc) in acc.iter_mut().enumerate() {
-                let wv = _mm256_set1_ps(*wt.add(o));
-                for j in 0..V {
-                    acc[j] = _mm256_fmadd_ps(xv[j], wv, acc[j]);
-                }
-            }
-        };
         if (s.kh, s.kw) == (1, 1) {
             // One tap per channel: a flat loop without the row and column loops' branches.
             if s.offsets.is_empty() {
                 for ic in 0..s.c {
-                    tap(x.add(ic * s.plane), w.add(ic * OB));
+                    tap(&mut acc, x.add(ic * s.plane), w.add(ic * OB));
                 }
             } else {
                 for (ic, &at) in s.offsets.iter().enumerate() {
-                    tap(x.add(at), w.add(ic * OB));
+                    tap(&mut acc, x.add(at), w.add(ic * OB));
                 }
             }
         } else {
@@ -858,20 +728,115 @@ mod avx2 {
                 for kr in 0..s.kh {
                     let xr = xc.add(kr * s.stride);
                     for ks in 0..s.kw {
-                        tap(xr.add(ks), wp);
+                        tap(&mut acc, xr.add(ks), wp);
                         wp = wp.add(OB);
                     }
                 }
             }
         }
-        let zero = _mm256_setzero_ps();
         for (o, acc) in acc.iter().enumerate().take(out.channels) {
             for (j, &a) in acc.iter().enumerate() {
-                let a = if out.relu { _mm256_max_ps(a, zero) } else { a };
-                _mm256_storeu_ps(out.ptr.add(o * out.stride + j * L), a);
+                let a = if out.relu { a.relu() } else { a };
+                a.store(out.ptr.add(o * out.stride + j * l));
             }
         }
     }
+
+    /// One tap: V input registers from `xt`, times the block's K weights from `wt`. A function
+    /// rather than a closure: a closure is compiled outside the path's `target_feature`
+    /// function, with calls to its intrinsics (the baseline `cnn` ran 50× slower on AVX2).
+    ///
+    /// # Safety
+    /// As [`tile`]: `xt` has V·L readable floats, `wt` K.
+    #[inline(always)]
+    unsafe fn tap<R: Register, const K: usize, const V: usize>(
+        acc: &mut [[R; V]; K],
+        xt: *const f32,
+        wt: *const f32,
+    ) {
+        let mut xv = [R::zero(); V];
+        for (j, xv) in xv.iter_mut().enumerate() {
+            *xv = R::load(xt.add(j * R::L));
+        }
+        for (o, acc) in acc.iter_mut().enumerate() {
+            let wv = R::splat(*wt.add(o));
+            for (a, &xv) in acc.iter_mut().zip(&xv) {
+                *a = xv.mul_add(wv, *a);
+            }
+        }
+    }
+}
+
+/// Writes an x86 path's module: its blocking, and its tiles as [`tiles`] instantiated with its
+/// register type inside functions that enable its features. A block's last channels run in a
+/// tile of the fewest of 2, 4 or all OB that holds them: a layer whose channels are not a
+/// multiple of OB (32 = 5 · 6 + 2 on AVX2, the baseline's 16, CP-Mobile's 10 classes) computes
+/// no padding channels but those of one pair.
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86_path {
+    ($(#[$doc:meta])* mod $name:ident: $reg:ident, $feature:literal,
+     L = $l:expr, OB = $ob:expr, V = $v:expr, GW_OB = $gob:expr, GW_SB = $gsb:expr;) => {
+        $(#[$doc])*
+        mod $name {
+            use super::{tiles, GwShape, Store, TileShape};
+            use crate::kernels::lanes::x86::$reg;
+
+            pub const L: usize = $l;
+            pub const OB: usize = $ob;
+            pub const V: usize = $v;
+            pub const GW_OB: usize = $gob;
+            pub const GW_SB: usize = $gsb;
+
+            /// # Safety
+            /// As `tiles::gw_tile` on this path.
+            #[target_feature(enable = $feature)]
+            pub unsafe fn gw_tile(gy: *const f32, x: *const f32, s: &GwShape, acc: &mut [f32]) {
+                tiles::gw_tile::<$reg, GW_OB, GW_SB>(gy, x, s, acc)
+            }
+
+            /// # Safety
+            /// As `tiles::tile` on this path, `out.channels` ≤ OB.
+            pub unsafe fn tile_of<const V: usize>(
+                x: *const f32,
+                w: *const f32,
+                bias: &[f32],
+                s: &TileShape,
+                out: Store,
+            ) {
+                match out.channels {
+                    0..=2 => tile::<2, V>(x, w, bias, s, out),
+                    3..=4 => tile::<4, V>(x, w, bias, s, out),
+                    _ => tile::<OB, V>(x, w, bias, s, out),
+                }
+            }
+
+            #[target_feature(enable = $feature)]
+            unsafe fn tile<const K: usize, const V: usize>(
+                x: *const f32,
+                w: *const f32,
+                bias: &[f32],
+                s: &TileShape,
+                out: Store,
+            ) {
+                tiles::tile::<$reg, OB, K, V>(x, w, bias, s, out)
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+x86_path! {
+    /// 24 accumulators (8 channels × 3 registers) of the 32 registers.
+    mod avx512: Zmm, "avx512f", L = 16, OB = 8, V = 3, GW_OB = 3, GW_SB = 7;
+}
+
+#[cfg(target_arch = "x86_64")]
+x86_path! {
+    /// Twelve accumulators (6 × 2 registers), two input registers and a broadcast weight fill
+    /// the 16 registers: with eight (4 × 2) an FMA's 4-cycle latency left the two FMA ports idle
+    /// whenever a load came late (CP-Mobile's 1×1 convs ran at 25–31 GMAC/s; 11 % faster plan
+    /// at 6, docs/benchmarks.md).
+    mod avx2: Ymm, "avx2,fma", L = 8, OB = 6, V = 2, GW_OB = 3, GW_SB = 4;
 }
 
 mod portable {
@@ -884,7 +849,7 @@ mod portable {
     pub const GW_OB: usize = 2;
     pub const GW_SB: usize = 4;
 
-    /// As `avx512::gw_tile`, in plain Rust over fixed-size arrays.
+    /// As `tiles::gw_tile`, in plain Rust over fixed-size arrays.
     pub fn gw_tile(gy: &[f32], x: &[f32], s: &GwShape, acc: &mut [f32]) {
         let mut a = [[[0.0f32; L]; GW_SB]; GW_OB];
         for (o, a) in a.iter_mut().enumerate() {

@@ -1,6 +1,7 @@
 //! Sixteen f32 lanes as one vector type for the kernels written once for every path
 //! (`reduce`, the Winograd transforms): one AVX-512 register, two AVX2 registers, or a plain
-//! array.
+//! array. And one machine register of either x86 path ([`Register`]) for the conv tiles,
+//! whose blocking is counted in registers (each path fills its register file).
 //!
 //! Why: sixteen f32 lanes in an array, left to the compiler inside an AVX-512 function, came out
 //! as 2-wide code (`perf annotate` of the first plane sums), and loops over slices came out as
@@ -96,6 +97,25 @@ impl Lanes for [f32; LANES] {
     fn to_array(self) -> [f32; LANES] {
         self
     }
+}
+
+/// One machine register of f32 lanes (16 on AVX-512, 8 on AVX2) and what the conv tiles do with
+/// it. Every method is inlined into the `target_feature` function that instantiates the tile.
+pub(super) trait Register: Copy {
+    /// f32 lanes per register.
+    const L: usize;
+    fn zero() -> Self;
+    fn splat(v: f32) -> Self;
+    /// # Safety
+    /// `p` has `L` readable floats; the CPU has the path's features.
+    unsafe fn load(p: *const f32) -> Self;
+    /// # Safety
+    /// `p` has `L` writable floats; the CPU has the path's features.
+    unsafe fn store(self, p: *mut f32);
+    /// self · a + b, one rounding (FMA).
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// max(self, 0).
+    fn relu(self) -> Self;
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -258,6 +278,72 @@ pub(super) mod x86 {
                 _mm256_storeu_ps(a.as_mut_ptr().add(8), self.0[1]);
             }
             a
+        }
+    }
+
+    /// One AVX-512 register.
+    #[derive(Clone, Copy)]
+    pub struct Zmm(__m512);
+
+    impl super::Register for Zmm {
+        const L: usize = 16;
+        #[inline(always)]
+        fn zero() -> Self {
+            // SAFETY (all methods): reached only inside `avx512f` functions.
+            unsafe { Zmm(_mm512_setzero_ps()) }
+        }
+        #[inline(always)]
+        fn splat(v: f32) -> Self {
+            unsafe { Zmm(_mm512_set1_ps(v)) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Zmm(_mm512_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm512_storeu_ps(p, self.0)
+        }
+        #[inline(always)]
+        fn mul_add(self, a: Self, b: Self) -> Self {
+            unsafe { Zmm(_mm512_fmadd_ps(self.0, a.0, b.0)) }
+        }
+        #[inline(always)]
+        fn relu(self) -> Self {
+            unsafe { Zmm(_mm512_max_ps(self.0, _mm512_setzero_ps())) }
+        }
+    }
+
+    /// One AVX2 register.
+    #[derive(Clone, Copy)]
+    pub struct Ymm(__m256);
+
+    impl super::Register for Ymm {
+        const L: usize = 8;
+        #[inline(always)]
+        fn zero() -> Self {
+            // SAFETY (all methods): reached only inside `avx2,fma` functions.
+            unsafe { Ymm(_mm256_setzero_ps()) }
+        }
+        #[inline(always)]
+        fn splat(v: f32) -> Self {
+            unsafe { Ymm(_mm256_set1_ps(v)) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Ymm(_mm256_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm256_storeu_ps(p, self.0)
+        }
+        #[inline(always)]
+        fn mul_add(self, a: Self, b: Self) -> Self {
+            unsafe { Ymm(_mm256_fmadd_ps(self.0, a.0, b.0)) }
+        }
+        #[inline(always)]
+        fn relu(self) -> Self {
+            unsafe { Ymm(_mm256_max_ps(self.0, _mm256_setzero_ps())) }
         }
     }
 }
