@@ -272,7 +272,8 @@ pub fn forward_into(
 
 /// [`forward_into`] followed by a residual add and a ReLU, `y = max(conv(x) + residual, 0)`
 /// (`residual` shaped as `y`): CP-Mobile's projection convs and their blocks' skip
-/// connections, applied to each tile while it is in L1 instead of as another pass over memory.
+/// connections, applied to each channel block's output row right after it is computed, while
+/// it is in cache, instead of as another pass over memory.
 pub fn forward_add_relu_into(
     x: &[f32],
     n: usize,
@@ -302,6 +303,15 @@ impl<'a> After<'a> {
             After::Nothing
         }
     }
+
+    /// The same for the outputs from `at` on (a sample's, a row's): the residual read from
+    /// there.
+    fn from(self, at: usize) -> After<'a> {
+        match self {
+            After::AddRelu(r) => After::AddRelu(&r[at..]),
+            a => a,
+        }
+    }
 }
 
 fn forward_then(
@@ -320,11 +330,7 @@ fn forward_then(
     let (l, _, v) = blocking(p.isa);
     y.par_chunks_mut(out).enumerate().for_each(|(i, yi)| {
         let xi = Input::new(&x[i * g.c * g.h * g.w..][..g.c * g.h * g.w], &g, l * v);
-        let after = match after {
-            After::AddRelu(r) => After::AddRelu(&r[i * out..][..out]),
-            a => a,
-        };
-        sample(&xi, p, bias, after, yi);
+        sample(&xi, p, bias, after.from(i * out), yi);
     });
 }
 
@@ -391,13 +397,9 @@ fn sample(x: &Input, p: &Packed, bias: &[f32], after: After, y: &mut [f32]) {
     rows.par_iter().with_min_len(8).for_each(|&(b, r)| {
         let out = &out;
         let at = b * ob * oh * ow + r * ow;
-        let after = match after {
-            After::AddRelu(res) => After::AddRelu(&res[at..]),
-            a => a,
-        };
         // SAFETY: (b, r) pairs are distinct, so the rows written are disjoint, and each lies
         // inside `y` (O × OH × OW).
-        unsafe { row(x, p, bias, b, r, after, out.0.add(at)) }
+        unsafe { row(x, p, bias, b, r, after.from(at), out.0.add(at)) }
     });
 }
 
