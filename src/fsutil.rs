@@ -36,10 +36,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
 }
 
 /// [`write_atomic`] without its two fsyncs: a process that dies never leaves a partial file, but
-/// a power cut may (the data can still be in the page cache). Only for files whose reader treats
-/// a damaged file as absent and regenerates it, such as the feature cache's entries: there the
-/// two fsyncs per entry were half of a first `asc features --cache` pass over 40 clips here, and
-/// cost far more on a spinning disk.
+/// a power cut may (the data can still be in the page cache). Only for derived files that are
+/// cheap to regenerate: the feature cache's entries (whose reader treats a damaged one as
+/// absent) and `asc features`' `.npy` files. There the two fsyncs per file were half of a pass
+/// over 40 clips here, and cost far more on a spinning disk or after other writes.
 pub fn write_renamed(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
     write_via_temp(path, bytes, false)
 }

@@ -1,10 +1,8 @@
 //! Features of many audio files written as `.npy` files, one per input: what `asc features`
 //! does. Computing and writing overlap: the spectrograms are computed in parallel over files
-//! and handed to one writer thread, which writes each file atomically (fsync, rename, fsync of
-//! the folder) while the next ones are computed. The fsyncs wait on the disk, not on a core, so
-//! on one compute thread they no longer add to the wall time (40 clips: 80 fsyncs, a third of
-//! the process before), and at most a few spectrograms are held in memory whatever the number
-//! of files.
+//! and handed to one writer thread, which writes each file (temporary file, rename: see
+//! [`npy::write`]) while the next ones are computed, so at most a few spectrograms are held in
+//! memory whatever the number of files.
 
 use super::{file_features, npy, FeatureCache, LogMel, Spectrogram};
 use crate::error::FileError;
@@ -25,8 +23,8 @@ pub fn write_npy_all(
     cache: Option<&FeatureCache>,
     mut on_file: impl FnMut(&Job, Result<&Spectrogram, &FileError>) + Send,
 ) -> usize {
-    // A few spectrograms per compute thread in flight: enough to keep the writer busy while
-    // a file is fsynced, bounded so memory does not grow with the folder.
+    // A few spectrograms per compute thread in flight: enough to keep the writer busy while a
+    // file is written, bounded so memory does not grow with the folder.
     let (tx, rx) = mpsc::sync_channel::<(usize, Result<Spectrogram, FileError>)>(
         4 * rayon::current_num_threads(),
     );

@@ -6,9 +6,13 @@ use ndarray::{Array2, ArrayView2};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use std::path::Path;
 
-/// Writes `spec` atomically (temporary file, fsync, rename).
+/// Writes `spec` through a temporary file renamed into place, without fsync: a process that
+/// dies never leaves a partial `.npy`, but a power cut within the kernel's writeback delay can
+/// (rerunning recreates it). Spectrograms are derived data, about a millisecond each to
+/// recompute; fsyncing each of a folder's files made the disk, not the front end, set the pace of
+/// `asc features` (docs/benchmarks.md, "Feature files without fsync").
 pub fn write(path: &Path, spec: &Spectrogram) -> Result<(), FileError> {
-    crate::fsutil::write_atomic(path, &encode(path, spec)?)
+    crate::fsutil::write_renamed(path, &encode(path, spec)?)
 }
 
 /// `spec` as the bytes of a `.npy` file (`path` names it in errors).
