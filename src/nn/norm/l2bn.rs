@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::stats::{as_ncl, RunningStats};
 use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::options::Options;
-use crate::nn::ops::{equalize_samples, Activation};
+use crate::nn::ops::{Activation, SampleScaling};
 use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
 
 /// How L2BN scales each sample before BN (docs/norms.md §3.3).
@@ -61,19 +61,17 @@ pub fn build(c: usize, cfg: &NormConfig, nb: &NormBuilder) -> Result<Box<dyn Nor
     }))
 }
 
-impl L2BatchNorm {
-    /// x / max(r_n, 1e-12) for (N, C, L) input, r_n the per-sample l2 norm or RMS.
-    fn equalize(&self, x: &Tensor) -> Result<Tensor> {
-        equalize_samples(x, self.mode == L2bnMode::Rms, NORM_FLOOR)
-    }
-}
-
 impl Norm for L2BatchNorm {
+    /// x / max(r_n, 1e-12), r_n the per-sample l2 norm or RMS, then BN: one op in training.
     fn forward_act_t(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
         let (x3, dims) = as_ncl(x, self.weight.elem_count(), ENTRY.name)?;
-        let xt = self.equalize(&x3)?;
+        let scaling = SampleScaling {
+            mean: self.mode == L2bnMode::Rms,
+            floor: NORM_FLOOR,
+        };
+        let affine = (&self.weight, &self.bias);
         self.stats
-            .forward_t(&xt, Some((&self.weight, &self.bias)), train, act)?
+            .forward_scaled_t(&x3, affine, train, act, scaling)?
             .reshape(dims)
     }
 

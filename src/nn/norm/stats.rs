@@ -10,8 +10,8 @@ use candle_core::{bail, DType, Result, Tensor, Var};
 
 use super::{NormBuilder, NormConfig};
 use crate::nn::ops::{
-    centre_standardize, plane_affine, standardize, standardize_skip, Activation, Grouping,
-    Standardized,
+    centre_standardize, equalize_samples, plane_affine, standardize, standardize_scaled,
+    standardize_skip, Activation, Grouping, SampleScaling, Standardized,
 };
 use crate::onnx::graph::{attr_float, OnnxGraph};
 
@@ -118,6 +118,26 @@ impl RunningStats {
         }
         check_batch_count(x)?;
         let st = standardize_skip(x, gamma, skip, beta, Grouping::Channel, self.eps, act)?;
+        self.update(&st)?;
+        Ok(st.y)
+    }
+
+    /// [`RunningStats::forward_t`] of the input scaled per sample first, `BN(x·s_n)` with γ, β per
+    /// channel (L2BN, docs/norms.md §3): in train mode one op, [`standardize_scaled`].
+    pub fn forward_scaled_t(
+        &self,
+        x: &Tensor,
+        (gamma, beta): (&Tensor, &Tensor),
+        train: bool,
+        act: Activation,
+        scaling: SampleScaling,
+    ) -> Result<Tensor> {
+        if !train {
+            let xt = equalize_samples(x, scaling.mean, scaling.floor)?;
+            return self.normalize_running(&xt, Some((gamma, beta)), act);
+        }
+        check_batch_count(x)?;
+        let st = standardize_scaled(x, gamma, beta, self.eps, act, scaling)?;
         self.update(&st)?;
         Ok(st.y)
     }

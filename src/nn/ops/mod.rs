@@ -41,7 +41,9 @@ pub use depthwise::depthwise_conv2d;
 pub use equalize::equalize_samples;
 pub use planes::{Grouping, Standardized};
 pub use pool::{avg_pool2d, max_pool2d};
-pub use standardize::{plane_affine, standardize, standardize_skip};
+pub use standardize::{
+    plane_affine, standardize, standardize_scaled, standardize_skip, SampleScaling,
+};
 
 /// Whether the fast custom-op path applies: CPU tensors of dtype f32.
 pub(crate) fn use_cpu_kernels(ts: &[&Tensor]) -> bool {

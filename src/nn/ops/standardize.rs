@@ -42,7 +42,7 @@ pub fn standardize(
         st.y = act.apply(&st.y)?;
         return Ok(st);
     }
-    run_standardize(x, gamma, beta, false, geom, eps, act)
+    run_standardize(x, gamma, beta, Variant::Plain, geom, eps, act)
 }
 
 /// `act(γ·x̂ + k·x + β)`: [`standardize`] plus a skip term, the input it standardizes times a
@@ -78,15 +78,70 @@ pub fn standardize_skip(
     }
     // The op takes three inputs: γ and k travel as one (2C) coefficient.
     let gk = Tensor::cat(&[gamma, skip], 0)?;
-    run_standardize(x, gk, beta.clone(), true, geom, eps, act)
+    run_standardize(x, gk, beta.clone(), Variant::Skip, geom, eps, act)
 }
 
-/// The CPU op behind [`standardize`] and [`standardize_skip`].
+/// Per-sample scaling of the input before its statistics are taken: x̃ = x·s_n with
+/// s_n = 1/max(sqrt(Σx²/d), floor) over the sample's C·L values, d = C·L for the root mean square
+/// and 1 for the l2 norm (L2BN, docs/norms.md §3; [`super::equalize_samples`] alone).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleScaling {
+    /// Divide Σx² by C·L (the RMS) rather than by 1 (the l2 norm).
+    pub mean: bool,
+    /// The divisor's floor; no gradient flows through a floored divisor.
+    pub floor: f64,
+}
+
+/// `act(γ·(x̃ − μ)/sqrt(σ² + ε) + β)` with x̃ = `x` scaled per sample by `scaling` and per-channel
+/// statistics of x̃: L2BN's train step (docs/norms.md §3) as one op. Composed as
+/// [`super::equalize_samples`] then [`standardize`] it took two more passes over the activation
+/// each way and kept x̃ as one more activation for the backward; the scale's own gradient
+/// follows from per-plane sums the backward takes anyway. `gamma` and `beta` are per channel.
+pub fn standardize_scaled(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    act: Activation,
+    scaling: SampleScaling,
+) -> Result<Standardized> {
+    let geom = PlaneGeom::new(x, Grouping::Channel)?;
+    for (t, what) in [(gamma, "gamma"), (beta, "beta")] {
+        if t.elem_count() != geom.c {
+            bail!(
+                "standardize_scaled: {what}: expected {} (per channel) values, got shape {:?}",
+                geom.c,
+                t.dims()
+            );
+        }
+    }
+    Across::for_op(&geom, &[x, gamma, beta])?;
+    if !use_cpu_kernels(&[x, gamma, beta]) {
+        let xt = super::equalize_samples(x, scaling.mean, scaling.floor)?;
+        let mut st = super::fallback::standardize(&xt, gamma, beta, &geom, eps)?;
+        st.y = act.apply(&st.y)?;
+        return Ok(st);
+    }
+    let variant = Variant::Scaled(scaling);
+    run_standardize(x, gamma.clone(), beta.clone(), variant, geom, eps, act)
+}
+
+/// What a [`StandardizeOp`] adds to plain standardization.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Variant {
+    Plain,
+    /// The gamma input is (2C): γ, then the skip coefficients k ([`standardize_skip`]).
+    Skip,
+    /// The input is scaled per sample first ([`standardize_scaled`]).
+    Scaled(SampleScaling),
+}
+
+/// The CPU op behind [`standardize`], [`standardize_skip`] and [`standardize_scaled`].
 fn run_standardize(
     x: &Tensor,
     gamma: Tensor,
     beta: Tensor,
-    skip: bool,
+    variant: Variant,
     geom: PlaneGeom,
     eps: f64,
     act: Activation,
@@ -97,7 +152,7 @@ fn run_standardize(
         geom,
         eps,
         act,
-        skip,
+        variant,
         across: Across::for_op(&geom, &[&x])?,
         stats: stats.clone(),
     };
@@ -167,8 +222,8 @@ fn coef_or(
 }
 
 /// γ and, for an op with a skip term, the k that follow it in the same (2C) coefficient.
-fn split_skip(gamma: &[f32], skip: bool, c: usize) -> (&[f32], Option<&[f32]>) {
-    if skip {
+fn split_skip(gamma: &[f32], variant: Variant, c: usize) -> (&[f32], Option<&[f32]>) {
+    if variant == Variant::Skip {
         let (g, k) = gamma.split_at(c);
         (g, Some(k))
     } else {
@@ -199,11 +254,46 @@ fn reduce_to(per_plane: &[f64], c: usize, len: usize) -> Vec<f32> {
 }
 
 /// Per-group mean and biased variance as recorded by the forward pass, and the number of values
-/// each covers (over every rank, when synchronised).
+/// each covers (over every rank, when synchronised); for a scaled standardization, statistics of
+/// the scaled input x̃, and the scales.
 struct GroupStats {
     mean: Vec<f32>,
     var: Vec<f32>,
     count: f64,
+    scales: Option<SampleScales>,
+}
+
+/// The per-sample scales of [`standardize_scaled`] and what its backward needs of the unscaled
+/// input.
+struct SampleScales {
+    /// s_n as applied, per sample.
+    s: Vec<f32>,
+    /// Whether s_n is the floor's, per sample (no gradient through the divisor there).
+    floored: Vec<bool>,
+    /// Σx and Σx² per plane.
+    sum: Vec<f64>,
+    sq: Vec<f64>,
+    /// What Σx² is divided by under the square root: C·L or 1.
+    d: f64,
+}
+
+impl SampleScales {
+    fn new(sum: Vec<f64>, sq: Vec<f64>, c: usize, l: usize, scaling: SampleScaling) -> Self {
+        let d = if scaling.mean { (c * l) as f64 } else { 1.0 };
+        let r: Vec<f64> = sq
+            .chunks(c)
+            .map(|s| (s.iter().sum::<f64>() / d).sqrt())
+            .collect();
+        Self {
+            s: r.iter()
+                .map(|r| (1.0 / r.max(scaling.floor)) as f32)
+                .collect(),
+            floored: r.iter().map(|&r| r < scaling.floor).collect(),
+            sum,
+            sq,
+            d,
+        }
+    }
 }
 
 impl GroupStats {
@@ -214,47 +304,74 @@ impl GroupStats {
             .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
             .collect()
     }
+
+    /// The scale of plane `p`'s sample: 1 unless scaled.
+    #[inline]
+    fn scale(&self, g: &PlaneGeom, p: usize) -> f32 {
+        self.scales.as_ref().map_or(1.0, |s| s.s[p / g.c])
+    }
+
+    /// Plane `p`'s group mean in the units of the unscaled input, μ/s_n: (x̃ − μ) = s_n·(x − μ/s_n).
+    #[inline]
+    fn shift(&self, g: &PlaneGeom, p: usize) -> f32 {
+        self.mean[g.group_of(p)] / self.scale(g, p)
+    }
 }
 
 /// Two passes over the planes: group means, then group variances from centred squares (each
-/// summed over the ranks when synchronised).
-fn group_stats(x: &[f32], g: &PlaneGeom, across: &Across) -> GroupStats {
+/// summed over the ranks when synchronised). Scaled, the first pass also takes Σx² per plane for
+/// the scales, and the statistics are x̃'s: Σx̃ = s_n·Σx, Σ(x̃ − μ)² = s_n²·Σ(x − μ/s_n)².
+fn group_stats(
+    x: &[f32],
+    g: &PlaneGeom,
+    across: &Across,
+    scaling: Option<SampleScaling>,
+) -> GroupStats {
     let (l, isa) = (g.l, Isa::active());
-    let sums: Vec<f64> = x
+    let (sums, squares): (Vec<f64>, Vec<f64>) = x
         .par_chunks(l)
         .with_min_len(g.min_planes())
-        .map(|xp| reduce::sum(xp, isa))
-        .collect();
+        .map(|xp| {
+            let sq = scaling.map_or(0.0, |_| reduce::centred_squares(xp, 0.0, isa));
+            (reduce::sum(xp, isa), sq)
+        })
+        .unzip();
+    let mut stats = GroupStats {
+        mean: Vec::new(),
+        var: Vec::new(),
+        count: 0.0,
+        scales: scaling.map(|sc| SampleScales::new(sums.clone(), squares, g.c, l, sc)),
+    };
     let mut mean = vec![0f64; g.n_groups()];
     for (p, s) in sums.iter().enumerate() {
-        mean[g.group_of(p)] += s;
+        mean[g.group_of(p)] += s * stats.scale(g, p) as f64;
     }
     let count = across.sum_with_count(&mut mean, g.count());
-    let mean: Vec<f32> = mean.iter().map(|s| (s / count) as f32).collect();
+    stats.mean = mean.iter().map(|s| (s / count) as f32).collect();
     let sq: Vec<f64> = x
         .par_chunks(l)
         .with_min_len(g.min_planes())
         .enumerate()
-        .map(|(p, xp)| reduce::centred_squares(xp, mean[g.group_of(p)], isa))
+        .map(|(p, xp)| {
+            let s = stats.scale(g, p) as f64;
+            reduce::centred_squares(xp, stats.shift(g, p), isa) * (s * s)
+        })
         .collect();
     let mut var = vec![0f64; g.n_groups()];
     for (p, s) in sq.iter().enumerate() {
         var[g.group_of(p)] += s;
     }
     across.sum(&mut var);
-    GroupStats {
-        mean,
-        var: var.iter().map(|s| (s / count) as f32).collect(),
-        count,
-    }
+    stats.var = var.iter().map(|s| (s / count) as f32).collect();
+    stats.count = count;
+    stats
 }
 
 struct StandardizeOp {
     geom: PlaneGeom,
     eps: f64,
     act: Activation,
-    /// Whether the gamma input is (2C): γ, then the skip coefficients k ([`standardize_skip`]).
-    skip: bool,
+    variant: Variant,
     /// The ranks whose rows share the statistics (synchronised BN), if any.
     across: Across,
     /// Written by the forward pass; read by the caller (running buffers) and the backward.
@@ -279,8 +396,12 @@ impl CustomOp3 for StandardizeOp {
         let x = cpu_f32(s1, l1, "standardize")?;
         let gamma = cpu_f32(s2, l2, "standardize")?;
         let beta = cpu_f32(s3, l3, "standardize")?;
-        let (gamma, skip) = split_skip(gamma, self.skip, g.c);
-        let stats = group_stats(x, g, &self.across);
+        let (gamma, skip) = split_skip(gamma, self.variant, g.c);
+        let scaling = match self.variant {
+            Variant::Scaled(sc) => Some(sc),
+            _ => None,
+        };
+        let stats = group_stats(x, g, &self.across, scaling);
         let istd = stats.inv_std(self.eps);
         let act = self.act;
         let y = par_fill(x.len(), g.l, g.min_planes(), |p, yp| {
@@ -288,16 +409,22 @@ impl CustomOp3 for StandardizeOp {
             let (m, a) = (stats.mean[s], coef_at(gamma, g.c, p) * istd[s]);
             let b = coef_at(beta, g.c, p);
             let xp = &x[p * g.l..];
-            match skip {
-                None => {
-                    for (yv, xv) in yp.iter_mut().zip(xp) {
-                        yv.write(act.eval((xv - m) * a + b));
-                    }
-                }
-                Some(k) => {
+            match (skip, &stats.scales) {
+                (Some(k), _) => {
                     let k = k[p % g.c];
                     for (yv, xv) in yp.iter_mut().zip(xp) {
                         yv.write(act.eval((xv - m) * a + k * xv + b));
+                    }
+                }
+                (None, Some(sc)) => {
+                    let sn = sc.s[p / g.c];
+                    for (yv, xv) in yp.iter_mut().zip(xp) {
+                        yv.write(act.eval((xv * sn - m) * a + b));
+                    }
+                }
+                (None, None) => {
+                    for (yv, xv) in yp.iter_mut().zip(xp) {
+                        yv.write(act.eval((xv - m) * a + b));
                     }
                 }
             }
@@ -310,6 +437,7 @@ impl CustomOp3 for StandardizeOp {
     /// With x̂ = (x − μ)·r, r = 1/sqrt(σ²+ε), per group of M values and plane coefficient γ:
     /// ∂x = γ·r·∂y − r/M·(Σγ∂y + x̂·Σγ∂y·x̂), ∂γ = Σ∂y·x̂, ∂β = Σ∂y (docs/norms.md §1). A skip
     /// term k·x adds k·∂y to ∂x, and ∂k = Σ∂y·x = Σ∂y·(x − μ) + μ·Σ∂y, from the same sums.
+    /// Scaled, this gives ∂x̃, and ∂x = s·∂x̃ − x·s³/d·Σ∂x̃·x per sample ([`sample_terms`]).
     fn bwd(
         &self,
         x: &Tensor,
@@ -327,20 +455,27 @@ impl CustomOp3 for StandardizeOp {
         let need_gx = x.track_op();
         let (gx, dgamma, dbeta) = with_f32(x, "standardize backward", |xs| {
             with_f32(gamma, "standardize backward", |gk| {
-                let (gs, skip) = split_skip(gk, self.skip, g.c);
+                let (gs, skip) = split_skip(gk, self.variant, g.c);
                 with_planes(gy, res, "standardize backward", |gys, ys| {
-                    // Per plane: Σ∂z and Σ∂z·(x − μ), ∂z the gradient before the activation.
+                    // Per plane: Σ∂z and Σ∂z·(x − μ/s), ∂z the gradient before the activation
+                    // (s = 1 unless scaled).
                     let sums: Vec<(f64, f64)> = xs
                         .par_chunks(g.l)
                         .zip(gys.par_chunks(g.l).zip(ys.par_chunks(g.l)))
                         .with_min_len(g.min_planes())
                         .enumerate()
                         .map(|(p, (xp, (gp, yp)))| {
-                            let [dy, dyc] = act.moments(gp, yp, xp, stats.mean[g.group_of(p)]);
+                            let [dy, dyc] = act.moments(gp, yp, xp, stats.shift(&g, p));
                             (dy, dyc)
                         })
                         .collect();
-                    let (f, centred): (Vec<f64>, Vec<f64>) = sums.into_iter().unzip();
+                    let (f, dzc): (Vec<f64>, Vec<f64>) = sums.into_iter().unzip();
+                    // Σ∂z·(x̃ − μ) = s·Σ∂z·(x − μ/s).
+                    let centred: Vec<f64> = dzc
+                        .iter()
+                        .enumerate()
+                        .map(|(p, v)| v * stats.scale(&g, p) as f64)
+                        .collect();
                     let e: Vec<f64> = centred
                         .iter()
                         .enumerate()
@@ -356,14 +491,20 @@ impl CustomOp3 for StandardizeOp {
                             b[s] += gp * e[p];
                         }
                         self.across.sum_pair(&mut a, &mut b);
-                        let k = GradCoefs {
+                        let mut k = GradCoefs {
                             gamma: gs,
                             skip,
                             stats,
                             istd: &istd,
                             a: &a,
                             b: &b,
+                            sample: None,
                         };
+                        let terms = stats
+                            .scales
+                            .as_ref()
+                            .map(|sc| sample_terms(&k, sc, (&f, &dzc), &g));
+                        k.sample = terms.as_deref();
                         input_grad(xs, gys, ys, act, &k, &g)
                     });
                     let mut dgamma = reduce_to(&e, g.c, gs.len());
@@ -385,8 +526,8 @@ impl CustomOp3 for StandardizeOp {
     }
 }
 
-/// What the input gradient needs per group: γ, the skip coefficients, the statistics, and
-/// A = Σγ∂z, B = Σγ∂z·x̂.
+/// What the input gradient needs per group: γ, the skip coefficients, the statistics,
+/// A = Σγ∂z, B = Σγ∂z·x̂, and when scaled, [`sample_terms`]' t per sample.
 struct GradCoefs<'a> {
     gamma: &'a [f32],
     skip: Option<&'a [f32]>,
@@ -394,10 +535,55 @@ struct GradCoefs<'a> {
     istd: &'a [f32],
     a: &'a [f64],
     b: &'a [f64],
+    sample: Option<&'a [f64]>,
+}
+
+impl GradCoefs<'_> {
+    /// k1, k2, k3 of plane `p` in ∂x̃ = k1·∂z + k2·(x̃ − μ) + k3 (see [`input_grad`]).
+    fn plane(&self, g: &PlaneGeom, p: usize) -> [f64; 3] {
+        let s = g.group_of(p);
+        let (r, count) = (self.istd[s] as f64, self.stats.count);
+        let skip = self.skip.map_or(0.0, |v| v[p % g.c] as f64);
+        [
+            coef_at(self.gamma, g.c, p) as f64 * r + skip,
+            -r * r * self.b[s] / count,
+            -r * self.a[s] / count,
+        ]
+    }
+}
+
+/// Per sample of a scaled standardization, t = s³/d·Σ∂x̃·x (0 where the divisor is floored), from
+/// per-plane sums alone: Σ∂x̃·x = k1·Σ∂z·x + k2·Σ(x̃ − μ)·x + k3·Σx, with Σ∂z·x = Σ∂z·(x − μ/s) +
+/// μ/s·Σ∂z and Σ(x̃ − μ)·x = s·Σx² − μ·Σx. `sums` = (Σ∂z, Σ∂z·(x − μ/s)) per plane.
+fn sample_terms(
+    k: &GradCoefs,
+    sc: &SampleScales,
+    (f, dzc): (&[f64], &[f64]),
+    g: &PlaneGeom,
+) -> Vec<f64> {
+    let mut t = vec![0f64; g.n];
+    for p in 0..g.n * g.c {
+        let [k1, k2, k3] = k.plane(g, p);
+        let (s, shift) = (k.stats.scale(g, p) as f64, k.stats.shift(g, p) as f64);
+        let mean = k.stats.mean[g.group_of(p)] as f64;
+        let dz_x = dzc[p] + shift * f[p];
+        let xc_x = s * sc.sq[p] - mean * sc.sum[p];
+        t[p / g.c] += k1 * dz_x + k2 * xc_x + k3 * sc.sum[p];
+    }
+    for (n, t) in t.iter_mut().enumerate() {
+        let s = sc.s[n] as f64;
+        *t = if sc.floored[n] {
+            0.0
+        } else {
+            s * s * s / sc.d * *t
+        };
+    }
+    t
 }
 
 /// ∂x = k1·∂z + k2·(x − μ) + k3 per plane, with k1 = γr (+ k with a skip term), k2 = −r²·B/M,
 /// k3 = −r·A/M, and ∂z the incoming gradient times the activation's slope at the output `ys`.
+/// Scaled, with t from [`sample_terms`]: ∂x = s·k1·∂z + (s²·k2 − t)·(x − μ/s) + s·k3 − t·μ/s.
 fn input_grad(
     xs: &[f32],
     gys: &[f32],
@@ -406,15 +592,17 @@ fn input_grad(
     k: &GradCoefs,
     g: &PlaneGeom,
 ) -> Vec<f32> {
-    let count = k.stats.count;
     par_fill(xs.len(), g.l, g.min_planes(), |p, gxp| {
-        let s = g.group_of(p);
-        let r = k.istd[s] as f64;
-        let skip = k.skip.map_or(0.0, |v| v[p % g.c] as f64);
-        let k1 = (coef_at(k.gamma, g.c, p) as f64 * r + skip) as f32;
-        let k2 = (-r * r * k.b[s] / count) as f32;
-        let k3 = (-r * k.a[s] / count) as f32;
-        let m = k.stats.mean[s];
+        let [k1, k2, k3] = k.plane(g, p);
+        let m = k.stats.shift(g, p);
+        let [k1, k2, k3] = match k.sample {
+            None => [k1, k2, k3],
+            Some(t) => {
+                let (s, t) = (k.stats.scale(g, p) as f64, t[p / g.c]);
+                [s * k1, s * s * k2 - t, s * k3 - t * m as f64]
+            }
+        }
+        .map(|v| v as f32);
         let at = p * g.l;
         let (xp, gp, yp) = (&xs[at..at + g.l], &gys[at..at + g.l], &ys[at..at + g.l]);
         for (((o, xv), dy), yv) in gxp.iter_mut().zip(xp).zip(gp).zip(yp) {
@@ -603,6 +791,89 @@ mod tests {
                     assert!(d < 2e-4, "{what}: d{name} differs by {d}");
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The scaled op (L2BN's train step) against candle's autograd through the per-sample
+    /// division and the fallback composition: forward, statistics (of x̃) and every gradient,
+    /// both divisors, both activations, per-sample norms far apart.
+    #[test]
+    fn standardize_scaled_matches_candle_autograd() -> Result<()> {
+        let dev = Device::Cpu;
+        let (n, c, l) = (4, 5, 31);
+        for mean in [true, false] {
+            for act in [Activation::Identity, Activation::Relu] {
+                let spread = Tensor::new(&[0.3f32, 1.0, 4.0, 20.0], &dev)?.reshape((n, 1, 1))?;
+                let x0 = (Tensor::randn(0f32, 1.0, (n, c, l), &dev)? + 0.5)?;
+                let x = Var::from_tensor(&x0.broadcast_mul(&spread)?)?;
+                let gm = Var::from_tensor(&Tensor::randn(1f32, 0.5, c, &dev)?)?;
+                let bt = Var::from_tensor(&Tensor::randn(0f32, 0.5, c, &dev)?)?;
+                let r = Tensor::randn(0f32, 1.0, (n, c, l), &dev)?;
+                let scaling = SampleScaling { mean, floor: 1e-12 };
+                let fast = standardize_scaled(&x, &gm, &bt, 1e-5, act, scaling)?;
+                let d = if mean { (c * l) as f64 } else { 1.0 };
+                let norm = (x.sqr()?.flatten_from(1)?.sum_keepdim(1)? / d)?.sqrt()?;
+                let xt = x.broadcast_div(&norm.maximum(1e-12)?.reshape((n, 1, 1))?)?;
+                let geom = PlaneGeom::new(&xt, Grouping::Channel)?;
+                let mut slow = super::super::fallback::standardize(&xt, &gm, &bt, &geom, 1e-5)?;
+                if act == Activation::Relu {
+                    slow.y = slow.y.relu()?; // candle's own, not ours
+                }
+                let what = format!("mean={mean} {act:?}");
+                assert!(max_diff(&fast.y, &slow.y) < 1e-4, "{what}: y");
+                let scale = if mean { 1.0 } else { ((c * l) as f32).sqrt() };
+                assert!(
+                    max_diff(&fast.mean, &slow.mean) * scale < 1e-5,
+                    "{what}: mean"
+                );
+                assert!(
+                    max_diff(&fast.var, &slow.var) * scale * scale < 1e-4,
+                    "{what}: var"
+                );
+                let g1 = (&fast.y * &r)?.sum_all()?.backward()?;
+                let g2 = (&slow.y * &r)?.sum_all()?.backward()?;
+                for (name, v) in [("x", &x), ("gamma", &gm), ("beta", &bt)] {
+                    let (a, b) = (g1.get(v).expect("grad"), g2.get(v).expect("grad"));
+                    let top = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+                    let d = max_diff(a, b);
+                    assert!(
+                        d <= 2e-4 * top.max(1.0),
+                        "{what}: d{name} differs by {d} of {top}"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A sample whose divisor is floored (RMS 1e-4 under a floor of 1e-3) gets ∂x = s·∂x̃ only,
+    /// as [`super::super::equalize_samples`] followed by [`standardize`] gives it.
+    #[test]
+    fn standardize_scaled_matches_the_composition_at_the_floor() -> Result<()> {
+        let dev = Device::Cpu;
+        let (n, c, l) = (3, 4, 19);
+        let mut v = Tensor::randn(0f32, 1.0, (n, c, l), &dev)?.to_vec3::<f32>()?;
+        v[1].iter_mut().flatten().for_each(|x| *x *= 1e-4);
+        let x = Var::from_tensor(&Tensor::new(v, &dev)?)?;
+        let gm = Var::from_tensor(&Tensor::randn(1f32, 0.5, c, &dev)?)?;
+        let bt = Var::from_tensor(&Tensor::randn(0f32, 0.5, c, &dev)?)?;
+        let r = Tensor::randn(0f32, 1.0, (n, c, l), &dev)?;
+        let act = Activation::Relu;
+        let scaling = SampleScaling {
+            mean: true,
+            floor: 1e-3,
+        };
+        let fast = standardize_scaled(&x, &gm, &bt, 1e-5, act, scaling)?;
+        let xt = super::super::equalize_samples(&x, true, 1e-3)?;
+        let slow = standardize(&xt, Some(&gm), Some(&bt), Grouping::Channel, 1e-5, act)?;
+        assert!(max_diff(&fast.y, &slow.y) < 1e-5);
+        let g1 = (&fast.y * &r)?.sum_all()?.backward()?;
+        let g2 = (&slow.y * &r)?.sum_all()?.backward()?;
+        for v in [&x, &gm, &bt] {
+            let (a, b) = (g1.get(v).expect("grad"), g2.get(v).expect("grad"));
+            let top = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            assert!(max_diff(a, b) <= 1e-4 * top.max(1.0), "{}", max_diff(a, b));
         }
         Ok(())
     }
