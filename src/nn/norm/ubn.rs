@@ -15,11 +15,11 @@ use candle_core::{bail, DType, Result, Tensor, Var};
 use candle_nn::Init;
 use serde::{Deserialize, Serialize};
 
-use super::gate::{emit_gap_gate, gap_gate};
+use super::gate::emit_gap_gate;
 use super::stats::{as_ncl, gap, RunningStats};
 use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::across::Across;
-use crate::nn::ops::{depthwise_conv2d, plane_affine, Activation, BatchRows};
+use crate::nn::ops::{gated_depthwise, plane_affine, Activation, BatchRows};
 use crate::nn::options::Options;
 use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
 
@@ -247,12 +247,13 @@ impl Norm for UnifiedBn {
             self.stats
                 .normalize_running(&x1, None, Activation::Identity)?
         };
-        let g = gap_gate(&xh, &self.scale_weight, &self.scale_bias)?.reshape((n, c))?;
+        // The scaling gate and the BNET conv with its bias in one op.
         let p = (self.k - 1) / 2;
-        let z = depthwise_conv2d(&xh.reshape(dims.as_slice())?, &self.kernel, (1, 1), (p, p))?;
-        // g·(z + b_k) = z·g + g·b_k: the BNET bias and the gate in one per-plane affine.
-        let shift = g.broadcast_mul(&self.kernel_bias)?;
-        plane_affine(&z.reshape((n, c, ()))?, &g, &shift, act)?.reshape(dims)
+        let coefs = Tensor::cat(
+            &[&self.scale_weight, &self.scale_bias, &self.kernel_bias],
+            0,
+        )?;
+        gated_depthwise(&xh.reshape(dims)?, &self.kernel, &coefs, (p, p), act)
     }
 
     fn name(&self) -> &'static str {

@@ -22,6 +22,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod equalize;
 pub mod fallback;
+pub mod gated;
 mod planes;
 pub mod pool;
 pub mod standardize;
@@ -39,6 +40,7 @@ pub use centre::centre_standardize;
 pub use conv::conv2d;
 pub use depthwise::depthwise_conv2d;
 pub use equalize::equalize_samples;
+pub use gated::gated_depthwise;
 pub use planes::{Grouping, Standardized};
 pub use pool::{avg_pool2d, max_pool2d};
 pub use standardize::{
