@@ -12,7 +12,8 @@
 //! `cargo bench --bench norms`. Knobs: `ASC_BENCH_PART=layers|models` runs one part;
 //! `ASC_BENCH_NORMS=bn,gn` picks norms; `ASC_BENCH_SHAPE=8,16,128,431` the layer activation;
 //! `ASC_BENCH_MODELS=cnn-431,cnn-216,cp-mobile` the step configurations (`cnn-431` alone takes
-//! minutes); `ASC_BENCH_BATCH=8` overrides the batch of 32; `ASC_BENCH_TORCH_THREADS` (default
+//! minutes); `ASC_BENCH_ROUNDS=5` runs every norm in turn five times and reports medians (the
+//! VM's neighbours move a single run by 30 %); `ASC_BENCH_BATCH=8` overrides the batch of 32; `ASC_BENCH_TORCH_THREADS` (default
 //! 2, as this machine) torch's threads; ours uses rayon's pool (`RAYON_NUM_THREADS`).
 
 #[path = "common/peers.rs"]
@@ -200,12 +201,15 @@ fn mib(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.0}"))
 }
 
-/// `a / b` to two places, "-" where a side is missing.
-fn ratio(a: Option<f64>, b: Option<f64>) -> String {
-    match (a, b) {
-        (Some(a), Some(b)) => format!("{:.2}", a / b),
-        _ => "-".into(),
-    }
+/// A ratio to two places, "-" where it is missing.
+fn two_places(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.2}"))
+}
+
+/// The median of the values present; `None` when any is missing (a side that did not run).
+fn median_of(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let v: Option<Vec<f64>> = v.collect();
+    v.filter(|v| !v.is_empty()).map(median_ms)
 }
 
 /// Training step of each selected model, input and norm, ours and PyTorch's side by side.
@@ -215,9 +219,14 @@ fn models(reps: usize) -> candle_core::Result<()> {
         .ok()
         .map(|b| b.parse().expect("ASC_BENCH_BATCH: an integer"));
     let threads = env_or("ASC_BENCH_TORCH_THREADS", "2");
+    let rounds: usize = env_or("ASC_BENCH_ROUNDS", "1")
+        .parse()
+        .expect("ASC_BENCH_ROUNDS: an integer");
+    let rounds = rounds.max(1);
     println!(
         "\ntraining step (train forward, soft cross-entropy, backward, AdamW), median ms of {reps} \
-         after one warm-up step; ours: {} rayon thread(s) on {} CPU(s); torch: \
+         after one warm-up step, median over {rounds} round(s) of every norm in turn (the ratios: \
+         medians of the per-round ratios); ours: {} rayon thread(s) on {} CPU(s); torch: \
          benches/train_torch.py, {threads} thread(s), BN/GN/LN/IN statistics through torch's \
          kernels; each configuration in a fresh process on both sides; RSS in MiB: peak \
          (VmHWM) and its rise (Δ) over the RSS before the model is built (runtime and libraries)",
@@ -246,31 +255,46 @@ fn models(reps: usize) -> candle_core::Result<()> {
     {
         let (n, h, w) = case.input;
         let input = (batch.unwrap_or(n), h, w);
-        let mut bn: Option<(StepFigures, Option<StepFigures>)> = None;
-        for name in NORM_NAMES.iter().filter(|n| selected(n)) {
-            let ours = our_step(case.model, name, input, reps)?;
-            // After one failure (python3 or torch missing) the torch column stays empty.
-            let torch = torch_ok
-                .then(|| torch_step(case.model, name, input, reps, &threads))
-                .flatten();
-            torch_ok = torch.is_some();
-            if *name == "bn" {
-                bn = Some((ours, torch));
+        let names: Vec<&str> = NORM_NAMES.iter().copied().filter(|n| selected(n)).collect();
+        // Each round runs every norm once, ours then torch's: a burst of contention on the
+        // shared VM then lands on one round, not on one norm's row.
+        let mut runs: Vec<Vec<(StepFigures, Option<StepFigures>)>> = vec![Vec::new(); names.len()];
+        for _ in 0..rounds {
+            for (i, name) in names.iter().enumerate() {
+                let ours = our_step(case.model, name, input, reps)?;
+                // After one failure (python3 or torch missing) the torch column stays empty.
+                let torch = torch_ok
+                    .then(|| torch_step(case.model, name, input, reps, &threads))
+                    .flatten();
+                torch_ok = torch.is_some();
+                runs[i].push((ours, torch));
             }
+        }
+        let bn = names.iter().position(|n| *n == "bn").map(|i| &runs[i]);
+        for (name, runs) in names.iter().zip(&runs) {
+            let ours_ms = median_ms(runs.iter().map(|r| r.0.ms).collect());
+            let torch_ms = median_of(runs.iter().map(|r| r.1.map(|t| t.ms)));
+            // Ratios per round, then their median: both sides of a ratio ran minutes apart at
+            // most, in the same round.
+            let per_round = |f: &dyn Fn(usize) -> Option<f64>| median_of((0..rounds).map(f));
+            let vs_torch = per_round(&|r| runs[r].1.map(|t| runs[r].0.ms / t.ms));
+            let ours_bn = per_round(&|r| bn.map(|b| runs[r].0.ms / b[r].0.ms));
+            let torch_bn = per_round(&|r| Some(runs[r].1?.ms / bn.and_then(|b| b[r].1)?.ms));
+            let last = runs.last().expect("at least one round");
             let rise = |f: &StepFigures| f.peak_rss.zip(f.start_rss).map(|(p, s)| p - s);
             println!(
                 "{:<10} {:<11} {name:<7} {:>9.1} {:>9} {:>6} {:>7} {:>8} {:>8} {:>9} {:>7} {:>8}",
                 case.model,
                 format!("{}x{h}x{w}", input.0),
-                ours.ms,
-                torch.map_or("-".into(), |t| format!("{:.1}", t.ms)),
-                ratio(Some(ours.ms), torch.map(|t| t.ms)),
-                ratio(Some(ours.ms), bn.map(|b| b.0.ms)),
-                ratio(torch.map(|t| t.ms), bn.and_then(|b| b.1).map(|t| t.ms)),
-                mib(ours.peak_rss),
-                mib(torch.and_then(|t| t.peak_rss)),
-                mib(rise(&ours)),
-                mib(torch.as_ref().and_then(rise)),
+                ours_ms,
+                torch_ms.map_or("-".into(), |t| format!("{t:.1}")),
+                two_places(vs_torch),
+                two_places(ours_bn),
+                two_places(torch_bn),
+                mib(last.0.peak_rss),
+                mib(last.1.and_then(|t| t.peak_rss)),
+                mib(rise(&last.0)),
+                mib(last.1.as_ref().and_then(rise)),
             );
         }
     }
