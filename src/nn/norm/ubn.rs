@@ -19,7 +19,7 @@ use super::gate::emit_gap_gate;
 use super::stats::{as_ncl, gap, RunningStats};
 use super::{Norm, NormBuilder, NormConfig, NormEntry};
 use crate::nn::ops::across::Across;
-use crate::nn::ops::{gated_depthwise, plane_affine, Activation, BatchRows};
+use crate::nn::ops::{gated_depthwise, plane_affine, unit_row_sum, Activation, BatchRows};
 use crate::nn::options::Options;
 use crate::onnx::graph::{attr_int, attr_ints, OnnxGraph};
 
@@ -164,7 +164,7 @@ impl UnifiedBn {
         if n == 1 {
             return Ok(1.0);
         }
-        Ok(mean_cosine(&unit_row_sum(&x.narrow(0, 0, n)?)?, n))
+        Ok(mean_cosine(&unit_row_sum(&x.narrow(0, 0, n)?, COS_EPS)?, n))
     }
 
     /// [`Self::batch_cosine`] over the whole batch of a data-parallel step (synchronised BN),
@@ -180,7 +180,7 @@ impl UnifiedBn {
         let d = x.elem_count() / x.dim(0)?.max(1);
         let mut sum = vec![0f64; d];
         if local > 0 {
-            sum = unit_row_sum(&x.narrow(0, 0, local)?)?;
+            sum = unit_row_sum(&x.narrow(0, 0, local)?, COS_EPS)?;
         }
         across.sum(&mut sum);
         Ok(mean_cosine(&sum, n))
@@ -199,20 +199,6 @@ impl UnifiedBn {
             FctMode::BatchWhenBelow => c <= self.tau,
         })
     }
-}
-
-/// The sum Σ x̂ᵢ of the rows of `x` (N, ...), flattened and scaled to unit length
-/// (`cosine_similarity`'s ε), without gradient.
-fn unit_row_sum(x: &Tensor) -> Result<Vec<f64>> {
-    let xs = x.detach().flatten_from(1)?;
-    let inv = xs.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(COS_EPS)?.recip()?;
-    // One (1 × N)·(N × D) product: scaling the rows and summing them with candle's reduction
-    // over the first axis made the gate cost more than the Gram matrix it replaces.
-    inv.t()?
-        .matmul(&xs)?
-        .flatten_all()?
-        .to_dtype(DType::F64)?
-        .to_vec1::<f64>()
 }
 
 /// Mean off-diagonal cosine of `n` unit rows from their sum: the sum of every pair's cosine,

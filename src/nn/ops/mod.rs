@@ -25,6 +25,7 @@ pub mod fallback;
 pub mod gated;
 mod planes;
 pub mod pool;
+pub mod rows;
 pub mod standardize;
 mod window;
 
@@ -43,6 +44,7 @@ pub use equalize::equalize_samples;
 pub use gated::gated_depthwise;
 pub use planes::{Grouping, Standardized};
 pub use pool::{avg_pool2d, max_pool2d};
+pub use rows::unit_row_sum;
 pub use standardize::{
     plane_affine, standardize, standardize_scaled, standardize_skip, SampleScaling,
 };
