@@ -4,7 +4,7 @@
 
 use super::config::{ClipNorm, FrontendConfig, FrontendError, LogScale, PadMode};
 use super::fastlog::ln_in_place;
-use super::mel::{filterbank, Band, MelSpec};
+use super::mel::{filterbank, Band, MelSpec, FRAMES};
 use super::spectrum::{PowerSpectrum, SpectrumScratch};
 
 /// A log-mel spectrogram, `n_mels` rows of `frames` values (row-major, librosa's layout).
@@ -36,6 +36,7 @@ struct Scratch {
     /// A frame overlapping the padding, assembled.
     edge: Vec<f32>,
     spectrum: SpectrumScratch,
+    /// [`FRAMES`] power spectra, one after the other.
     power: Vec<f32>,
 }
 
@@ -87,7 +88,7 @@ impl LogMel {
         Scratch {
             edge: vec![0.0; self.config.n_fft],
             spectrum: self.spectrum.scratch(),
-            power: vec![0.0; self.config.n_fft / 2 + 1],
+            power: vec![0.0; FRAMES * (self.config.n_fft / 2 + 1)],
         }
     }
 
@@ -131,13 +132,19 @@ impl LogMel {
     #[inline(always)]
     fn fill(&self, samples: &[f32], data: &mut [f32]) {
         let frames = data.len() / self.config.n_mels.max(1);
+        let bins = self.config.n_fft / 2 + 1;
         let mut s = self.scratch();
-        for t in 0..frames {
-            let frame = self.frame(samples, t, &mut s.edge);
-            self.spectrum
-                .power(frame, &self.window, &mut s.spectrum, &mut s.power);
+        for t0 in (0..frames).step_by(FRAMES) {
+            let group = FRAMES.min(frames - t0);
+            for (j, power) in s.power.chunks_exact_mut(bins).take(group).enumerate() {
+                let frame = self.frame(samples, t0 + j, &mut s.edge);
+                self.spectrum
+                    .power(frame, &self.window, &mut s.spectrum, power);
+            }
+            // A last group of fewer frames sums stale spectra too; only its own are kept.
             for (m, band) in self.bands.iter().enumerate() {
-                data[m * frames + t] = band.energy(&s.power);
+                let e = band.energies(&s.power, bins);
+                data[m * frames + t0..][..group].copy_from_slice(&e[..group]);
             }
         }
         self.compress(data);
