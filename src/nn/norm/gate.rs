@@ -1,6 +1,7 @@
 //! The per-sample channel gate of IEBN (its attention, docs/norms.md §6.2) and UBN (its scaling
 //! calibration, §5.2): `sigmoid(w·GAP(t) + b)` with per-channel w and b, in train and eval
-//! forward alike, and as ONNX ops (§6.3, §5.4).
+//! forward alike, and as ONNX ops (§6.3, §5.4). UBN's forward takes its gate inside its BNET
+//! conv's op (`ops::gated_depthwise`); its ONNX form is the one here.
 
 use candle_core::{Result, Tensor};
 use candle_nn::ops::sigmoid;

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::planes::planes_per_task;
 use super::window::Window2d;
 use super::{cpu_f32, depthwise_conv2d, grad_tensor, par_fill, use_cpu_kernels, with_f32};
 use super::{plane_affine, Activation};
@@ -90,11 +91,6 @@ impl GatedOp {
     fn kernel(&self) -> kdw::Depthwise {
         self.geom.strided().depthwise()
     }
-
-    /// Planes per rayon task for passes over planes of `len` values.
-    fn min_planes(len: usize) -> usize {
-        (16_384 / len.max(1)).max(1)
-    }
 }
 
 /// sigmoid(v) = 1 / (1 + e^−v).
@@ -124,7 +120,7 @@ impl CustomOp3 for GatedOp {
         let (isa, l_in, l_out) = (Isa::active(), g.h * g.w, g.oh * g.ow);
         let mean: Vec<f32> = x
             .par_chunks(l_in)
-            .with_min_len(Self::min_planes(l_in))
+            .with_min_len(planes_per_task(l_in))
             .map(|xp| (reduce::sum(xp, isa) / l_in as f64) as f32)
             .collect();
         let gate: Vec<f32> = mean
@@ -135,7 +131,7 @@ impl CustomOp3 for GatedOp {
         let mut y = kdw::forward(x, g.n, w, Some(bk), &self.kernel(), isa);
         let act = self.act;
         y.par_chunks_mut(l_out)
-            .with_min_len(Self::min_planes(l_out))
+            .with_min_len(planes_per_task(l_out))
             .zip(&gate)
             .for_each(|(yp, &gp)| yp.iter_mut().for_each(|v| *v = act.eval(gp * *v)));
         // A second forward of the same op (never done by candle) would keep the first values.
@@ -167,11 +163,11 @@ impl CustomOp3 for GatedOp {
                     let sums: Vec<[f64; 2]> = gys
                         .par_chunks(l_out)
                         .zip(ys.par_chunks(l_out))
-                        .with_min_len(Self::min_planes(l_out))
+                        .with_min_len(planes_per_task(l_out))
                         .map(|(gp, yp)| act.moments(gp, yp, yp, 0.0))
                         .collect();
                     let gate = &saved.gate;
-                    let gz = par_fill(gys.len(), l_out, Self::min_planes(l_out), |p, o| {
+                    let gz = par_fill(gys.len(), l_out, planes_per_task(l_out), |p, o| {
                         let gp = gate[p];
                         let at = p * l_out;
                         let (gyp, yp) = (&gys[at..at + l_out], &ys[at..at + l_out]);
@@ -199,7 +195,7 @@ impl CustomOp3 for GatedOp {
                             with_f32(kernel, "gated_depthwise backward", |ws| {
                                 let mut gx = kdw::input_gradient(&gz, g.n, ws, &kern, isa);
                                 gx.par_chunks_mut(l_in)
-                                    .with_min_len(Self::min_planes(l_in))
+                                    .with_min_len(planes_per_task(l_in))
                                     .enumerate()
                                     .for_each(|(p, gp)| {
                                         let d = (cs[p % g.c] as f64 * du[p] / l_in as f64) as f32;

@@ -76,6 +76,12 @@ impl PlaneGeom {
 
     /// Planes per rayon task: enough values that scheduling stays negligible.
     pub(crate) fn min_planes(&self) -> usize {
-        (16_384 / self.l).max(1)
+        planes_per_task(self.l)
     }
+}
+
+/// Planes of `len` values per rayon task: at least 16 384 values, so that scheduling stays
+/// negligible.
+pub(crate) fn planes_per_task(len: usize) -> usize {
+    (16_384 / len.max(1)).max(1)
 }
