@@ -1,22 +1,11 @@
 //! The per-sample channel gate of IEBN (its attention, docs/norms.md §6.2) and UBN (its scaling
-//! calibration, §5.2): `sigmoid(w·GAP(t) + b)` with per-channel w and b, in train and eval
-//! forward alike, and as ONNX ops (§6.3, §5.4). UBN's forward takes its gate inside its BNET
-//! conv's op (`ops::gated_depthwise`); its ONNX form is the one here.
+//! calibration, §5.2), `sigmoid(w·GAP(t) + b)` with per-channel w and b, as ONNX ops (§6.3,
+//! §5.4). Its forward is `ops::gap_gate` (IEBN; UBN's candle-op path), or inside UBN's BNET
+//! conv's op (`ops::gated_depthwise`).
 
 use candle_core::{Result, Tensor};
-use candle_nn::ops::sigmoid;
 
-use super::stats::gap;
 use crate::onnx::graph::OnnxGraph;
-
-/// The gate of an (N, C, L) input `t`, shape (N, C, 1); `w` and `b` of shape (C).
-pub fn gap_gate(t: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let c = w.elem_count();
-    let z = gap(t)?
-        .broadcast_mul(&w.reshape((1, c, 1))?)?
-        .broadcast_add(&b.reshape((1, c, 1))?)?;
-    sigmoid(&z)
-}
 
 /// `Sigmoid(GAP(x)·w + b)` for rank-4 input, with (C) parameters as [1, C, 1, 1] initializers:
 /// the per-sample channel gate of IEBN (§6.3) and UBN (§5.4).

@@ -5,10 +5,10 @@
 
 use candle_core::{Result, Tensor};
 
-use super::gate::{emit_gap_gate, gap_gate};
+use super::gate::emit_gap_gate;
 use super::stats::{as_ncl, RunningStats};
 use super::{Norm, NormBuilder, NormConfig, NormEntry};
-use crate::nn::ops::Activation;
+use crate::nn::ops::{gap_gate, Activation};
 use crate::onnx::graph::OnnxGraph;
 
 /// γ, β, w_r, b_r (C): 4C parameters; buffers running mean/var (C).

@@ -53,6 +53,18 @@ pub fn gated_depthwise(
     }
 }
 
+/// The gate `sigmoid(w·GAP(t) + b)` of an (N, C, L) input `t`, shape (N, C, 1); `w` and `b` of
+/// shape (C), in candle ops: IEBN's attention (docs/norms.md §6.2), and UBN's scaling
+/// calibration where [`gated_depthwise`] cannot run its kernel.
+pub fn gap_gate(t: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let c = w.elem_count();
+    let z = t
+        .mean_keepdim(2)?
+        .broadcast_mul(&w.reshape((1, c, 1))?)?
+        .broadcast_add(&b.reshape((1, c, 1))?)?;
+    candle_nn::ops::sigmoid(&z)
+}
+
 /// The same with candle ops and the separate layers (devices without our kernels).
 fn composed(
     x: &Tensor,
@@ -65,8 +77,7 @@ fn composed(
     let n = x.dim(0)?;
     let [ws, bs, bk] = [0, 1, 2].map(|i| coefs.narrow(0, i * c, c));
     let (ws, bs, bk) = (ws?, bs?, bk?);
-    let gap = x.flatten_from(2)?.mean(2)?;
-    let g = candle_nn::ops::sigmoid(&gap.broadcast_mul(&ws)?.broadcast_add(&bs)?)?;
+    let g = gap_gate(&x.reshape((n, c, ()))?, &ws, &bs)?.reshape((n, c))?;
     let z = depthwise_conv2d(x, kernel, (1, 1), padding)?;
     let shift = g.broadcast_mul(&bk)?;
     let y = plane_affine(&z.reshape((n, c, ()))?, &g, &shift, act)?;

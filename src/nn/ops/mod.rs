@@ -41,7 +41,7 @@ pub use centre::centre_standardize;
 pub use conv::conv2d;
 pub use depthwise::depthwise_conv2d;
 pub use equalize::equalize_samples;
-pub use gated::gated_depthwise;
+pub use gated::{gap_gate, gated_depthwise};
 pub use planes::{Grouping, Standardized};
 pub use pool::{avg_pool2d, max_pool2d};
 pub use rows::unit_row_sum;

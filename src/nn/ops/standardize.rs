@@ -278,7 +278,8 @@ struct SampleScales {
 }
 
 impl SampleScales {
-    fn new(sum: Vec<f64>, sq: Vec<f64>, c: usize, l: usize, scaling: SampleScaling) -> Self {
+    /// The scales from Σx² per plane; Σx is set once the group means no longer need it apart.
+    fn new(sq: Vec<f64>, c: usize, l: usize, scaling: SampleScaling) -> Self {
         let d = if scaling.mean { (c * l) as f64 } else { 1.0 };
         let r: Vec<f64> = sq
             .chunks(c)
@@ -289,7 +290,7 @@ impl SampleScales {
                 .map(|r| (1.0 / r.max(scaling.floor)) as f32)
                 .collect(),
             floored: r.iter().map(|&r| r < scaling.floor).collect(),
-            sum,
+            sum: Vec::new(),
             sq,
             d,
         }
@@ -340,11 +341,14 @@ fn group_stats(
         mean: Vec::new(),
         var: Vec::new(),
         count: 0.0,
-        scales: scaling.map(|sc| SampleScales::new(sums.clone(), squares, g.c, l, sc)),
+        scales: scaling.map(|sc| SampleScales::new(squares, g.c, l, sc)),
     };
     let mut mean = vec![0f64; g.n_groups()];
     for (p, s) in sums.iter().enumerate() {
         mean[g.group_of(p)] += s * stats.scale(g, p) as f64;
+    }
+    if let Some(sc) = &mut stats.scales {
+        sc.sum = sums;
     }
     let count = across.sum_with_count(&mut mean, g.count());
     stats.mean = mean.iter().map(|s| (s / count) as f32).collect();
